@@ -1,0 +1,41 @@
+"""The demo marketplace: sellers' listings in an editable catalogue of categories."""
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Category(models.Model):
+    """A category of the site's catalogue; editable in the admin, so a site can grow it."""
+
+    name = models.CharField(max_length=80, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def listing_image_path(instance: "Listing", filename: str) -> str:
+    return f"listings/{instance.seller_id}/{filename}"
+
+
+class Listing(models.Model):
+    seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listings")
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, max_length=5000)
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
+    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
+    image = models.ImageField(upload_to=listing_image_path)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["seller", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.title

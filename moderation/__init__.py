@@ -1,0 +1,1 @@
+"""Listing consistency moderation: CLIP embeddings, scoring and a review queue for Django."""

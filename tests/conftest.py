@@ -1,0 +1,71 @@
+"""Shared fixtures: factories for users, categories and listings, and the embedded
+server's lifecycle (a server the test run started is stopped when the run ends)."""
+
+import os
+from decimal import Decimal
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from helpers import image_bytes
+
+from config import embedded_postgres
+
+_started_embedded_server = False
+
+
+def _uses_embedded_server() -> bool:
+    return not os.environ.get("DATABASE_URL")
+
+
+def pytest_configure(config):
+    global _started_embedded_server
+    _started_embedded_server = _uses_embedded_server() and embedded_postgres.postmaster_pid() is None
+
+
+def pytest_unconfigure(config):
+    # After pytest-django has dropped the test database: stop the server if this run
+    # started it, so that CI and a developer's machine are left as they were.
+    if _started_embedded_server:
+        embedded_postgres.stop()
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def user_factory(django_user_model):
+    counter = iter(range(10**6))
+
+    def make(**kwargs):
+        kwargs.setdefault("username", f"seller{next(counter)}")
+        return django_user_model.objects.create_user(password="pw-for-tests", **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def category_factory():
+    from catalog.models import Category
+
+    def make(name="Kitchen", **kwargs):
+        return Category.objects.get_or_create(name=name, defaults={"slug": name.lower().replace(" ", "-"), **kwargs})[0]
+
+    return make
+
+
+@pytest.fixture
+def listing_factory(media_root, user_factory, category_factory):
+    from catalog.models import Listing
+
+    def make(*, color=(200, 30, 30), image=None, **kwargs):
+        kwargs.setdefault("seller", user_factory())
+        kwargs.setdefault("category", category_factory())
+        kwargs.setdefault("title", "Red mug")
+        kwargs.setdefault("price", Decimal("9.50"))
+        upload = SimpleUploadedFile("photo.png", image if image is not None else image_bytes(color))
+        return Listing.objects.create(image=upload, **kwargs)
+
+    return make

@@ -1,0 +1,33 @@
+"""The demo marketplace's models and admin."""
+
+import pytest
+from django.core.management import call_command
+
+from catalog.models import Category, Listing
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_listing_with_an_image_saved_through_the_orm_stores_the_file_in_media(listing_factory, media_root):
+    listing = listing_factory(title="Blue kettle", color=(20, 40, 200))
+    listing.refresh_from_db()
+    path = media_root / listing.image.name
+    assert path.is_file()
+    assert listing.image.name.startswith(f"listings/{listing.seller_id}/")
+    assert listing.image.width == 64
+
+
+def test_the_demo_catalogue_loads_once_with_images(media_root):
+    call_command("catalog_load_demo", verbosity=0)
+    call_command("catalog_load_demo", verbosity=0)
+    count = Listing.objects.count()
+    assert count >= 20
+    assert Category.objects.count() >= 5
+    assert all((media_root / listing.image.name).is_file() for listing in Listing.objects.all())
+
+
+def test_the_admin_lists_listings(admin_client, listing_factory):
+    listing_factory(title="Green lamp")
+    response = admin_client.get("/admin/catalog/listing/")
+    assert response.status_code == 200
+    assert b"Green lamp" in response.content
