@@ -39,14 +39,14 @@ def test_external_database_url_really_connects(db):
     """DATABASE_URL is used for real: point it at the running embedded server's socket."""
     from django.db import connection
 
-    host = connection.get_connection_params()["host"]
+    host, name = connection.get_connection_params()["host"], connection.settings_dict["NAME"]
     code = (
         "import django; django.setup(); from django.db import connection; "
         "cur = connection.cursor(); cur.execute('SELECT current_database()'); print(cur.fetchone()[0])"
     )
-    result = run_python(code, env={"DATABASE_URL": f"postgres://postgres@/marketplace?host={host}"})
+    result = run_python(code, env={"DATABASE_URL": f"postgres://postgres@/{name}?host={host}"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "marketplace"
+    assert result.stdout.strip() == name
 
 
 def test_debug_off_requires_a_secret_key():
