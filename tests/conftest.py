@@ -69,3 +69,17 @@ def listing_factory(media_root, user_factory, category_factory):
         return Listing.objects.create(image=upload, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory):
+    from moderation.embedders.demo_model import build_colour_words_model
+
+    return build_colour_words_model(tmp_path_factory.mktemp("models") / "colour-words")
+
+
+@pytest.fixture(scope="session")
+def bpe_model_dir(tmp_path_factory):
+    from model_builders import build_bpe_model
+
+    return build_bpe_model(tmp_path_factory.mktemp("models") / "bpe-64")

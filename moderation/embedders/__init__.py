@@ -1,0 +1,63 @@
+"""Embedders turn texts and images into unit vectors of one space.
+
+The backend is chosen by dotted path in ``MODERATION["EMBEDDER"]["BACKEND"]`` and
+built once per process with ``MODERATION["EMBEDDER"]["OPTIONS"]`` as keyword
+arguments (see docs/embedders.md).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from django.utils.module_loading import import_string
+from PIL import Image
+
+from moderation.conf import moderation_settings
+
+from .base import (
+    Embedder,
+    EmbedderConfigurationError,
+    EmbedderError,
+    PermanentEmbedError,
+    TransientEmbedError,
+)
+from .images import decode_image
+
+__all__ = [
+    "Embedder",
+    "EmbedderConfigurationError",
+    "EmbedderError",
+    "PermanentEmbedError",
+    "TransientEmbedError",
+    "decode_listing_image",
+    "get_embedder",
+]
+
+
+@functools.cache
+def get_embedder() -> Embedder:
+    """The configured embedder, built once per process and kept warm."""
+    config = moderation_settings.EMBEDDER
+    path = config.get("BACKEND")
+    try:
+        backend = import_string(path)
+    except ImportError as exc:
+        raise EmbedderConfigurationError(
+            f"MODERATION['EMBEDDER']['BACKEND'] = {path!r} cannot be imported: {exc}. "
+            "Use a dotted path such as 'moderation.embedders.onnx_clip.OnnxClipEmbedder'."
+        ) from exc
+    try:
+        return backend(**config.get("OPTIONS", {}))
+    except TypeError as exc:
+        raise EmbedderConfigurationError(f"MODERATION['EMBEDDER']['OPTIONS'] do not fit {path}: {exc}.") from exc
+
+
+def decode_listing_image(data: bytes, *, embedder: Embedder | None = None) -> Image.Image:
+    """Decode an uploaded photo with the configured limits, sized for ``embedder``."""
+    return decode_image(
+        data,
+        formats=moderation_settings.IMAGE_FORMATS,
+        max_pixels=moderation_settings.IMAGE_MAX_PIXELS,
+        max_bytes=moderation_settings.IMAGE_MAX_BYTES,
+        draft_size=getattr(embedder, "image_size", None),
+    )

@@ -1,0 +1,327 @@
+"""Local CLIP on ONNX Runtime, in the split layout that Immich publishes.
+
+A model folder holds::
+
+    config.json                    embed_dim, text_cfg.context_length, ...
+    visual/model.onnx              image tower: float32 NCHW "image" -> (n, embed_dim)
+    visual/preprocess_cfg.json     size, mean, std, interpolation, resize_mode
+    textual/model.onnx             text tower: int token ids (n, context_length) -> (n, embed_dim)
+    textual/tokenizer.json         a `tokenizers` tokenizer
+    textual/tokenizer_config.json  pad_token
+
+Preprocessing is read from the model's own files, never hard-coded, so any CLIP
+exported in this layout works. Each tower is one class; both load lazily, once per
+process (and again after a fork), and stay warm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .base import Embedder, EmbedderConfigurationError
+
+logger = logging.getLogger("moderation.embedders")
+
+MODEL_FILES = (
+    "config.json",
+    "visual/preprocess_cfg.json",
+    "visual/model.onnx",
+    "textual/tokenizer.json",
+    "textual/tokenizer_config.json",
+    "textual/model.onnx",
+)
+DEFAULT_MODEL_NAME = "ViT-B-32__openai"
+DEFAULT_CACHE_DIR = Path(os.environ.get("MODERATION_MODEL_CACHE", Path.home() / ".cache" / "listing-moderation"))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EmbedderConfigurationError(f"Cannot read the model file {path}: {exc}.", code="model_missing") from exc
+
+
+class _Tower:
+    """One ONNX session, created on first use in each process."""
+
+    def __init__(self, path: Path, *, threads: int | None, providers: list[str] | None, batch_size: int) -> None:
+        self.path = path
+        self.threads = threads
+        self.providers = providers
+        self.batch_size = batch_size
+        self._session = None
+        self._pid = None
+
+    @property
+    def session(self):
+        # A session made before a fork (e.g. in the qcluster parent) is not used in
+        # the child: ONNX Runtime's thread pools do not survive fork.
+        if self._session is None or self._pid != os.getpid():
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if self.threads:
+                options.intra_op_num_threads = self.threads
+                options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            available = ort.get_available_providers()
+            providers = self.providers or [
+                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
+            ]
+            missing = [p for p in providers if p not in available]
+            if missing:
+                raise EmbedderConfigurationError(
+                    f"ONNX Runtime here has no {', '.join(missing)} (available: {', '.join(available)}). "
+                    "Change MODERATION['EMBEDDER']['OPTIONS']['providers'].",
+                    code="provider_missing",
+                )
+            logger.info("loading %s with %s", self.path, providers)
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            self._pid = os.getpid()
+        return self._session
+
+    @cached_property
+    def fixed_batch(self) -> bool:
+        """Some exports fix the batch axis to 1; those run one input at a time."""
+        return self.session.get_inputs()[0].shape[0] == 1
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        count = len(next(iter(feeds.values())))
+        step = 1 if self.fixed_batch else self.batch_size
+        outputs = [
+            self.session.run(None, {name: value[start : start + step] for name, value in feeds.items()})[0]
+            for start in range(0, count, step)
+        ]
+        return np.concatenate(outputs, axis=0)
+
+
+class ClipTextual:
+    """The text tower: clean, tokenize (pad and truncate to the context length), run."""
+
+    def __init__(self, folder: Path, config: dict, **tower_options) -> None:
+        from tokenizers import Tokenizer
+
+        text_cfg = config.get("text_cfg", {})
+        self.context_length = int(text_cfg.get("context_length", 77))
+        self.canonicalize = (text_cfg.get("tokenizer_kwargs") or {}).get("clean") == "canonicalize"
+        pad_token = _read_json(folder / "tokenizer_config.json").get("pad_token")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:
+            raise EmbedderConfigurationError(
+                f"Cannot load {folder / 'tokenizer.json'}: {exc}.", code="model_missing"
+            ) from exc
+        if isinstance(pad_token, dict):  # tokenizer_config may hold an AddedToken dict
+            pad_token = pad_token.get("content")
+        pad_id = self.tokenizer.token_to_id(pad_token) if pad_token else None
+        self.tokenizer.enable_padding(length=self.context_length, pad_token=pad_token or "", pad_id=pad_id or 0)
+        self.tokenizer.enable_truncation(max_length=self.context_length)
+        self.tower = _Tower(folder / "model.onnx", **tower_options)
+
+    def clean(self, text: str) -> str:
+        text = " ".join(text.split())
+        if self.canonicalize:
+            text = "".join(ch for ch in text if ch.isalnum() or ch.isspace()).lower()
+        return text
+
+    def feeds(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encodings = self.tokenizer.encode_batch([self.clean(text) for text in texts])
+        inputs = self.tower.session.get_inputs()
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+        }
+        feeds = {}
+        for model_input in inputs:
+            dtype = np.int64 if "int64" in model_input.type else np.int32
+            values = columns["attention_mask"] if model_input.name == "attention_mask" else columns["input_ids"]
+            feeds[model_input.name] = np.asarray(values, dtype=dtype)
+        return feeds
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.tower.run(self.feeds(texts))
+
+
+class ClipVisual:
+    """The image tower: resize and crop as the model's preprocess_cfg.json says, normalise, run."""
+
+    RESIZE_MODES = ("shortest", "squash", "longest")
+
+    def __init__(self, folder: Path, **tower_options) -> None:
+        cfg = _read_json(folder / "preprocess_cfg.json")
+        size = cfg.get("size", 224)
+        self.size = int(size[0] if isinstance(size, list) else size)
+        self.mean = np.asarray(cfg.get("mean", [0.48145466, 0.4578275, 0.40821073]), dtype=np.float32)
+        self.std = np.asarray(cfg.get("std", [0.26862954, 0.26130258, 0.27577711]), dtype=np.float32)
+        interpolation = str(cfg.get("interpolation", "bicubic")).upper()
+        try:
+            self.resample = Image.Resampling[interpolation]
+        except KeyError:
+            raise EmbedderConfigurationError(
+                f"{folder / 'preprocess_cfg.json'} names an unknown interpolation {interpolation.lower()!r}.",
+                code="model_config",
+            ) from None
+        self.resize_mode = cfg.get("resize_mode", "shortest")
+        if self.resize_mode not in self.RESIZE_MODES:
+            raise EmbedderConfigurationError(
+                f"{folder / 'preprocess_cfg.json'} names an unsupported resize_mode {self.resize_mode!r} "
+                f"(supported: {', '.join(self.RESIZE_MODES)}).",
+                code="model_config",
+            )
+        # Folding mean and std into one multiply-add saves a pass over the pixels.
+        self._scale = (1.0 / (255.0 * self.std)).astype(np.float32)
+        self._offset = (-self.mean / self.std).astype(np.float32)
+        self.tower = _Tower(folder / "model.onnx", **tower_options)
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        size = self.size
+        if self.resize_mode == "squash":
+            return image.resize((size, size), resample=self.resample)
+        width, height = image.size
+        if self.resize_mode == "longest":
+            scale = size / max(width, height)
+            resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), self.resample)
+            canvas = Image.new("RGB", (size, size), (0, 0, 0))
+            canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
+            return canvas
+        scale = size / min(width, height)
+        new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+        left, top = (new_width - size) // 2, (new_height - size) // 2
+        # reducing_gap lets Pillow shrink a large image cheaply before the exact filter.
+        return image.resize(
+            (size, size),
+            self.resample,
+            box=(left / scale, top / scale, (left + size) / scale, (top + size) / scale),
+            reducing_gap=3.0,
+        )
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        pixels = np.asarray(self.resize(image), dtype=np.float32)
+        return (pixels * self._scale + self._offset).transpose(2, 0, 1)
+
+    def __call__(self, images: list[Image.Image]) -> np.ndarray:
+        batch = np.stack([self.preprocess(image) for image in images])
+        return self.tower.run({self.tower.session.get_inputs()[0].name: batch})
+
+
+class OnnxClipEmbedder(Embedder):
+    """CLIP on ONNX Runtime from a local folder, or downloaded once from the model hub.
+
+    Options (``MODERATION["EMBEDDER"]["OPTIONS"]``):
+
+    - ``model_dir``: a folder in the layout above. When unset, the model lives in
+      ``cache_dir/model_name`` and, if missing, is downloaded when ``allow_download``.
+    - ``model_name`` (default ``ViT-B-32__openai``, 512 dimensions) and ``hub_repo``
+      (default ``immich-app/<model_name>``), ``hub_url``.
+    - ``threads``: ONNX Runtime threads per session; ``providers``: execution providers
+      (default CUDA when present, then CPU); ``batch_size``: inputs per run.
+    - ``model_id``: the id stored with vectors (default ``onnx:<model_name>``, or the
+      ``model_id`` in config.json).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_dir: str | os.PathLike | None = None,
+        model_name: str = DEFAULT_MODEL_NAME,
+        cache_dir: str | os.PathLike | None = None,
+        allow_download: bool = False,
+        hub_url: str = "https://huggingface.co",
+        hub_repo: str | None = None,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        batch_size: int = 32,
+        model_id: str | None = None,
+    ) -> None:
+        if model_dir:
+            folder = Path(model_dir).expanduser()
+            missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+            if missing:
+                raise EmbedderConfigurationError(
+                    f"The CLIP model folder {folder} lacks {', '.join(missing)}. Point "
+                    "MODERATION['EMBEDDER']['OPTIONS']['model_dir'] at a folder in the split ONNX layout "
+                    "(config.json, visual/, textual/), e.g. an Immich CLIP model.",
+                    code="model_missing",
+                )
+        else:
+            folder = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser() / model_name
+            if any(not (folder / name).is_file() for name in MODEL_FILES):
+                if not allow_download:
+                    raise EmbedderConfigurationError(
+                        f"No CLIP model at {folder}. Set MODERATION['EMBEDDER']['OPTIONS']['model_dir'] to a local "
+                        f"model folder, or set 'allow_download': True to fetch {hub_repo or 'immich-app/' + model_name}"
+                        " from the model hub on first use.",
+                        code="model_missing",
+                    )
+                download_model(hub_repo or f"immich-app/{model_name}", folder, hub_url=hub_url)
+        self.folder = folder
+        config = _read_json(folder / "config.json")
+        try:
+            self.dimensions = int(config["embed_dim"])
+        except (KeyError, TypeError, ValueError):
+            raise EmbedderConfigurationError(
+                f"{folder / 'config.json'} has no integer 'embed_dim'.", code="model_config"
+            ) from None
+        self.model_id = model_id or config.get("model_id") or f"onnx:{model_name if not model_dir else folder.name}"
+        tower_options = {"threads": threads, "providers": providers, "batch_size": batch_size}
+        self.textual = ClipTextual(folder / "textual", config, **tower_options)
+        self.visual = ClipVisual(folder / "visual", **tower_options)
+        self.image_size = self.visual.size
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self.textual(texts)
+
+    def _embed_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.visual(images)
+
+
+def download_model(repo: str, folder: Path, *, hub_url: str) -> None:
+    """Fetch the model files of ``repo`` into ``folder`` with a progress bar.
+
+    Files go to a temporary sibling folder that is renamed into place at the end, so
+    an interrupted download never leaves a half model behind, and two processes
+    downloading at once both end with one complete folder.
+    """
+    import requests
+    from tqdm import tqdm
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with requests.Session() as session:
+            for name in MODEL_FILES:
+                url = f"{hub_url.rstrip('/')}/{repo}/resolve/main/{name}"
+                target = staging / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    response = session.get(url, stream=True, timeout=(10, 60))
+                    response.raise_for_status()
+                    total = int(response.headers.get("Content-Length", 0)) or None
+                    with target.open("wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
+                        for chunk in response.iter_content(chunk_size=1 << 20):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+                except requests.RequestException as exc:
+                    raise EmbedderConfigurationError(
+                        f"Downloading {url} failed: {exc}. Download the model folder by other means and set "
+                        "MODERATION['EMBEDDER']['OPTIONS']['model_dir'] to it.",
+                        code="model_download",
+                    ) from exc
+        if folder.exists() and not (folder / MODEL_FILES[-1]).is_file():
+            shutil.rmtree(folder)  # an incomplete folder from an earlier attempt
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / MODEL_FILES[-1]).is_file():  # not another process's finished download
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

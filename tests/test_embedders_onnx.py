@@ -1,0 +1,160 @@
+"""The local ONNX Runtime backend, on the demo model and on a second, different model."""
+
+import functools
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from django.test import override_settings
+from PIL import Image
+
+from catalog.demo import draw_photo
+from moderation.embedders import EmbedderConfigurationError, get_embedder
+from moderation.embedders.images import decode_image
+from moderation.embedders.onnx_clip import OnnxClipEmbedder
+
+
+def photo(colour: str, shape: str = "cup") -> Image.Image:
+    return decode_image(draw_photo(colour, shape, seed=colour))
+
+
+@pytest.fixture(scope="module")
+def demo(demo_model_dir):
+    return OnnxClipEmbedder(model_dir=demo_model_dir, threads=1)
+
+
+def test_the_demo_model_has_clip_vit_b32_width_and_names_itself(demo):
+    assert demo.dimensions == 512
+    assert demo.model_id == "demo:colour-words-v1"
+
+
+def test_red_mug_agrees_more_with_a_red_photo_than_with_a_blue_one(demo):
+    text = demo.embed_texts(["Red ceramic mug"])[0]
+    red_photo, blue_photo = demo.embed_images([photo("red"), photo("blue")])
+    assert text @ red_photo > text @ blue_photo + 0.3
+
+
+def test_every_colour_finds_its_own_photo(demo):
+    colours = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey"]
+    texts = demo.embed_texts([f"{colour} item" for colour in colours])
+    images = demo.embed_images([photo(colour, "box") for colour in colours])
+    assert list((texts @ images.T).argmax(axis=1)) == list(range(len(colours)))
+
+
+def test_text_without_colour_words_never_gives_a_zero_vector(demo):
+    vectors = demo.embed_texts(["vintage mug", "", "!!!"])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_batches_larger_than_the_batch_size_keep_their_order(demo_model_dir):
+    embedder = OnnxClipEmbedder(model_dir=demo_model_dir, batch_size=2)
+    colours = ["red", "blue", "green", "yellow", "black"]
+    one_by_one = np.stack([embedder.embed_images([photo(c)])[0] for c in colours])
+    assert np.allclose(embedder.embed_images([photo(c) for c in colours]), one_by_one, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def bpe(bpe_model_dir):
+    return OnnxClipEmbedder(model_dir=bpe_model_dir)
+
+
+def test_a_different_model_loads_with_its_own_dimension_tokenizer_and_inputs(bpe):
+    assert bpe.dimensions == 64
+    assert bpe.model_id == "onnx:bpe-64"
+    texts = bpe.embed_texts(["red ceramic mug", "grey sofa", "an unseen phrase entirely"])
+    images = bpe.embed_images([photo("red"), Image.new("RGB", (300, 120), (0, 90, 0))])
+    assert texts.shape == (3, 64)
+    assert images.shape == (2, 64)
+    assert bpe.textual.tokenizer.to_str()
+    assert '"type":"BPE"' in bpe.textual.tokenizer.to_str().replace(" ", "")
+    feeds = bpe.textual.feeds(["red mug"])
+    assert set(feeds) == {"input_ids", "attention_mask"}
+    assert feeds["input_ids"].dtype == np.int64
+    assert feeds["input_ids"].shape == (1, 20)
+
+
+def test_preprocessing_follows_the_models_own_config(bpe, bpe_model_dir):
+    """Shortest side to 32 (bicubic), centre crop, CLIP mean/std: checked against a plain reference."""
+    image = Image.effect_noise((300, 120), 80).convert("RGB")
+    resized = image.resize((80, 32), Image.Resampling.BICUBIC).crop((24, 0, 56, 32))
+    mean = np.array([0.48145466, 0.4578275, 0.40821073])
+    std = np.array([0.26862954, 0.26130258, 0.27577711])
+    reference = ((np.asarray(resized, dtype=np.float64) / 255 - mean) / std).transpose(2, 0, 1)
+    ours = bpe.visual.preprocess(image)
+    assert ours.shape == (3, 32, 32)
+    assert np.abs(ours - reference).mean() < 0.05
+
+    session = ort.InferenceSession(str(bpe_model_dir / "visual" / "model.onnx"))
+    bare = session.run(None, {"pixel_values": ours[None].astype(np.float32)})[0][0]
+    expected = bare / np.linalg.norm(bare)
+    assert np.allclose(bpe.embed_images([image])[0], expected, atol=1e-5)
+
+
+def test_a_missing_model_folder_names_the_setting_to_change(tmp_path):
+    with pytest.raises(EmbedderConfigurationError, match=r"OPTIONS'\]\['model_dir'\]"):
+        OnnxClipEmbedder(model_dir=tmp_path / "nothing-here")
+
+
+def test_without_a_local_model_and_no_download_allowed_the_error_says_how_to_fix_it(tmp_path):
+    with pytest.raises(EmbedderConfigurationError, match="allow_download") as caught:
+        OnnxClipEmbedder(cache_dir=tmp_path)
+    assert "immich-app/ViT-B-32__openai" in str(caught.value)
+    assert caught.value.code == "model_missing"
+
+
+def test_a_provider_that_is_not_available_is_a_configuration_error(demo_model_dir):
+    embedder = OnnxClipEmbedder(model_dir=demo_model_dir, providers=["NoSuchExecutionProvider"])
+    with pytest.raises(EmbedderConfigurationError, match="NoSuchExecutionProvider"):
+        embedder.embed_texts(["red"])
+
+
+@pytest.fixture
+def model_hub(tmp_path, demo_model_dir):
+    """A model hub on 127.0.0.1 that serves the demo model at <repo>/resolve/main/<file>."""
+    shutil.copytree(demo_model_dir, tmp_path / "hub" / "acme" / "colour-words" / "resolve" / "main")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path / "hub"))
+    handler.log_message = lambda *args: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_named_model_is_downloaded_once_with_a_progress_bar_when_allowed(tmp_path, model_hub, capsys):
+    cache = tmp_path / "cache"
+    embedder = OnnxClipEmbedder(
+        model_name="colour-words",
+        hub_repo="acme/colour-words",
+        hub_url=model_hub,
+        cache_dir=cache,
+        allow_download=True,
+    )
+    assert (cache / "colour-words" / "visual" / "model.onnx").is_file()
+    assert "model.onnx" in capsys.readouterr().err  # tqdm's bar
+    assert embedder.embed_texts(["red"]).shape == (1, 512)
+    again = OnnxClipEmbedder(model_name="colour-words", cache_dir=cache, hub_url="http://127.0.0.1:9")
+    assert again.dimensions == 512
+    assert [p.name for p in cache.iterdir()] == ["colour-words"]  # no staging folder left behind
+
+
+def test_a_failed_download_leaves_nothing_and_says_what_to_do(tmp_path, model_hub):
+    with pytest.raises(EmbedderConfigurationError, match="model_dir"):
+        OnnxClipEmbedder(model_name="absent", hub_url=model_hub, cache_dir=tmp_path / "cache", allow_download=True)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_the_backend_is_chosen_by_dotted_path_in_settings(demo_model_dir):
+    config = {"BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder", "OPTIONS": {"model_dir": demo_model_dir}}
+    with override_settings(MODERATION={"EMBEDDER": config}):
+        embedder = get_embedder()
+        assert embedder.model_id == "demo:colour-words-v1"
+        assert get_embedder() is embedder  # built once, kept warm
+    with (
+        override_settings(MODERATION={"EMBEDDER": {"BACKEND": "moderation.nope.Embedder"}}),
+        pytest.raises(EmbedderConfigurationError, match="cannot be imported"),
+    ):
+        get_embedder()

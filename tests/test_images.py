@@ -1,0 +1,119 @@
+"""Safe decoding of untrusted photos: each hostile or odd input gives the right error or RGB."""
+
+import io
+
+import numpy as np
+import pytest
+from helpers import image_bytes
+from PIL import Image
+
+from moderation.embedders import PermanentEmbedError
+from moderation.embedders.images import decode_image
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def decode_error(data: bytes, **options) -> str:
+    with pytest.raises(PermanentEmbedError) as caught:
+        decode_image(data, **options)
+    return caught.value.code
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_allowed_formats_decode_to_rgb(fmt):
+    image = decode_image(image_bytes((200, 30, 30), fmt=fmt))
+    assert image.mode == "RGB"
+    assert image.size == (64, 64)
+    r, g, _b = image.getpixel((32, 32))
+    assert r > 150
+    assert g < 80
+
+
+def test_a_format_outside_the_allow_list_is_refused():
+    assert decode_error(image_bytes(fmt="BMP")) == "image_format"
+    assert decode_error(image_bytes(fmt="PNG"), formats=["JPEG"]) == "image_format"
+
+
+def test_bytes_that_are_not_an_image_are_refused():
+    assert decode_error(b"<html>definitely not a photo</html>") == "image_format"
+    assert decode_error(b"") == "image_empty"
+
+
+def test_too_many_pixels_are_refused_before_decoding():
+    big = encode(Image.new("1", (6000, 5000)), "PNG")  # tiny file, 30 megapixels
+    assert len(big) < 100_000
+    assert decode_error(big, max_pixels=20_000_000) == "image_pixels"
+
+
+def test_a_decompression_bomb_is_refused():
+    bomb = encode(Image.new("1", (20000, 20000)), "PNG")  # 400 megapixels, past Pillow's own limit
+    assert decode_error(bomb, max_pixels=10**12) == "image_pixels"
+
+
+def test_too_many_bytes_are_refused():
+    assert decode_error(image_bytes(), max_bytes=10) == "image_too_large"
+
+
+def test_a_truncated_file_is_refused():
+    data = encode(Image.effect_noise((256, 256), 60).convert("RGB"), "JPEG")
+    assert decode_error(data[: len(data) // 2]) == "image_truncated"
+
+
+def test_exif_orientation_is_applied():
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 20, 20))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    upright = decode_image(encode(image, "JPEG", exif=exif.tobytes()))
+    assert upright.size == (20, 40)
+    assert upright.getpixel((10, 5))[0] > 200  # red is now on top
+
+
+def test_cmyk_is_converted_to_rgb():
+    data = encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG")
+    image = decode_image(data)
+    assert image.mode == "RGB"
+    assert image.getpixel((8, 8))[0] > 200
+
+
+def test_palette_transparency_becomes_white():
+    image = Image.new("P", (16, 16), 0)
+    image.putpalette([255, 0, 0] + [0, 0, 255] * 255)
+    image.info["transparency"] = 0
+    decoded = decode_image(encode(image, "PNG", transparency=0))
+    assert decoded.getpixel((8, 8)) == (255, 255, 255)
+
+
+def test_la_transparency_becomes_white():
+    decoded = decode_image(encode(Image.new("LA", (16, 16), (0, 0)), "PNG"))
+    assert decoded.getpixel((8, 8)) == (255, 255, 255)
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped():
+    array = np.tile(np.linspace(0, 65535, 64, dtype=np.uint16), (8, 1))
+    decoded = decode_image(encode(Image.fromarray(array), "PNG"))
+    row = [decoded.getpixel((x, 4))[0] for x in (0, 32, 63)]
+    assert row[0] < 10
+    assert 100 < row[1] < 160
+    assert row[2] > 245
+
+
+def test_one_bit_images_are_converted():
+    assert decode_image(encode(Image.new("1", (16, 16), 1), "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_an_animated_gif_gives_its_first_frame():
+    frames = [Image.new("RGB", (16, 16), colour) for colour in [(255, 0, 0), (0, 0, 255)]]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert decode_image(data).getpixel((8, 8))[0] > 200
+
+
+def test_jpeg_draft_mode_decodes_large_photos_at_a_reduced_size():
+    data = encode(Image.new("RGB", (2048, 1536), (10, 200, 10)), "JPEG")
+    image = decode_image(data, draft_size=224)
+    assert 224 <= min(image.size) < 768
+    assert decode_image(data).size == (2048, 1536)
