@@ -4,6 +4,9 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from moderation.models import ModeratedModel
+from moderation.registry import register
+
 
 class Category(models.Model):
     """A category of the site's catalogue; editable in the admin, so a site can grow it."""
@@ -23,7 +26,8 @@ def listing_image_path(instance: "Listing", filename: str) -> str:
     return f"listings/{instance.seller_id}/{filename}"
 
 
-class Listing(models.Model):
+@register(text_fields=["title", "description"], image_field="image", category_field="category", owner_field="seller")
+class Listing(ModeratedModel):
     seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listings")
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=5000)
@@ -33,9 +37,9 @@ class Listing(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    class Meta:
+    class Meta(ModeratedModel.Meta):
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["seller", "-created_at"])]
+        indexes = [*ModeratedModel.Meta.indexes, models.Index(fields=["seller", "-created_at"])]
 
     def __str__(self) -> str:
         return self.title

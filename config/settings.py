@@ -4,6 +4,7 @@ Every value a deployment changes comes from an environment variable; the default
 are for development on one machine (embedded PostgreSQL, DEBUG on, the demo model).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -145,8 +146,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 Q_CLUSTER = {
     "name": "moderation",
     "workers": int(os.environ.get("Q_WORKERS", 2)),
-    "timeout": 120,
-    "retry": 180,
+    "timeout": int(os.environ.get("Q_TIMEOUT", 120)),
+    "retry": int(os.environ.get("Q_RETRY", 180)),
     "max_attempts": 5,
     "queue_limit": 50,
     "bulk": 10,
@@ -158,6 +159,29 @@ if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
 else:
     Q_CLUSTER["orm"] = "default"
+
+# Moderation. The demo site uses the colour-words demo model, built by `make demo`
+# into var/models/colour-words, with thresholds on that model's scale. Set
+# MODERATION_SETTINGS to a JSON object to replace this dict whole, e.g. with a real
+# CLIP model and thresholds for it (see docs/embedders.md and docs/pipeline.md).
+DEMO_MODEL_DIR = BASE_DIR / "var" / "models" / "colour-words"
+MODERATION = (
+    json.loads(os.environ["MODERATION_SETTINGS"])
+    if os.environ.get("MODERATION_SETTINGS")
+    else {
+        "EMBEDDER": {
+            "BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder",
+            "OPTIONS": {"model_dir": str(DEMO_MODEL_DIR), "threads": 1},
+        },
+        # The demo model's scale: agreeing pairs score about 0.9, colour clashes below 0.45.
+        "THRESHOLDS": {
+            "CONSISTENCY_MIN": 0.5,
+            "CATEGORY_MAX_RANK": 3,
+            "DUPLICATE_MIN_SIMILARITY": 0.95,
+            "PHASH_MAX_DISTANCE": 6,
+        },
+    }
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

@@ -1,7 +1,15 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class ModerationConfig(AppConfig):
     name = "moderation"
     verbose_name = "Moderation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, signals  # noqa: F401  (checks registers itself)
+        from .tasks import ensure_sweep_schedule
+
+        signals.connect()
+        post_migrate.connect(ensure_sweep_schedule, sender=self, dispatch_uid="moderation.sweep_schedule")

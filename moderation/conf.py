@@ -20,10 +20,39 @@ DEFAULTS: dict[str, Any] = {
         "BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder",
         "OPTIONS": {},
     },
+    # The width of the vector columns. Read when models are built and fixed in the host's
+    # migration; it must equal the embedder's `dimensions`.
+    "DIMENSIONS": 512,
     # Untrusted photos: formats we decode, and the largest image we decode at all.
     "IMAGE_FORMATS": ["JPEG", "PNG", "WEBP", "GIF"],
     "IMAGE_MAX_PIXELS": 40_000_000,
     "IMAGE_MAX_BYTES": 15 * 1024 * 1024,
+    # Scoring. Thresholds depend on the model: calibrate them on your own listings.
+    # CONSISTENCY_MIN: flag when cosine(text, photo) is below it (ViT-B/32 CLIP pairs
+    # that agree score about 0.25-0.35, unrelated ones 0.10-0.20).
+    # CATEGORY_MAX_RANK: flag when the listed category is not among the photo's top N.
+    # DUPLICATE_MIN_SIMILARITY: a photo vector at least this close to another seller's is
+    # a candidate duplicate; PHASH_MAX_DISTANCE (bits of 64) confirms it on the pixels.
+    "THRESHOLDS": {
+        "CONSISTENCY_MIN": 0.20,
+        "CATEGORY_MAX_RANK": 3,
+        "DUPLICATE_MIN_SIMILARITY": 0.95,
+        "PHASH_MAX_DISTANCE": 6,
+    },
+    # Per-category overrides of THRESHOLDS, keyed by the category's label.
+    "CATEGORY_THRESHOLDS": {},
+    "CATEGORY_PROMPT": "a photo of {category}",
+    # How much each reason weighs in the queue's order (severity = the sum).
+    "REASON_SEVERITY": {"duplicate_image": 30, "text_image_mismatch": 20, "category_mismatch": 10},
+    "DUPLICATE_CANDIDATES": 10,
+    # The pipeline.
+    "BATCH_SIZE": 16,
+    "MAX_ATTEMPTS": 5,
+    "RETRY_BASE_DELAY": 30,
+    "RETRY_MAX_DELAY": 3600,
+    "ERROR_RETRY_DELAY": 6 * 3600,
+    "STALE_AFTER": 600,
+    "SWEEP_EVERY_MINUTES": 1,
 }
 
 

@@ -93,7 +93,8 @@ class Embedder(ABC):
             ) from exc
         if array.ndim != 2 or array.shape[0] != expected_count:
             raise TransientEmbedError(
-                f"{self.model_id} returned {array.shape[0] if array.ndim else 0} vectors for {expected_count} inputs.",
+                f"{self.model_id} returned an array of shape {array.shape} for {expected_count} inputs; "
+                f"expected ({expected_count}, {self.dimensions}).",
                 code="bad_response",
             )
         if array.shape[1] != self.dimensions:

@@ -90,6 +90,10 @@ class _Tower:
         return self._session
 
     @cached_property
+    def input_name(self) -> str:
+        return self.session.get_inputs()[0].name
+
+    @cached_property
     def fixed_batch(self) -> bool:
         """Some exports fix the batch axis to 1; those run one input at a time."""
         return self.session.get_inputs()[0].shape[0] == 1
@@ -133,19 +137,24 @@ class ClipTextual:
             text = "".join(ch for ch in text if ch.isalnum() or ch.isspace()).lower()
         return text
 
+    @cached_property
+    def inputs(self) -> list[tuple[str, str, type]]:
+        """(input name, encoding field, dtype) for each model input: ids, and a mask where asked for."""
+        return [
+            (
+                model_input.name,
+                "attention_mask" if model_input.name == "attention_mask" else "ids",
+                np.int64 if "int64" in model_input.type else np.int32,
+            )
+            for model_input in self.tower.session.get_inputs()
+        ]
+
     def feeds(self, texts: list[str]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch([self.clean(text) for text in texts])
-        inputs = self.tower.session.get_inputs()
-        columns = {
-            "input_ids": [e.ids for e in encodings],
-            "attention_mask": [e.attention_mask for e in encodings],
+        return {
+            name: np.asarray([getattr(encoding, field) for encoding in encodings], dtype=dtype)
+            for name, field, dtype in self.inputs
         }
-        feeds = {}
-        for model_input in inputs:
-            dtype = np.int64 if "int64" in model_input.type else np.int32
-            values = columns["attention_mask"] if model_input.name == "attention_mask" else columns["input_ids"]
-            feeds[model_input.name] = np.asarray(values, dtype=dtype)
-        return feeds
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         return self.tower.run(self.feeds(texts))
@@ -210,7 +219,7 @@ class ClipVisual:
 
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         batch = np.stack([self.preprocess(image) for image in images])
-        return self.tower.run({self.tower.session.get_inputs()[0].name: batch})
+        return self.tower.run({self.tower.input_name: batch})
 
 
 class OnnxClipEmbedder(Embedder):

@@ -1,0 +1,125 @@
+"""What a moderated model carries (``ModeratedModel``), and the audit trail (``Decision``).
+
+A host model inherits ``ModeratedModel`` and is declared with
+``moderation.registry.register`` (which fields hold the text, the photo, the category
+and the owner). Vectors live on the host's own rows, beside the id of the model that
+made them, with HNSW cosine indexes.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from pgvector.django import HalfVectorField, HnswIndex
+
+from .conf import moderation_settings
+
+
+class ModerationStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    OK = "ok", _("OK")
+    FLAGGED = "flagged", _("Flagged")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    ERROR = "error", _("Error")
+
+
+class FlagReason(models.TextChoices):
+    TEXT_IMAGE_MISMATCH = "text_image_mismatch", _("The photo does not match the title and description")
+    CATEGORY_MISMATCH = "category_mismatch", _("The photo does not look like the listed category")
+    DUPLICATE_IMAGE = "duplicate_image", _("The same photo is used by another seller")
+
+
+# Read when the host's model class is built: the width is fixed in its migration.
+# halfvec (2 bytes a dimension) rather than vector: see docs/storage.md.
+DIMENSIONS = moderation_settings.DIMENSIONS
+
+
+class ModeratedModel(models.Model):
+    """Abstract fields a moderated model carries. State changes go through
+    ``moderation.services``, never through direct assignment."""
+
+    moderation_status = models.CharField(
+        _("moderation status"),
+        max_length=16,
+        choices=ModerationStatus.choices,
+        default=ModerationStatus.PENDING,
+        db_index=True,
+        editable=False,
+    )
+    # Bumped by every change of text or photo; a task's result is written only if the
+    # version it was computed for is still current.
+    moderation_version = models.PositiveIntegerField(default=0, editable=False)
+    content_hash = models.CharField(max_length=64, blank=True, editable=False)
+    embedding_model = models.CharField(max_length=100, blank=True, editable=False)
+    text_vector = HalfVectorField(dimensions=DIMENSIONS, null=True, blank=True, editable=False)
+    image_vector = HalfVectorField(dimensions=DIMENSIONS, null=True, blank=True, editable=False)
+    image_phash = models.BigIntegerField(null=True, blank=True, editable=False)
+    consistency_score = models.FloatField(_("text/photo agreement"), null=True, blank=True, editable=False)
+    category_rank = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    category_score = models.FloatField(null=True, blank=True, editable=False)
+    suggested_categories = models.JSONField(default=list, blank=True, editable=False)
+    duplicate_of = models.CharField(max_length=64, blank=True, editable=False)
+    duplicate_similarity = models.FloatField(null=True, blank=True, editable=False)
+    flag_reasons = ArrayField(models.CharField(max_length=32), default=list, blank=True, editable=False)
+    severity = models.PositiveSmallIntegerField(default=0, db_index=True, editable=False)
+    moderation_error = models.CharField(max_length=32, blank=True, editable=False)
+    moderation_error_detail = models.TextField(blank=True, editable=False)
+    moderation_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    moderation_retry_at = models.DateTimeField(null=True, blank=True, editable=False)
+    moderation_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    moderated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+        indexes = [
+            HnswIndex(
+                name="%(app_label)s_%(class)s_img_hnsw",
+                fields=["image_vector"],
+                m=16,
+                ef_construction=64,
+                opclasses=["halfvec_cosine_ops"],
+            ),
+            HnswIndex(
+                name="%(app_label)s_%(class)s_txt_hnsw",
+                fields=["text_vector"],
+                m=16,
+                ef_construction=64,
+                opclasses=["halfvec_cosine_ops"],
+            ),
+        ]
+
+    @property
+    def flag_reason_labels(self) -> list[str]:
+        return [FlagReason(code).label if code in FlagReason.values else code for code in self.flag_reasons]
+
+
+class Decision(models.Model):
+    """One state change of a moderated object, by a person or by the system (actor is None)."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_pk = models.CharField(max_length=64)
+    content_object = GenericForeignKey("content_type", "object_pk")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_status = models.CharField(max_length=16, choices=ModerationStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=ModerationStatus.choices)
+    reason = models.TextField(blank=True)
+    flag_reasons = ArrayField(models.CharField(max_length=32), default=list, blank=True)
+    scores = models.JSONField(default=dict, blank=True)
+    content_version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["content_type", "object_pk", "-created_at"])]
+        permissions = [("moderate", "Can approve, reject and rescan moderated objects")]
+
+    def __str__(self) -> str:
+        who = self.actor or "system"
+        return f"{self.from_status or 'new'} -> {self.to_status} by {who}"

@@ -1,0 +1,118 @@
+"""Which host models are moderated, and which of their fields hold text, photo, category, owner.
+
+A host site declares its model once, without forking this app::
+
+    from moderation.models import ModeratedModel
+    from moderation.registry import register
+
+    @register(text_fields=["title", "description"], image_field="image",
+              category_field="category", owner_field="seller")
+    class Listing(ModeratedModel):
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+
+
+@dataclass(frozen=True)
+class ModerationSpec:
+    model: type[models.Model]
+    text_fields: tuple[str, ...]
+    image_field: str
+    category_field: str | None = None
+    owner_field: str | None = None
+    categories: Callable[[], list[str]] | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return self.model._meta.label_lower
+
+    def text_of(self, obj: models.Model) -> str:
+        """The text that is embedded: the declared fields, non-empty, in order."""
+        parts = [str(getattr(obj, name) or "").strip() for name in self.text_fields]
+        return ". ".join(part for part in parts if part)
+
+    def category_of(self, obj: models.Model) -> str | None:
+        if not self.category_field:
+            return None
+        value = getattr(obj, self.category_field)
+        if value is None or value == "":
+            return None
+        display = getattr(obj, f"get_{self.category_field}_display", None)
+        return str(display() if display else value)
+
+    def owner_id_of(self, obj: models.Model):
+        if not self.owner_field:
+            return None
+        return getattr(obj, self.model._meta.get_field(self.owner_field).attname)
+
+    def category_labels(self) -> list[str]:
+        """Every category an object could be in: the candidates of the zero-shot check."""
+        if self.categories is not None:
+            return list(self.categories())
+        if not self.category_field:
+            return []
+        model_field = self.model._meta.get_field(self.category_field)
+        if model_field.is_relation:
+            return [str(obj) for obj in model_field.related_model._default_manager.all()]
+        if model_field.choices:
+            return [str(label) for _value, label in model_field.flatchoices]
+        values = self.model._default_manager.order_by().values_list(self.category_field, flat=True).distinct()
+        return sorted(str(value) for value in values if value not in (None, ""))
+
+
+_registry: dict[str, ModerationSpec] = {}
+
+
+def register(
+    model: type[models.Model] | None = None,
+    *,
+    text_fields: Iterable[str],
+    image_field: str,
+    category_field: str | None = None,
+    owner_field: str | None = None,
+    categories: Callable[[], list[str]] | None = None,
+):
+    """Declare a ``ModeratedModel`` subclass as moderated. Usable as a class decorator."""
+
+    def declare(model: type[models.Model]) -> type[models.Model]:
+        from .models import ModeratedModel
+
+        if not issubclass(model, ModeratedModel):
+            raise ImproperlyConfigured(
+                f"{model.__name__} must inherit moderation.models.ModeratedModel to be moderated."
+            )
+        spec = ModerationSpec(model, tuple(text_fields), image_field, category_field, owner_field, categories)
+        for name in (*spec.text_fields, image_field, category_field, owner_field):
+            if name is None:
+                continue
+            try:
+                model._meta.get_field(name)
+            except Exception as exc:
+                raise ImproperlyConfigured(f"{model.__name__} has no field {name!r} to moderate.") from exc
+        _registry[spec.label] = spec
+        return model
+
+    return declare(model) if model is not None else declare
+
+
+def get_spec(model_or_label) -> ModerationSpec:
+    label = model_or_label if isinstance(model_or_label, str) else model_or_label._meta.label_lower
+    try:
+        return _registry[label.lower()]
+    except KeyError:
+        raise LookupError(f"{label} is not registered with moderation.registry.register().") from None
+
+
+def is_registered(model) -> bool:
+    return model._meta.label_lower in _registry
+
+
+def specs() -> list[ModerationSpec]:
+    return list(_registry.values())

@@ -1,0 +1,303 @@
+"""State changes of moderated objects: small guarded functions, each atomic, each audited.
+
+Every change of ``moderation_status`` goes through here, whoever asks: the signal on
+save, the tasks, the admin and the API. Each function locks the row, checks the
+current state, writes the change and a ``Decision`` row in one transaction.
+
+    pending -> ok | flagged -> approved | rejected;  error (with a code)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import timedelta
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .conf import moderation_settings
+from .models import Decision, ModerationStatus
+from .registry import ModerationSpec, get_spec
+
+logger = logging.getLogger("moderation")
+
+S = ModerationStatus
+DECIDED = {S.APPROVED, S.REJECTED}
+
+
+SCORE_FIELDS = [
+    "embedding_model",
+    "text_vector",
+    "image_vector",
+    "image_phash",
+    "consistency_score",
+    "category_rank",
+    "category_score",
+    "suggested_categories",
+    "duplicate_of",
+    "duplicate_similarity",
+    "flag_reasons",
+    "severity",
+    "moderated_at",
+]
+
+
+class InvalidTransition(Exception):
+    """The object is not in a state this change can start from."""
+
+
+def content_hash(spec: ModerationSpec, obj: models.Model, *, model_id: str) -> str:
+    """sha256 over the text fields, the photo's bytes and the embedding model's id."""
+    digest = hashlib.sha256()
+    for name in spec.text_fields:
+        digest.update(str(getattr(obj, name) or "").encode())
+        digest.update(b"\x00")
+    image = getattr(obj, spec.image_field)
+    if image:
+        image.open("rb")
+        try:
+            image.seek(0)
+            for chunk in image.chunks():
+                digest.update(chunk)
+        finally:
+            image.seek(0)
+    digest.update(b"\x00" + model_id.encode())
+    return digest.hexdigest()
+
+
+def _decision(obj, *, from_status: str, to_status: str, actor=None, reason: str = "", scores=None) -> Decision:
+    return Decision.objects.create(
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+        object_pk=str(obj.pk),
+        actor=actor,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+        flag_reasons=list(obj.flag_reasons),
+        scores=scores or {},
+        content_version=obj.moderation_version,
+    )
+
+
+def _locked(model: type[models.Model], pk) -> models.Model | None:
+    return model._default_manager.select_for_update().filter(pk=pk).first()
+
+
+def _enqueue_on_commit(spec: ModerationSpec, pk, version: int, *, force: bool = False) -> None:
+    from .tasks import enqueue
+
+    transaction.on_commit(lambda: enqueue(spec.label, pk, version, force=force))
+
+
+def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
+    """The seller saved new text or a new photo: back to ``pending``, queue a scoring task.
+
+    Returns False when the stored hash already matches (nothing to do). The history
+    stays; a decision on the old content no longer holds for the new.
+    """
+    spec = get_spec(type(obj))
+    with transaction.atomic():
+        row = _locked(type(obj), obj.pk)
+        if row is None or row.content_hash == new_hash:
+            return False
+        from_status = "" if created else row.moderation_status
+        row.content_hash = new_hash
+        row.moderation_version = F("moderation_version") + 1
+        row.moderation_status = S.PENDING
+        row.moderation_attempts = 0
+        row.moderation_error = ""
+        row.moderation_error_detail = ""
+        row.moderation_retry_at = None
+        row.moderation_queued_at = timezone.now()
+        row.save(
+            update_fields=[
+                "content_hash",
+                "moderation_version",
+                "moderation_status",
+                "moderation_attempts",
+                "moderation_error",
+                "moderation_error_detail",
+                "moderation_retry_at",
+                "moderation_queued_at",
+            ]
+        )
+        row.refresh_from_db(fields=["moderation_version"])
+        _decision(row, from_status=from_status, to_status=S.PENDING, reason="created" if created else "content changed")
+        _enqueue_on_commit(spec, row.pk, row.moderation_version)
+    for name in ("content_hash", "moderation_version", "moderation_status", "moderation_queued_at"):
+        setattr(obj, name, getattr(row, name))
+    return True
+
+
+def record_scores(
+    model: type[models.Model],
+    pk,
+    *,
+    version: int,
+    model_id: str,
+    text_vector,
+    image_vector,
+    phash: int | None,
+    scores,
+    force: bool = False,
+) -> str | None:
+    """Write a task's result if the content it scored is still current.
+
+    Returns the new status, or None when the result was stale or already written (a
+    task run twice writes once). A moderator's decision on unchanged content is kept:
+    only the vectors and scores are refreshed.
+    """
+    with transaction.atomic():
+        row = _locked(model, pk)
+        if row is None or row.moderation_version != version:
+            return None
+        up_to_date = row.moderation_status not in (S.PENDING, S.ERROR) and row.embedding_model == model_id
+        if up_to_date and not force:
+            return None
+        from_status = row.moderation_status
+        row.embedding_model = model_id
+        row.text_vector = text_vector
+        row.image_vector = image_vector
+        row.image_phash = phash
+        row.consistency_score = scores.consistency
+        row.category_rank = scores.category_rank
+        row.category_score = scores.category_score
+        row.suggested_categories = scores.suggested_categories
+        row.duplicate_of = scores.duplicate_of
+        row.duplicate_similarity = scores.duplicate_similarity
+        row.flag_reasons = scores.flag_reasons
+        row.severity = scores.severity
+        row.moderated_at = timezone.now()
+        row.moderation_error = ""
+        row.moderation_error_detail = ""
+        row.moderation_attempts = 0
+        row.moderation_retry_at = None
+        if from_status not in DECIDED:
+            row.moderation_status = S.FLAGGED if scores.flag_reasons else S.OK
+        row.save(
+            update_fields=[
+                *SCORE_FIELDS,
+                "moderation_status",
+                "moderation_error",
+                "moderation_error_detail",
+                "moderation_attempts",
+                "moderation_retry_at",
+            ]
+        )
+        if row.moderation_status != from_status:
+            _decision(
+                row, from_status=from_status, to_status=row.moderation_status, reason="scored", scores=scores.as_dict()
+            )
+        return row.moderation_status
+
+
+def record_failure(
+    model: type[models.Model], pk, *, version: int, error, permanent: bool, configuration: bool = False
+) -> str | None:
+    """A task could not score the object.
+
+    Permanent: ``error`` now, not retried until the content changes or a moderator
+    rescans. Transient: stays ``pending`` and the sweeper retries it after a growing
+    delay (the provider's ``retry_after`` when longer), up to ``MAX_ATTEMPTS``, then
+    ``error``, retried again after ``ERROR_RETRY_DELAY``. A configuration error does
+    not count as an attempt: nothing is wrong with the object.
+    """
+    conf = moderation_settings
+    now = timezone.now()
+    with transaction.atomic():
+        row = _locked(model, pk)
+        if row is None or row.moderation_version != version or row.moderation_status not in (S.PENDING, S.ERROR):
+            return None
+        from_status = row.moderation_status
+        if not configuration:
+            row.moderation_attempts += 1
+        row.moderation_error = getattr(error, "code", "") or type(error).__name__
+        row.moderation_error_detail = str(error)[:2000]
+        if permanent:
+            row.moderation_status, row.moderation_retry_at = S.ERROR, None
+        elif configuration:
+            row.moderation_retry_at = now + timedelta(seconds=conf.RETRY_MAX_DELAY)
+        elif row.moderation_attempts >= conf.MAX_ATTEMPTS:
+            row.moderation_status = S.ERROR
+            row.moderation_retry_at = now + timedelta(seconds=conf.ERROR_RETRY_DELAY)
+        else:
+            delay = min(conf.RETRY_MAX_DELAY, conf.RETRY_BASE_DELAY * 2 ** (row.moderation_attempts - 1))
+            delay = max(delay, getattr(error, "retry_after", None) or 0)
+            row.moderation_retry_at = now + timedelta(seconds=delay)
+        row.save(
+            update_fields=[
+                "moderation_status",
+                "moderation_attempts",
+                "moderation_error",
+                "moderation_error_detail",
+                "moderation_retry_at",
+            ]
+        )
+        if row.moderation_status != from_status:
+            _decision(row, from_status=from_status, to_status=row.moderation_status, reason=row.moderation_error_detail)
+        return row.moderation_status
+
+
+def _decide(obj: models.Model, *, to_status: str, allowed: set, actor, reason: str) -> models.Model:
+    with transaction.atomic():
+        row = _locked(type(obj), obj.pk)
+        if row is None:
+            raise InvalidTransition(f"{obj} no longer exists.")
+        if row.moderation_status not in allowed:
+            raise InvalidTransition(
+                f"{row} is {row.get_moderation_status_display().lower()}; it cannot become {to_status}."
+            )
+        from_status = row.moderation_status
+        row.moderation_status = to_status
+        row.save(update_fields=["moderation_status"])
+        _decision(
+            row,
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+            reason=reason,
+            scores={
+                "consistency": row.consistency_score,
+                "category_rank": row.category_rank,
+                "duplicate_similarity": row.duplicate_similarity,
+            },
+        )
+    obj.moderation_status = to_status
+    return row
+
+
+def approve(obj: models.Model, *, actor, reason: str = "") -> models.Model:
+    """A moderator accepts the object as it is."""
+    return _decide(
+        obj, to_status=S.APPROVED, allowed={S.PENDING, S.OK, S.FLAGGED, S.ERROR, S.REJECTED}, actor=actor, reason=reason
+    )
+
+
+def reject(obj: models.Model, *, actor, reason: str = "") -> models.Model:
+    """A moderator refuses the object; it leaves public search."""
+    return _decide(
+        obj, to_status=S.REJECTED, allowed={S.PENDING, S.OK, S.FLAGGED, S.ERROR, S.APPROVED}, actor=actor, reason=reason
+    )
+
+
+def rescan(obj: models.Model, *, actor=None) -> None:
+    """Score the object again now. An ``error`` object goes back to ``pending``; a
+    decided one keeps its decision, and only its scores are refreshed."""
+    spec = get_spec(type(obj))
+    with transaction.atomic():
+        row = _locked(type(obj), obj.pk)
+        if row is None:
+            raise InvalidTransition(f"{obj} no longer exists.")
+        if row.moderation_status == S.ERROR:
+            row.moderation_status = S.PENDING
+            row.moderation_attempts = 0
+            row.moderation_retry_at = None
+            _decision(row, from_status=S.ERROR, to_status=S.PENDING, actor=actor, reason="rescan")
+        row.moderation_queued_at = timezone.now()
+        row.save(
+            update_fields=["moderation_status", "moderation_attempts", "moderation_retry_at", "moderation_queued_at"]
+        )
+        _enqueue_on_commit(spec, row.pk, row.moderation_version, force=True)

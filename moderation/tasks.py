@@ -1,0 +1,208 @@
+"""The django-q2 tasks: moderate one object, moderate a batch, sweep what was lost.
+
+A task embeds outside any transaction (an embedder call may take seconds), then
+writes each result through ``services.record_scores``, which checks under a row lock
+that the content it scored is still current. Running a task twice writes once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from . import scoring, services
+from .conf import moderation_settings
+from .embedders import (
+    EmbedderConfigurationError,
+    PermanentEmbedError,
+    TransientEmbedError,
+    decode_listing_image,
+    get_embedder,
+)
+from .models import ModerationStatus
+from .registry import ModerationSpec, get_spec, specs
+
+logger = logging.getLogger("moderation")
+S = ModerationStatus
+
+
+def enqueue(label: str, pk, version: int, *, force: bool = False) -> None:
+    """Queue the scoring of one object (called on commit by ``services``)."""
+    async_task(
+        "moderation.tasks.moderate_object",
+        label,
+        str(pk),
+        version,
+        force,
+        task_name=f"moderate {label} {pk} v{version}",
+        group="moderation",
+    )
+
+
+def enqueue_batch(label: str, items: list[tuple[str, int]], *, force: bool = False) -> None:
+    async_task(
+        "moderation.tasks.moderate_batch",
+        label,
+        items,
+        force,
+        task_name=f"moderate {label} x{len(items)}",
+        group="moderation",
+    )
+
+
+def moderate_object(label: str, pk: str, version: int, force: bool = False) -> dict:
+    return moderate_batch(label, [(pk, version)], force)
+
+
+def moderate_batch(label: str, items: list, force: bool = False) -> dict:
+    """Score the objects ``items`` = [(pk, version), ...] of one model with one embedder call.
+
+    Returns counts by outcome, which django-q2 stores as the task's result.
+    """
+    spec = get_spec(label)
+    outcome: dict[str, int] = {}
+
+    def count(key: str) -> None:
+        outcome[key] = outcome.get(key, 0) + 1
+
+    try:
+        embedder = get_embedder()
+    except EmbedderConfigurationError as exc:
+        for pk, version in items:
+            services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
+        logger.error("cannot moderate: %s", exc)
+        return {"misconfigured": len(items)}
+
+    rows = {str(obj.pk): obj for obj in spec.model._default_manager.filter(pk__in=[pk for pk, _ in items])}
+    work = []
+    for pk, version in items:
+        obj = rows.get(str(pk))
+        if obj is None or obj.moderation_version != version:
+            count("superseded")
+            continue
+        if not force and obj.moderation_status not in (S.PENDING, S.ERROR) and obj.embedding_model == embedder.model_id:
+            count("current")
+            continue
+        try:
+            image = decode_listing_image(_read_image(spec, obj), embedder=embedder)
+        except PermanentEmbedError as exc:
+            services.record_failure(spec.model, obj.pk, version=version, error=exc, permanent=True)
+            count("error")
+            continue
+        work.append((obj, spec.text_of(obj), image))
+    if work:
+        for key, value in _embed_and_record(spec, work, embedder, force=force).items():
+            outcome[key] = outcome.get(key, 0) + value
+    return outcome
+
+
+def _read_image(spec: ModerationSpec, obj) -> bytes:
+    field_file = getattr(obj, spec.image_field)
+    if not field_file:
+        raise PermanentEmbedError("The object has no photo.", code="image_missing")
+    try:
+        with field_file.open("rb") as handle:
+            return handle.read()
+    except OSError as exc:  # the file was deleted from storage, or storage is down
+        raise PermanentEmbedError(f"The photo {field_file.name} cannot be read: {exc}.", code="image_missing") from exc
+
+
+def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool) -> dict:
+    outcome: dict[str, int] = {}
+    try:
+        text_vectors, image_vectors = embedder.embed(texts=[w[1] for w in work], images=[w[2] for w in work])
+    except PermanentEmbedError as exc:
+        if len(work) > 1:  # find the one input the provider refuses; score the others
+            for item in work:
+                for key, value in _embed_and_record(spec, [item], embedder, force=force).items():
+                    outcome[key] = outcome.get(key, 0) + value
+            return outcome
+        services.record_failure(
+            spec.model, work[0][0].pk, version=work[0][0].moderation_version, error=exc, permanent=True
+        )
+        return {"error": 1}
+    except (TransientEmbedError, EmbedderConfigurationError) as exc:
+        configuration = isinstance(exc, EmbedderConfigurationError)
+        logger.warning("embedding %d object(s) of %s failed: %s", len(work), spec.label, exc)
+        for obj, _text, _image in work:
+            services.record_failure(
+                spec.model,
+                obj.pk,
+                version=obj.moderation_version,
+                error=exc,
+                permanent=False,
+                configuration=configuration,
+            )
+        return {"retry": len(work)}
+    for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
+        phash = scoring.image_phash(image)
+        scores = scoring.score(
+            spec, obj, text_vector=text_vector, image_vector=image_vector, phash=phash, embedder=embedder
+        )
+        status = services.record_scores(
+            spec.model,
+            obj.pk,
+            version=obj.moderation_version,
+            model_id=embedder.model_id,
+            text_vector=text_vector,
+            image_vector=image_vector,
+            phash=phash,
+            scores=scores,
+            force=force,
+        )
+        key = status or "current"
+        outcome[key] = outcome.get(key, 0) + 1
+    return outcome
+
+
+def due_for_work(spec: ModerationSpec, *, now=None):
+    """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are due."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=moderation_settings.STALE_AFTER)
+    return spec.model._default_manager.filter(
+        Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True)
+        & (Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale))
+        | Q(moderation_status__in=[S.PENDING, S.ERROR], moderation_retry_at__lte=now)
+    )
+
+
+def sweep() -> int:
+    """Re-queue lost and due work in batches (a django-q2 schedule runs this every minute).
+
+    A task can be lost: a Redis broker restarted, a worker killed before it acked.
+    The object is still ``pending`` in the database, so the database is the truth.
+    """
+    queued = 0
+    now = timezone.now()
+    for spec in specs():
+        rows = list(due_for_work(spec, now=now).values_list("pk", "moderation_version")[:10_000])
+        size = moderation_settings.BATCH_SIZE
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            spec.model._default_manager.filter(pk__in=[pk for pk, _ in chunk]).update(
+                moderation_queued_at=now, moderation_retry_at=None
+            )
+            enqueue_batch(spec.label, [(str(pk), version) for pk, version in chunk])
+            queued += len(chunk)
+    if queued:
+        logger.info("sweep re-queued %d object(s)", queued)
+    return queued
+
+
+def ensure_sweep_schedule(**kwargs) -> None:
+    """Create or update the django-q2 schedule of ``sweep`` (after migrate)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="moderation.sweep",
+        defaults={
+            "func": "moderation.tasks.sweep",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": moderation_settings.SWEEP_EVERY_MINUTES,
+            "repeats": -1,
+        },
+    )

@@ -1,0 +1,30 @@
+"""A second moderated model, unlike catalog.Listing: a UUID key, other field names, a
+category held in a CharField with choices, and an owner that is optional."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from moderation.models import ModeratedModel
+from moderation.registry import register
+
+
+class Gadget(ModeratedModel):
+    class Kind(models.TextChoices):
+        LAMP = "lamp", "Lamp"
+        PHONE = "phone", "Phone"
+        CHAIR = "chair", "Chair"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    blurb = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    picture = models.ImageField(upload_to="gadgets/")
+    maker = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta(ModeratedModel.Meta):
+        pass
+
+
+register(Gadget, text_fields=["name", "blurb"], image_field="picture", category_field="kind", owner_field="maker")
