@@ -24,9 +24,10 @@ def check_embedder(app_configs=None, **kwargs):
     if embedder.dimensions != moderation_settings.DIMENSIONS:
         found.append(
             checks.Error(
-                f"The embedder {embedder.model_id} makes {embedder.dimensions}-dimension vectors, but the vector columns "
-                f"have MODERATION['DIMENSIONS'] = {moderation_settings.DIMENSIONS}.",
-                hint="Set MODERATION['DIMENSIONS'] to the embedder's width and make a migration, or choose another model.",
+                f"The embedder {embedder.model_id} makes {embedder.dimensions}-dimension vectors, but the vector "
+                f"columns have MODERATION['DIMENSIONS'] = {moderation_settings.DIMENSIONS}.",
+                hint="Set MODERATION['DIMENSIONS'] to the embedder's width and make a migration, "
+                "or choose another model.",
                 id="moderation.E001",
             )
         )
@@ -48,7 +49,8 @@ def check_queue(app_configs=None, **kwargs):
     if timeout is None or retry is None or retry <= timeout:
         return [
             checks.Error(
-                f"Q_CLUSTER has timeout={timeout} and retry={retry}; a task would be delivered twice while still running.",
+                f"Q_CLUSTER has timeout={timeout} and retry={retry}; "
+                "a task would be delivered twice while it still runs.",
                 hint="Set both, with retry larger than timeout.",
                 id="moderation.E002",
             )
