@@ -83,3 +83,52 @@ def bpe_model_dir(tmp_path_factory):
     from model_builders import build_bpe_model
 
     return build_bpe_model(tmp_path_factory.mktemp("models") / "bpe-64")
+
+
+DEMO_THRESHOLDS = {
+    "CONSISTENCY_MIN": 0.5,
+    "CATEGORY_MAX_RANK": 3,
+    "DUPLICATE_MIN_SIMILARITY": 0.95,
+    "PHASH_MAX_DISTANCE": 6,
+}
+
+
+def demo_moderation_settings(model_dir, **extra) -> dict:
+    return {
+        "EMBEDDER": {
+            "BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder",
+            "OPTIONS": {"model_dir": str(model_dir), "threads": 1},
+        },
+        "THRESHOLDS": DEMO_THRESHOLDS,
+        **extra,
+    }
+
+
+@pytest.fixture
+def demo_moderation(settings, demo_model_dir):
+    """MODERATION on the demo model (the embedder is rebuilt for the new settings)."""
+    settings.MODERATION = demo_moderation_settings(demo_model_dir)
+    return settings.MODERATION
+
+
+@pytest.fixture
+def photo():
+    """JPEG bytes of the demo catalogue's kind: one object of a colour on a light background."""
+    from catalog.demo import draw_photo
+
+    def make(colour: str, shape: str = "box", seed: str | None = None) -> bytes:
+        return draw_photo(colour, shape, seed=seed or f"{colour}-{shape}")
+
+    return make
+
+
+@pytest.fixture
+def gadget_factory(media_root, user_factory):
+    from tests.testapp.models import Gadget
+
+    def make(*, picture: bytes, **kwargs):
+        kwargs.setdefault("name", "Red lamp")
+        kwargs.setdefault("kind", Gadget.Kind.RED)
+        return Gadget.objects.create(picture=SimpleUploadedFile("g.jpg", picture), **kwargs)
+
+    return make

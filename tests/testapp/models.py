@@ -1,5 +1,6 @@
 """A second moderated model, unlike catalog.Listing: a UUID key, other field names, a
-category held in a CharField with choices, and an owner that is optional."""
+category held in a CharField with choices, and an owner that is optional. Its
+categories are named by colour so that the demo model can rank them."""
 
 import uuid
 
@@ -12,9 +13,10 @@ from moderation.registry import register
 
 class Gadget(ModeratedModel):
     class Kind(models.TextChoices):
-        LAMP = "lamp", "Lamp"
-        PHONE = "phone", "Phone"
-        CHAIR = "chair", "Chair"
+        RED = "red", "Red gear"
+        BLUE = "blue", "Blue gear"
+        GREEN = "green", "Green gear"
+        YELLOW = "yellow", "Yellow gear"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)

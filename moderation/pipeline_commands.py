@@ -1,0 +1,43 @@
+"""What the moderation_scan and moderation_reembed commands share: pick models, run batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from . import tasks
+from .conf import moderation_settings
+from .registry import ModerationSpec, get_spec, specs
+
+
+def target_specs(label: str | None) -> list[ModerationSpec]:
+    if not label:
+        return specs()
+    try:
+        return [get_spec(label)]
+    except LookupError as exc:
+        raise CommandError(f"{exc} Registered: {', '.join(s.label for s in specs()) or 'none'}.") from None
+
+
+def run_in_batches(
+    command: BaseCommand, spec: ModerationSpec, queryset, *, sync: bool, force: bool, batch_size: int | None
+) -> Counter:
+    """Score ``queryset`` in batches of ``batch_size``: inline (``sync``) or as queued tasks."""
+    size = batch_size or moderation_settings.BATCH_SIZE
+    rows = [(str(pk), version) for pk, version in queryset.order_by("pk").values_list("pk", "moderation_version")]
+    command.stdout.write(f"{spec.label}: {len(rows)} object(s) {'to score' if sync else 'to queue'}")
+    outcome: Counter = Counter()
+    with tqdm(total=len(rows), unit="obj", file=command.stderr, disable=not rows) as bar:
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            if sync:
+                outcome.update(tasks.moderate_batch(spec.label, chunk, force))
+            else:
+                tasks.enqueue_batch(spec.label, chunk, force=force)
+                outcome["queued"] += len(chunk)
+            bar.update(len(chunk))
+    summary = ", ".join(f"{key}: {value}" for key, value in sorted(outcome.items())) or "nothing to do"
+    command.stdout.write(f"{spec.label}: {summary}")
+    return outcome

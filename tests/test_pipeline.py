@@ -1,0 +1,296 @@
+"""The moderation pipeline in one process: save -> hash -> queue, then the task's
+scoring, states, audit trail and retries. The real qcluster runs in test_qcluster.py."""
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from catalog.models import Listing
+from moderation import services, tasks
+from moderation.models import Decision, ModerationStatus
+from tests.testapp.models import Gadget
+
+pytestmark = pytest.mark.django_db
+S = ModerationStatus
+
+
+def run_task(obj, *, force=False):
+    obj.refresh_from_db()
+    result = tasks.moderate_object(obj._meta.label_lower, str(obj.pk), obj.moderation_version, force)
+    obj.refresh_from_db()
+    return result
+
+
+def history(obj):
+    content_type = ContentType.objects.get_for_model(obj)
+    return list(
+        Decision.objects.filter(content_type=content_type, object_pk=str(obj.pk))
+        .order_by("created_at", "id")
+        .values_list("from_status", "to_status")
+    )
+
+
+def test_saving_a_listing_makes_it_pending_and_queues_one_task_on_commit(
+    demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        listing = listing_factory(image=photo("red"))
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    assert listing.moderation_version == 1
+    assert len(listing.content_hash) == 64
+    assert len(callbacks) == 1
+    assert OrmQ.objects.count() == 1
+    assert history(listing) == [("", S.PENDING)]
+
+
+def test_a_save_that_changes_neither_text_nor_photo_queues_nothing(
+    demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    listing = listing_factory(image=photo("red"))
+    listing.price = 99
+    with django_capture_on_commit_callbacks() as callbacks:
+        listing.save()
+    listing.refresh_from_db()
+    assert callbacks == []
+    assert listing.moderation_version == 1
+
+
+def test_a_matching_listing_ends_ok_with_its_scores_and_audit(demo_moderation, listing_factory, photo):
+    listing = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    assert run_task(listing) == {"ok": 1}
+    assert listing.moderation_status == S.OK
+    assert listing.consistency_score > 0.8
+    assert listing.embedding_model == "demo:colour-words-v1"
+    assert listing.text_vector is not None
+    assert listing.image_vector is not None
+    assert history(listing) == [("", S.PENDING), (S.PENDING, S.OK)]
+    scored = Decision.objects.get(to_status=S.OK)
+    assert scored.actor is None
+    assert scored.scores["consistency"] == pytest.approx(listing.consistency_score)
+
+
+def test_a_mismatched_listing_is_flagged_with_the_reason(demo_moderation, listing_factory, photo):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    run_task(listing)
+    assert listing.moderation_status == S.FLAGGED
+    assert listing.flag_reasons == ["text_image_mismatch"]
+    assert listing.severity == 20
+    assert listing.consistency_score < 0.5
+    assert listing.flag_reason_labels == ["The photo does not match the title and description"]
+
+
+def test_a_photo_reused_by_another_seller_is_flagged_as_a_duplicate(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    original = listing_factory(title="Red mug", image=photo("red", "cup"))
+    run_task(original)
+    copy = listing_factory(title="Red mug, barely used", image=photo("red", "cup"), seller=user_factory())
+    run_task(copy)
+    assert copy.moderation_status == S.FLAGGED
+    assert copy.flag_reasons == ["duplicate_image"]
+    assert copy.duplicate_of == str(original.pk)
+    assert copy.duplicate_similarity > 0.99
+
+
+def test_the_same_seller_reusing_a_photo_and_another_photo_of_the_same_colour_are_not_duplicates(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    first = listing_factory(title="Red mug", image=photo("red", "cup"))
+    run_task(first)
+    again = listing_factory(title="Red mug (2 available)", image=photo("red", "cup"), seller=first.seller)
+    other = listing_factory(title="Red shoes", image=photo("red", "shoe"), seller=user_factory())
+    run_task(again)
+    run_task(other)
+    assert again.moderation_status == S.OK
+    assert other.moderation_status == S.OK  # CLIP-close, but a different picture
+
+
+def test_a_task_run_twice_writes_once(demo_moderation, listing_factory, photo):
+    listing = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
+    run_task(listing)
+    assert run_task(listing) == {"current": 1}
+    assert history(listing) == [("", S.PENDING), (S.PENDING, S.OK)]
+
+
+def test_a_result_for_an_old_version_is_not_written(demo_moderation, listing_factory, photo):
+    listing = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
+    old_version = listing.moderation_version
+    listing.title = "Green kettle"
+    listing.save()
+    assert tasks.moderate_object("catalog.listing", str(listing.pk), old_version) == {"superseded": 1}
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+
+
+def test_a_decision_survives_a_rescan_of_unchanged_content(demo_moderation, listing_factory, photo, admin_user):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    run_task(listing)
+    services.reject(listing, actor=admin_user, reason="misleading photo")
+    run_task(listing, force=True)
+    assert listing.moderation_status == S.REJECTED
+    assert listing.flag_reasons == ["text_image_mismatch"]
+    assert history(listing)[-1] == (S.FLAGGED, S.REJECTED)
+
+
+def test_a_sellers_edit_sends_a_decided_listing_back_to_pending_and_keeps_the_history(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    run_task(listing)
+    services.approve(listing, actor=admin_user)
+    listing.title = "Blue hiking boots"
+    listing.save()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    assert listing.moderation_version == 2
+    run_task(listing)
+    assert listing.moderation_status == S.OK
+    assert history(listing) == [
+        ("", S.PENDING),
+        (S.PENDING, S.FLAGGED),
+        (S.FLAGGED, S.APPROVED),
+        (S.APPROVED, S.PENDING),
+        (S.PENDING, S.OK),
+    ]
+
+
+def test_a_photo_that_cannot_be_decoded_goes_to_error_with_its_code(demo_moderation, listing_factory):
+    listing = listing_factory(image=b"<html>not a photo</html>")
+    run_task(listing)
+    assert listing.moderation_status == S.ERROR
+    assert listing.moderation_error == "image_format"
+    assert listing.moderation_retry_at is None  # permanent: the sweeper leaves it alone
+    assert listing.moderation_attempts == 1
+
+
+def test_transitions_that_do_not_start_from_an_allowed_state_are_refused(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(image=photo("red"))
+    run_task(listing)
+    services.approve(listing, actor=admin_user)
+    with pytest.raises(services.InvalidTransition, match="approved"):
+        services.approve(listing, actor=admin_user)
+
+
+def test_a_model_with_a_uuid_key_and_other_field_names_is_moderated(demo_moderation, gadget_factory, photo):
+    gadget = gadget_factory(name="Green desk lamp", kind=Gadget.Kind.GREEN, picture=photo("green"))
+    run_task(gadget)
+    assert gadget.moderation_status == S.OK
+    assert gadget.category_rank == 1
+    assert history(gadget) == [("", S.PENDING), (S.PENDING, S.OK)]
+
+
+def test_a_photo_unlike_its_category_is_flagged_with_the_categories_it_looks_like(
+    settings, demo_moderation, gadget_factory, photo
+):
+    settings.MODERATION = {**demo_moderation, "CATEGORY_THRESHOLDS": {"Red gear": {"CATEGORY_MAX_RANK": 1}}}
+    gadget = gadget_factory(name="Lamp", kind=Gadget.Kind.RED, picture=photo("blue"))
+    run_task(gadget)
+    assert gadget.moderation_status == S.FLAGGED
+    assert "category_mismatch" in gadget.flag_reasons
+    assert gadget.category_rank > 1
+    assert gadget.suggested_categories[0]["category"] == "Blue gear"
+
+
+def test_a_batch_is_embedded_with_one_call_per_modality(settings, listing_factory, photo):
+    from tests.fake_provider import FakeProvider
+
+    provider = FakeProvider(dims=512).start()
+    try:
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_batch": 32},
+            },
+        }
+        listings = [listing_factory(title=f"Item {i}", image=photo("red", seed=f"item-{i}")) for i in range(5)]
+        result = tasks.moderate_batch("catalog.listing", [(str(x.pk), x.moderation_version) for x in listings])
+        assert sum(result.values()) == 5
+        assert len(provider.requests) == 2  # one text call, one image call
+        assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+    finally:
+        provider.stop()
+
+
+def test_a_provider_outage_leaves_listings_pending_with_growing_retry_delays_then_error(
+    settings, listing_factory, photo
+):
+    from tests.fake_provider import FakeProvider, Scripted
+
+    provider = FakeProvider(dims=512).start()
+    try:
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0},
+            },
+            "MAX_ATTEMPTS": 3,
+            "RETRY_BASE_DELAY": 30,
+        }
+        provider.fail_next(*[Scripted(503, body={"error": "down"})] * 20)
+        listing = listing_factory(image=photo("red"))
+        delays = []
+        for _ in range(2):
+            run_task(listing)
+            assert listing.moderation_status == S.PENDING
+            delays.append((listing.moderation_retry_at - timezone.now()).total_seconds())
+        assert 25 < delays[0] <= 30
+        assert 55 < delays[1] <= 60
+        assert listing.moderation_attempts == 2
+        assert listing.moderation_error == "unavailable"
+        run_task(listing)
+        assert listing.moderation_status == S.ERROR
+        assert listing.moderation_retry_at is not None  # the sweeper will try again later
+        assert history(listing)[-1] == (S.PENDING, S.ERROR)
+    finally:
+        provider.stop()
+
+
+def test_the_sweeper_requeues_lost_and_due_work(demo_moderation, listing_factory, photo):
+    from datetime import timedelta
+
+    lost = listing_factory(image=photo("red"))
+    Listing.objects.filter(pk=lost.pk).update(moderation_queued_at=timezone.now() - timedelta(hours=1))
+    fresh = listing_factory(image=photo("blue"))
+    due = listing_factory(image=photo("green"))
+    Listing.objects.filter(pk=due.pk).update(
+        moderation_status=S.ERROR, moderation_retry_at=timezone.now() - timedelta(seconds=1)
+    )
+    before = OrmQ.objects.count()
+    assert tasks.sweep() == 2
+    assert OrmQ.objects.count() == before + 1  # one batch task
+    fresh.refresh_from_db()
+    assert fresh.moderation_status == S.PENDING
+
+
+def test_scan_sync_scores_every_pending_listing_with_a_progress_bar(demo_moderation, listing_factory, photo, capsys):
+    for colour in ["red", "blue", "green"]:
+        listing_factory(title=f"{colour} box", image=photo(colour))
+    call_command("moderation_scan", "--sync")
+    out = capsys.readouterr()
+    assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+    assert "3 object(s)" in out.out
+    assert "ok" in out.out
+
+
+def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
+    settings, demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    run_task(listing)
+    services.reject(listing, actor=admin_user)
+    settings.MODERATION = {
+        **demo_moderation,
+        "EMBEDDER": {
+            **demo_moderation["EMBEDDER"],
+            "OPTIONS": {**demo_moderation["EMBEDDER"]["OPTIONS"], "model_id": "demo:colour-words-v2"},
+        },
+    }
+    call_command("moderation_reembed", "--sync")
+    listing.refresh_from_db()
+    assert listing.embedding_model == "demo:colour-words-v2"
+    assert listing.moderation_status == S.REJECTED
