@@ -144,7 +144,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 # a task whose worker died. Set Q_REDIS_URL to use Redis instead. `retry` must exceed
 # `timeout`, or a slow task is delivered twice while it is still running.
 Q_CLUSTER = {
-    "name": "moderation",
+    "name": os.environ.get("Q_CLUSTER_NAME", "moderation"),
     "workers": int(os.environ.get("Q_WORKERS", 2)),
     "timeout": int(os.environ.get("Q_TIMEOUT", 120)),
     "retry": int(os.environ.get("Q_RETRY", 180)),

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from helpers import image_bytes
 
 from config import embedded_postgres
+from tests.helpers import demo_moderation_settings, image_bytes
 
 _started_embedded_server = False
 
@@ -80,28 +80,9 @@ def demo_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bpe_model_dir(tmp_path_factory):
-    from model_builders import build_bpe_model
+    from tests.model_builders import build_bpe_model
 
     return build_bpe_model(tmp_path_factory.mktemp("models") / "bpe-64")
-
-
-DEMO_THRESHOLDS = {
-    "CONSISTENCY_MIN": 0.5,
-    "CATEGORY_MAX_RANK": 3,
-    "DUPLICATE_MIN_SIMILARITY": 0.95,
-    "PHASH_MAX_DISTANCE": 6,
-}
-
-
-def demo_moderation_settings(model_dir, **extra) -> dict:
-    return {
-        "EMBEDDER": {
-            "BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder",
-            "OPTIONS": {"model_dir": str(model_dir), "threads": 1},
-        },
-        "THRESHOLDS": DEMO_THRESHOLDS,
-        **extra,
-    }
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ delay, and read back every request it received.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -56,6 +57,7 @@ class FakeProvider:
         self.script: list[Scripted] = []
         self.max_image_side: int | None = None  # answer 413 to larger images
         self.delay = 0.0
+        self.down = False  # answer every request with 503 while True
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -97,6 +99,8 @@ class FakeProvider:
                     time.sleep(scripted.delay if scripted else provider.delay)
                     if scripted:
                         self._send(scripted.status, scripted.body, scripted.headers)
+                    elif provider.down:
+                        self._send(503, {"error": "temporarily unavailable"})
                     else:
                         self._answer(body)
                 finally:
@@ -147,6 +151,8 @@ class FakeProvider:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                # A client killed mid-request (as a test meant it to be) is not an error here.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(payload)
 
         return Handler

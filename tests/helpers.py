@@ -11,13 +11,40 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_python(code: str, *, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, *, args: list[str] | None = None, env: dict | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run Python code in a fresh interpreter at the project root (settings load anew)."""
     full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", code, *(args or [])],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+
+
+DEMO_THRESHOLDS = {
+    "CONSISTENCY_MIN": 0.5,
+    "CATEGORY_MAX_RANK": 3,
+    "DUPLICATE_MIN_SIMILARITY": 0.95,
+    "PHASH_MAX_DISTANCE": 6,
+}
+
+
+def demo_moderation_settings(model_dir, **extra) -> dict:
+    """MODERATION on the demo model, with thresholds on its scale."""
+    return {
+        "EMBEDDER": {
+            "BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder",
+            "OPTIONS": {"model_dir": str(model_dir), "threads": 1},
+        },
+        "THRESHOLDS": DEMO_THRESHOLDS,
+        **extra,
+    }
 
 
 def image_bytes(color=(200, 30, 30), *, size=(64, 64), fmt="PNG") -> bytes:

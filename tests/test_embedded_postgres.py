@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
 
 from config import embedded_postgres
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
 

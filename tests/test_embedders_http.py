@@ -5,11 +5,11 @@ import math
 
 import numpy as np
 import pytest
-from fake_provider import FakeProvider, Scripted
 from PIL import Image
 
 from moderation.embedders import EmbedderConfigurationError, PermanentEmbedError, TransientEmbedError
 from moderation.embedders.http import HttpEmbedder, parse_retry_after
+from tests.fake_provider import FakeProvider, Scripted
 
 
 @pytest.fixture

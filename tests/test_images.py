@@ -4,11 +4,11 @@ import io
 
 import numpy as np
 import pytest
-from helpers import image_bytes
 from PIL import Image
 
 from moderation.embedders import PermanentEmbedError
 from moderation.embedders.images import decode_image
+from tests.helpers import image_bytes
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:

@@ -2,7 +2,7 @@
 
 import json
 
-from helpers import run_python
+from tests.helpers import run_python
 
 PRINT_DB = (
     "import django, json; django.setup(); from django.conf import settings; "

@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections import Counter
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -13,10 +15,15 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 
 from catalog.demo import load_demo_catalogue
+from catalog.models import Listing
 from config import embedded_postgres
+from moderation.embedders.demo_model import build_colour_words_model
+from moderation.models import FlagReason, ModerationStatus
 
 
 class Command(BaseCommand):
+    # Checks run after the demo model is built, in `migrate`.
+    requires_system_checks = []
     help = "Migrate, create a demo admin and the sample catalogue, then run the web server and qcluster until Ctrl-C."
 
     def add_arguments(self, parser):
@@ -24,23 +31,50 @@ class Command(BaseCommand):
         parser.add_argument("--setup-only", action="store_true", help="Set up, but do not start the servers.")
 
     def handle(self, *args, addr, setup_only, **options):
+        if not (settings.DEMO_MODEL_DIR / "config.json").exists():
+            build_colour_words_model(settings.DEMO_MODEL_DIR)
+            self.stdout.write(f"Built the colour-words demo model in {settings.DEMO_MODEL_DIR}.")
         call_command("migrate", interactive=False, verbosity=0)
         username, password = "admin", os.environ.get("DEMO_ADMIN_PASSWORD", "demo-admin-pass")
         User = get_user_model()
         if not User.objects.filter(username=username).exists():
             User.objects.create_superuser(username, "admin@example.com", password)
-        created = load_demo_catalogue()
-        self.stdout.write(f"Sample catalogue ready ({created} listings created).")
-        if setup_only:
-            return
-        self._run_servers(addr, username, password)
-
-    def _run_servers(self, addr: str, username: str, password: str) -> None:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        children = [
-            subprocess.Popen([*manage, "qcluster"]),
-            subprocess.Popen([*manage, "runserver", addr, "--noreload"]),
-        ]
+        # The cluster first: the catalogue's listings are queued as they are saved,
+        # and scored by the real pipeline, as a seller's would be.
+        children = [] if setup_only else [subprocess.Popen([*manage, "qcluster"])]
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        try:
+            created = load_demo_catalogue()
+            self.stdout.write(f"Sample catalogue ready ({created} listings created).")
+            if setup_only:
+                return
+            self._report_when_scored()
+            children.append(subprocess.Popen([*manage, "runserver", addr, "--noreload"]))
+            self._serve(children, addr, username, password)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if children:
+                self._stop(children)
+
+    def _report_when_scored(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while Listing.objects.filter(moderation_status=ModerationStatus.PENDING).exists():
+            if time.monotonic() > deadline:
+                self.stdout.write(self.style.WARNING("Some listings are still pending; the queue keeps working."))
+                break
+            time.sleep(0.5)
+        counts = Counter(Listing.objects.values_list("moderation_status", flat=True))
+        reasons = Counter(reason for row in Listing.objects.values_list("flag_reasons", flat=True) for reason in row)
+        self.stdout.write(
+            f"Moderation: {sum(counts.values())} listings; "
+            + ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        )
+        for reason, count in reasons.most_common():
+            self.stdout.write(f"  flagged {count} x {FlagReason(reason).label.lower()} ({reason})")
+
+    def _serve(self, children: list[subprocess.Popen], addr: str, username: str, password: str) -> None:
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nThe demo is running.\n"
@@ -48,15 +82,9 @@ class Command(BaseCommand):
                 f"  Press Ctrl-C to stop the web server, the task queue and the embedded database.\n"
             )
         )
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        try:
-            while all(child.poll() is None for child in children):
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    children[0].wait(timeout=1)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self._stop(children)
+        while all(child.poll() is None for child in children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                children[0].wait(timeout=1)
 
     def _stop(self, children: list[subprocess.Popen]) -> None:
         for child in children:

@@ -1,0 +1,210 @@
+"""End to end through a real `manage.py qcluster` process, on the ORM broker and on Redis."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pytest
+from django.db import connection
+
+from catalog.models import Listing
+from moderation import services, tasks
+from moderation.models import Decision, ModerationStatus
+from tests.fake_provider import FakeProvider
+from tests.helpers import ROOT, demo_moderation_settings, run_python
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+S = ModerationStatus
+
+
+def wait_for(condition, *, timeout=60.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def status_of(obj) -> str:
+    return type(obj).objects.values_list("moderation_status", flat=True).get(pk=obj.pk)
+
+
+@pytest.fixture
+def cluster_env(transactional_db, settings, demo_model_dir, media_root, tmp_path):
+    settings.MODERATION = demo_moderation_settings(demo_model_dir)
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "EMBEDDED_PG_DATABASE": connection.settings_dict["NAME"],
+        "MEDIA_ROOT": str(media_root),
+        "MODERATION_SETTINGS": json.dumps(settings.MODERATION),
+        "Q_WORKERS": "2",
+        "Q_TIMEOUT": "6",
+        "Q_RETRY": "8",
+    }
+
+
+@pytest.fixture
+def start_cluster(cluster_env, tmp_path):
+    """Start `manage.py qcluster` with the test database; stop it (and its workers) after the test."""
+    started = []
+
+    def start(**extra_env):
+        env = {**os.environ, **cluster_env, **extra_env}
+        env.pop("DATABASE_URL", None)
+        log = (tmp_path / f"qcluster-{len(started)}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    connection.close()  # the flush after the test needs no lingering locks
+
+
+def test_the_cluster_flags_mismatches_and_duplicates_and_rescores_edits(
+    start_cluster, listing_factory, user_factory, photo
+):
+    start_cluster()
+    matching = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    mismatched = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    wait_for(lambda: status_of(matching) == S.OK and status_of(mismatched) == S.FLAGGED, what="scoring")
+    copy = listing_factory(title="Mug, red", image=photo("red", "cup"), seller=user_factory())
+    wait_for(lambda: status_of(copy) == S.FLAGGED, what="the duplicate")
+    copy.refresh_from_db()
+    mismatched.refresh_from_db()
+    assert copy.flag_reasons == ["duplicate_image"]
+    assert copy.duplicate_of == str(matching.pk)
+    assert mismatched.flag_reasons == ["text_image_mismatch"]
+
+    mismatched.title = "Blue hiking boots"
+    mismatched.save()
+    wait_for(lambda: status_of(mismatched) == S.OK, what="the edit to be scored")
+
+
+def test_a_decision_survives_a_rescan_and_a_task_run_twice_writes_once(
+    start_cluster, listing_factory, photo, admin_user
+):
+    start_cluster()
+    listing = listing_factory(title="Yellow rain jacket", image=photo("purple", "shirt"))
+    tasks.enqueue("catalog.listing", listing.pk, 1)  # the same task a second time
+    wait_for(lambda: status_of(listing) == S.FLAGGED, what="scoring")
+    listing.refresh_from_db()
+    scored_at = listing.moderated_at
+    services.reject(listing, actor=admin_user, reason="wrong photo")
+    services.rescan(listing, actor=admin_user)
+    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderated_at > scored_at, what="the rescan")
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.REJECTED
+    scored = Decision.objects.filter(object_pk=str(listing.pk), reason="scored")
+    assert scored.count() == 1
+
+
+def test_the_redis_broker_runs_the_same_pipeline(start_cluster, cluster_env, photo, media_root):
+    redis_url = "redis://127.0.0.1:6379/15"
+    name = f"moderation-test-{uuid.uuid4().hex[:8]}"
+    start_cluster(Q_REDIS_URL=redis_url, Q_CLUSTER_NAME=name)
+    # The saving process must use Redis too: it is the one that enqueues on commit.
+    code = (
+        "import django, sys; django.setup();"
+        "from django.contrib.auth.models import User; from django.core.files.base import ContentFile;"
+        "from catalog.models import Category, Listing;"
+        "u = User.objects.create(username='redis-seller');"
+        "c = Category.objects.create(name='Clothing', slug='clothing');"
+        "l = Listing(seller=u, category=c, title='Red hiking boots', price=10);"
+        "l.image.save('boots.jpg', ContentFile(open(sys.argv[1], 'rb').read()), save=False); l.save();"
+        "print(l.pk)"
+    )
+    path = media_root.parent / "boots.jpg"
+    path.write_bytes(photo("blue", "shoe"))
+    result = run_python(code, args=[str(path)], env={**cluster_env, "Q_REDIS_URL": redis_url, "Q_CLUSTER_NAME": name})
+    assert result.returncode == 0, result.stderr
+    listing = Listing.objects.get(pk=int(result.stdout.strip()))
+    wait_for(lambda: status_of(listing) == S.FLAGGED, what="scoring through Redis")
+
+
+@pytest.fixture
+def provider():
+    server = FakeProvider(dims=512).start()
+    yield server
+    server.stop()
+
+
+def http_settings(provider, **extra) -> str:
+    return json.dumps(
+        {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0, "timeout": 30},
+            },
+            **extra,
+        }
+    )
+
+
+def test_a_worker_killed_mid_task_does_not_lose_the_listing(start_cluster, provider, listing_factory, photo, settings):
+    provider.delay = 2.0
+    settings.MODERATION = json.loads(http_settings(provider))
+    cluster = start_cluster(MODERATION_SETTINGS=http_settings(provider))
+    listing = listing_factory(image=photo("red"))
+    wait_for(lambda: provider.in_flight > 0, what="the task to call the embedder")
+    port = provider.server.server_address[1]
+    victims = [
+        child
+        for child in psutil.Process(cluster.pid).children(recursive=True)
+        if any(c.raddr and c.raddr.port == port for c in child.net_connections(kind="tcp"))
+    ]
+    assert victims, "no worker was talking to the embedder"
+    for victim in victims:
+        victim.send_signal(signal.SIGKILL)
+    provider.delay = 0.0
+    # django-q2 re-delivers the un-acknowledged task after Q_RETRY seconds.
+    # (The fake provider's text and image vectors do not agree, so "scored" may mean flagged.)
+    wait_for(lambda: status_of(listing) in (S.OK, S.FLAGGED), timeout=60, what="the re-delivered task")
+    assert cluster.poll() is None
+
+
+def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_when_it_returns(
+    start_cluster, provider, listing_factory, photo, settings
+):
+    extra = {"RETRY_BASE_DELAY": 1, "MAX_ATTEMPTS": 2, "ERROR_RETRY_DELAY": 1}
+    settings.MODERATION = json.loads(http_settings(provider, **extra))
+    start_cluster(MODERATION_SETTINGS=http_settings(provider, **extra))
+    provider.down = True
+    listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(4)]
+    wait_for(
+        lambda: all(row.moderation_attempts >= 1 for row in Listing.objects.filter(pk__in=[x.pk for x in listings])),
+        what="the first failed attempts",
+    )
+    assert set(Listing.objects.values_list("moderation_status", flat=True)) <= {S.PENDING, S.ERROR}
+    assert set(Listing.objects.values_list("moderation_error", flat=True)) == {"unavailable"}
+    tasks.sweep()  # the schedule does this every minute; retries still fail while it is down
+    wait_for(lambda: Listing.objects.filter(moderation_attempts__gte=2).count() == 4, what="second attempts")
+    assert Listing.objects.filter(moderation_status=S.ERROR).count() == 4
+
+    provider.down = False
+    time.sleep(1.1)  # ERROR_RETRY_DELAY
+    assert tasks.sweep() == 4
+    wait_for(
+        lambda: not Listing.objects.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),
+        what="every listing to be scored after the outage",
+    )
