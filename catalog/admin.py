@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from .models import Category, Listing
+from moderation.admin import ModerationAdminMixin, ReviewQueueAdmin
+
+from .models import Category, Listing, ListingReview
 
 
 @admin.register(Category)
@@ -11,10 +13,12 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Listing)
-class ListingAdmin(admin.ModelAdmin):
+class ListingAdmin(ModerationAdminMixin, admin.ModelAdmin):
     list_display = ["title", "category", "price", "seller", "created_at"]
-    list_filter = ["category"]
     search_fields = ["title", "description", "seller__username"]
     list_select_related = ["category", "seller"]
     autocomplete_fields = ["category"]
     raw_id_fields = ["seller"]
+
+
+admin.site.register(ListingReview, ReviewQueueAdmin)

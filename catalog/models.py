@@ -43,3 +43,12 @@ class Listing(ModeratedModel):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ListingReview(Listing):
+    """The review queue of listings in the admin (flagged and errored, most severe first)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "listing to review"
+        verbose_name_plural = "review queue"

@@ -95,7 +95,7 @@ class ModeratedModel(models.Model):
 
     @property
     def flag_reason_labels(self) -> list[str]:
-        return [FlagReason(code).label if code in FlagReason.values else code for code in self.flag_reasons]
+        return [str(FlagReason(code).label) if code in FlagReason.values else code for code in self.flag_reasons]
 
 
 class Decision(models.Model):

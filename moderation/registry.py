@@ -52,6 +52,14 @@ class ModerationSpec:
             return None
         return getattr(obj, self.model._meta.get_field(self.owner_field).attname)
 
+    def category_display(self, values) -> dict:
+        """Stored category values (a foreign key's ids, a choice's values) -> their labels."""
+        model_field = self.model._meta.get_field(self.category_field)
+        if model_field.is_relation:
+            return {pk: str(obj) for pk, obj in model_field.related_model._default_manager.in_bulk(values).items()}
+        choices = dict(model_field.flatchoices) if model_field.choices else {}
+        return {value: str(choices.get(value, value)) for value in values}
+
     def category_labels(self) -> list[str]:
         """Every category an object could be in: the candidates of the zero-shot check."""
         if self.categories is not None:
@@ -102,8 +110,13 @@ def register(
     return declare(model) if model is not None else declare
 
 
+def _label(model) -> str:
+    # A proxy (e.g. the admin's review queue) is moderated as its concrete model.
+    return model._meta.concrete_model._meta.label_lower
+
+
 def get_spec(model_or_label) -> ModerationSpec:
-    label = model_or_label if isinstance(model_or_label, str) else model_or_label._meta.label_lower
+    label = model_or_label if isinstance(model_or_label, str) else _label(model_or_label)
     try:
         return _registry[label.lower()]
     except KeyError:
@@ -111,7 +124,7 @@ def get_spec(model_or_label) -> ModerationSpec:
 
 
 def is_registered(model) -> bool:
-    return model._meta.label_lower in _registry
+    return _label(model) in _registry
 
 
 def specs() -> list[ModerationSpec]:

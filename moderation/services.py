@@ -70,7 +70,7 @@ def content_hash(spec: ModerationSpec, obj: models.Model, *, model_id: str) -> s
 
 def _decision(obj, *, from_status: str, to_status: str, actor=None, reason: str = "", scores=None) -> Decision:
     return Decision.objects.create(
-        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+        content_type=ContentType.objects.get_for_model(obj),
         object_pk=str(obj.pk),
         actor=actor,
         from_status=from_status,

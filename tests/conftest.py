@@ -113,3 +113,58 @@ def gadget_factory(media_root, user_factory):
         return Gadget.objects.create(picture=SimpleUploadedFile("g.jpg", picture), **kwargs)
 
     return make
+
+
+@pytest.fixture
+def moderator(user_factory):
+    """A staff user who may view and change listings and decide on them."""
+    from django.contrib.auth.models import Permission
+
+    user = user_factory(username="moderator", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=[
+                "moderate",
+                "view_decision",
+                "view_listing",
+                "change_listing",
+                "view_listingreview",
+                "change_listingreview",
+                "view_gadget",
+                "change_gadget",
+            ]
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def staff_without_moderation(user_factory):
+    """Staff who may see and edit listings, but not decide on them."""
+    from django.contrib.auth.models import Permission
+
+    user = user_factory(username="clerk", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_listing", "change_listing", "view_listingreview", "change_listingreview"]
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def review_catalogue(demo_moderation, listing_factory, user_factory, category_factory, photo):
+    """Scored listings: one ok, one mismatch, one duplicate, one photo that cannot be decoded."""
+    from tests.helpers import score_now
+
+    for name in ("Clothing", "Furniture"):
+        category_factory(name)
+    alice, bob = user_factory(username="alice"), user_factory(username="bob")
+    ok = listing_factory(title="Red ceramic mug", image=photo("red", "cup"), seller=alice)
+    score_now(ok)
+    mismatch = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"), seller=alice)
+    duplicate = listing_factory(title="Mug, red", image=photo("red", "cup"), seller=bob)
+    broken = listing_factory(title="Green chair", image=b"not an image", seller=bob)
+    for listing in (mismatch, duplicate, broken):
+        score_now(listing)
+    return {"ok": ok, "mismatch": mismatch, "duplicate": duplicate, "broken": broken}

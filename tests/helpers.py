@@ -51,3 +51,13 @@ def image_bytes(color=(200, 30, 30), *, size=(64, 64), fmt="PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def score_now(obj, *, force: bool = False) -> dict:
+    """Run the scoring task for ``obj`` in this process (what a qcluster worker does), then reload it."""
+    from moderation import tasks
+
+    obj.refresh_from_db()
+    result = tasks.moderate_object(obj._meta.label_lower, str(obj.pk), obj.moderation_version, force)
+    obj.refresh_from_db()
+    return result

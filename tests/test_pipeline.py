@@ -10,17 +10,11 @@ from django_q.models import OrmQ
 from catalog.models import Listing
 from moderation import services, tasks
 from moderation.models import Decision, ModerationStatus
+from tests.helpers import score_now
 from tests.testapp.models import Gadget
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
-
-
-def run_task(obj, *, force=False):
-    obj.refresh_from_db()
-    result = tasks.moderate_object(obj._meta.label_lower, str(obj.pk), obj.moderation_version, force)
-    obj.refresh_from_db()
-    return result
 
 
 def history(obj):
@@ -60,7 +54,7 @@ def test_a_save_that_changes_neither_text_nor_photo_queues_nothing(
 
 def test_a_matching_listing_ends_ok_with_its_scores_and_audit(demo_moderation, listing_factory, photo):
     listing = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
-    assert run_task(listing) == {"ok": 1}
+    assert score_now(listing) == {"ok": 1}
     assert listing.moderation_status == S.OK
     assert listing.consistency_score > 0.8
     assert listing.embedding_model == "demo:colour-words-v1"
@@ -74,7 +68,7 @@ def test_a_matching_listing_ends_ok_with_its_scores_and_audit(demo_moderation, l
 
 def test_a_mismatched_listing_is_flagged_with_the_reason(demo_moderation, listing_factory, photo):
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
-    run_task(listing)
+    score_now(listing)
     assert listing.moderation_status == S.FLAGGED
     assert listing.flag_reasons == ["text_image_mismatch"]
     assert listing.severity == 20
@@ -86,9 +80,9 @@ def test_a_photo_reused_by_another_seller_is_flagged_as_a_duplicate(
     demo_moderation, listing_factory, user_factory, photo
 ):
     original = listing_factory(title="Red mug", image=photo("red", "cup"))
-    run_task(original)
+    score_now(original)
     copy = listing_factory(title="Red mug, barely used", image=photo("red", "cup"), seller=user_factory())
-    run_task(copy)
+    score_now(copy)
     assert copy.moderation_status == S.FLAGGED
     assert copy.flag_reasons == ["duplicate_image"]
     assert copy.duplicate_of == str(original.pk)
@@ -99,19 +93,19 @@ def test_the_same_seller_reusing_a_photo_and_another_photo_of_the_same_colour_ar
     demo_moderation, listing_factory, user_factory, photo
 ):
     first = listing_factory(title="Red mug", image=photo("red", "cup"))
-    run_task(first)
+    score_now(first)
     again = listing_factory(title="Red mug (2 available)", image=photo("red", "cup"), seller=first.seller)
     other = listing_factory(title="Red shoes", image=photo("red", "shoe"), seller=user_factory())
-    run_task(again)
-    run_task(other)
+    score_now(again)
+    score_now(other)
     assert again.moderation_status == S.OK
     assert other.moderation_status == S.OK  # CLIP-close, but a different picture
 
 
 def test_a_task_run_twice_writes_once(demo_moderation, listing_factory, photo):
     listing = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
-    run_task(listing)
-    assert run_task(listing) == {"current": 1}
+    score_now(listing)
+    assert score_now(listing) == {"current": 1}
     assert history(listing) == [("", S.PENDING), (S.PENDING, S.OK)]
 
 
@@ -127,9 +121,9 @@ def test_a_result_for_an_old_version_is_not_written(demo_moderation, listing_fac
 
 def test_a_decision_survives_a_rescan_of_unchanged_content(demo_moderation, listing_factory, photo, admin_user):
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
-    run_task(listing)
+    score_now(listing)
     services.reject(listing, actor=admin_user, reason="misleading photo")
-    run_task(listing, force=True)
+    score_now(listing, force=True)
     assert listing.moderation_status == S.REJECTED
     assert listing.flag_reasons == ["text_image_mismatch"]
     assert history(listing)[-1] == (S.FLAGGED, S.REJECTED)
@@ -139,14 +133,14 @@ def test_a_sellers_edit_sends_a_decided_listing_back_to_pending_and_keeps_the_hi
     demo_moderation, listing_factory, photo, admin_user
 ):
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
-    run_task(listing)
+    score_now(listing)
     services.approve(listing, actor=admin_user)
     listing.title = "Blue hiking boots"
     listing.save()
     listing.refresh_from_db()
     assert listing.moderation_status == S.PENDING
     assert listing.moderation_version == 2
-    run_task(listing)
+    score_now(listing)
     assert listing.moderation_status == S.OK
     assert history(listing) == [
         ("", S.PENDING),
@@ -159,7 +153,7 @@ def test_a_sellers_edit_sends_a_decided_listing_back_to_pending_and_keeps_the_hi
 
 def test_a_photo_that_cannot_be_decoded_goes_to_error_with_its_code(demo_moderation, listing_factory):
     listing = listing_factory(image=b"<html>not a photo</html>")
-    run_task(listing)
+    score_now(listing)
     assert listing.moderation_status == S.ERROR
     assert listing.moderation_error == "image_format"
     assert listing.moderation_retry_at is None  # permanent: the sweeper leaves it alone
@@ -170,7 +164,7 @@ def test_transitions_that_do_not_start_from_an_allowed_state_are_refused(
     demo_moderation, listing_factory, photo, admin_user
 ):
     listing = listing_factory(image=photo("red"))
-    run_task(listing)
+    score_now(listing)
     services.approve(listing, actor=admin_user)
     with pytest.raises(services.InvalidTransition, match="approved"):
         services.approve(listing, actor=admin_user)
@@ -178,7 +172,7 @@ def test_transitions_that_do_not_start_from_an_allowed_state_are_refused(
 
 def test_a_model_with_a_uuid_key_and_other_field_names_is_moderated(demo_moderation, gadget_factory, photo):
     gadget = gadget_factory(name="Green desk lamp", kind=Gadget.Kind.GREEN, picture=photo("green"))
-    run_task(gadget)
+    score_now(gadget)
     assert gadget.moderation_status == S.OK
     assert gadget.category_rank == 1
     assert history(gadget) == [("", S.PENDING), (S.PENDING, S.OK)]
@@ -189,7 +183,7 @@ def test_a_photo_unlike_its_category_is_flagged_with_the_categories_it_looks_lik
 ):
     settings.MODERATION = {**demo_moderation, "CATEGORY_THRESHOLDS": {"Red gear": {"CATEGORY_MAX_RANK": 1}}}
     gadget = gadget_factory(name="Lamp", kind=Gadget.Kind.RED, picture=photo("blue"))
-    run_task(gadget)
+    score_now(gadget)
     assert gadget.moderation_status == S.FLAGGED
     assert "category_mismatch" in gadget.flag_reasons
     assert gadget.category_rank > 1
@@ -235,14 +229,14 @@ def test_a_provider_outage_leaves_listings_pending_with_growing_retry_delays_the
         listing = listing_factory(image=photo("red"))
         delays = []
         for _ in range(2):
-            run_task(listing)
+            score_now(listing)
             assert listing.moderation_status == S.PENDING
             delays.append((listing.moderation_retry_at - timezone.now()).total_seconds())
         assert 25 < delays[0] <= 30
         assert 55 < delays[1] <= 60
         assert listing.moderation_attempts == 2
         assert listing.moderation_error == "unavailable"
-        run_task(listing)
+        score_now(listing)
         assert listing.moderation_status == S.ERROR
         assert listing.moderation_retry_at is not None  # the sweeper will try again later
         assert history(listing)[-1] == (S.PENDING, S.ERROR)
@@ -281,7 +275,7 @@ def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
     settings, demo_moderation, listing_factory, photo, admin_user
 ):
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
-    run_task(listing)
+    score_now(listing)
     services.reject(listing, actor=admin_user)
     settings.MODERATION = {
         **demo_moderation,

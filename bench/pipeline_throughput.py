@@ -1,0 +1,217 @@
+"""Listings per second through a real qcluster, in one run.
+
+1. Overhead: a zero-cost embedder (bench/zero_cost.py), 2 workers, small photos.
+   Measured twice: one task per saved listing (the save path), and batch tasks
+   (`moderation_scan --all`). Target: at least 200 listings/s.
+2. With the ViT-B/32-sized local model (bench/.models/vit-b32-random), 1024x1024
+   JPEGs: end-to-end listings/s through the cluster against the embedder's own
+   throughput (texts + images) on the same inputs in this process. Target: >= 80%.
+
+    .venv/bin/python bench/pipeline_throughput.py [--listings 1000] [--model-listings 64]
+"""
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+MODEL_DIR = ROOT / "bench" / ".models" / "vit-b32-random"
+DATABASE = "bench_pipeline"
+
+
+def configure(moderation: dict, media_root: str) -> dict:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "EMBEDDED_PG_DATABASE": DATABASE,
+        "MEDIA_ROOT": media_root,
+        "MODERATION_SETTINGS": json.dumps(moderation),
+        "MODERATION_LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    return env
+
+
+def fresh_database() -> None:
+    import psycopg
+
+    from config import embedded_postgres
+
+    params = embedded_postgres.ensure_running()
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def start_cluster(env: dict, workers: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env={**os.environ, **env, "Q_WORKERS": str(workers)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4)  # start-up is not what we measure
+    return process
+
+
+def stop_cluster(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def wait_until_scored(since: float, count: int, timeout: float = 900) -> float:
+    from datetime import UTC, datetime
+
+    from catalog.models import Listing
+
+    mark = datetime.fromtimestamp(since, tz=UTC)
+    while Listing.objects.filter(moderated_at__gte=mark).count() < count:
+        if time.time() - since > timeout:
+            raise SystemExit("timed out waiting for the cluster")
+        time.sleep(0.05)
+    return time.time() - since
+
+
+def make_listings(n: int, photo) -> list:
+    from decimal import Decimal
+
+    from django.contrib.auth.models import User
+    from django.core.files.base import ContentFile
+    from django.db import transaction
+
+    from catalog.models import Category, Listing
+
+    seller = User.objects.create(username=f"bench-{time.time_ns()}")
+    category, _ = Category.objects.get_or_create(name="Bench", slug="bench")
+    with transaction.atomic():
+        for i in range(n):
+            listing = Listing(seller=seller, category=category, title=f"item {i} red", price=Decimal(1))
+            listing.image.save(f"{i}.jpg", ContentFile(photo(i)), save=False)
+            listing.save()
+
+
+def small_photo(i: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (i % 256, (i * 7) % 256, (i * 13) % 256)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def overhead(listings: int) -> None:
+    media = tempfile.mkdtemp(prefix="bench-media-")
+    env = configure({"EMBEDDER": {"BACKEND": "bench.zero_cost.ZeroCostEmbedder"}}, media)
+    fresh_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    cluster = start_cluster(env, workers=2)
+    try:
+        started = time.time()
+        make_listings(listings, small_photo)
+        elapsed = wait_until_scored(started, listings)
+        print(
+            f"zero-cost embedder, save path (1 task per listing): {listings / elapsed:7.1f} listings/s "
+            f"({listings} in {elapsed:.1f} s, including saving them)"
+        )
+        started = time.time()
+        call_command(
+            "moderation_scan", "--all", "--batch-size", "50", verbosity=0, stdout=io.StringIO(), stderr=io.StringIO()
+        )
+        elapsed = wait_until_scored(started, listings)
+        print(f"zero-cost embedder, batch tasks of 50:              {listings / elapsed:7.1f} listings/s")
+    finally:
+        stop_cluster(cluster)
+
+
+def with_model(listings: int) -> None:
+    if not (MODEL_DIR / "config.json").exists():
+        from build_vit_b32 import build
+
+        build(MODEL_DIR)
+    from embedder_throughput import photo_jpeg
+
+    media = tempfile.mkdtemp(prefix="bench-media-")
+    options = {"model_dir": str(MODEL_DIR), "threads": 2, "batch_size": 16}
+    env = configure(
+        {
+            "EMBEDDER": {"BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder", "OPTIONS": options},
+            "BATCH_SIZE": 16,
+        },
+        media,
+    )
+    fresh_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from moderation.embedders import decode_listing_image, get_embedder
+
+    call_command("migrate", verbosity=0)
+    jpegs = [photo_jpeg(i) for i in range(listings)]
+    embedder = get_embedder()
+    embedder.embed_texts(["warm up"])
+    started = time.perf_counter()
+    for start in range(0, listings, 16):
+        chunk = range(start, min(listings, start + 16))
+        embedder.embed(
+            texts=[f"item {i} red" for i in chunk],
+            images=[decode_listing_image(jpegs[i], embedder=embedder) for i in chunk],
+        )
+    own = listings / (time.perf_counter() - started)
+
+    make_listings(listings, lambda i: jpegs[i])  # queued, but no cluster runs yet
+    from django_q.models import OrmQ
+
+    OrmQ.objects.all().delete()  # measure the batch path alone
+    cluster = start_cluster(env, workers=1)
+    try:
+        started = time.time()
+        call_command("moderation_scan", verbosity=0, stdout=io.StringIO(), stderr=io.StringIO())
+        elapsed = wait_until_scored(started, listings)
+    finally:
+        stop_cluster(cluster)
+    through = listings / elapsed
+    print(
+        f"ViT-B/32-sized model: embedder alone {own:5.1f} listings/s, through the cluster {through:5.1f} "
+        f"listings/s, ratio {through / own:.2f} (target >= 0.80)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listings", type=int, default=1000)
+    parser.add_argument("--model-listings", type=int, default=64)
+    parser.add_argument("--part", choices=["overhead", "model", "both"], default="both")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+    # Each part configures Django differently: run them in separate processes.
+    if args.part == "both":
+        for part in ("overhead", "model"):
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--part",
+                    part,
+                    "--listings",
+                    str(args.listings),
+                    "--model-listings",
+                    str(args.model_listings),
+                ],
+                check=True,
+            )
+    elif args.part == "overhead":
+        overhead(args.listings)
+    else:
+        with_model(args.model_listings)

@@ -1,0 +1,129 @@
+"""Similar-item search on pgvector: by object, by text, by photo, and hybrid.
+
+Every query runs on one model's rows whose vectors were made by the configured
+embedder (vectors of two models are never compared), through the HNSW index. Inside
+the query's transaction, ``hnsw.ef_search`` is raised with ``k`` and pgvector's
+iterative index scan is switched on, so that a filtered search still returns ``k``
+results instead of the few that survived the filter among the first candidates.
+
+Scores of different modalities are not comparable (a text-to-photo cosine of 0.3 is
+a strong match, a photo-to-photo cosine of 0.3 a weak one), so hybrid and
+"more like this" results are fused by rank with reciprocal rank fusion, not by
+adding cosines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import connection, models, transaction
+from pgvector import HalfVector
+from pgvector.django import CosineDistance
+
+from .embedders import decode_listing_image, get_embedder
+from .models import ModerationStatus
+from .registry import ModerationSpec, get_spec
+
+MAX_K = 100
+RRF_K = 60  # the usual constant of reciprocal rank fusion
+PUBLIC_STATUSES = (ModerationStatus.OK, ModerationStatus.APPROVED)
+
+
+@dataclass
+class Hit:
+    object: models.Model
+    score: float  # cosine similarity for one modality; fused rank score for several
+    ranks: dict[str, int] = field(default_factory=dict)
+
+
+def _queryset(spec: ModerationSpec, *, filters: dict | None, statuses, exclude_pk=None):
+    queryset = spec.model._default_manager.filter(embedding_model=get_embedder().model_id)
+    if statuses is not None:
+        queryset = queryset.filter(moderation_status__in=list(statuses))
+    if filters:
+        queryset = queryset.filter(**filters)
+    if exclude_pk is not None:
+        queryset = queryset.exclude(pk=exclude_pk)
+    return queryset
+
+
+def as_array(value) -> np.ndarray:
+    """A stored vector (a list, or pgvector's HalfVector) as float32."""
+    return np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
+
+
+def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
+    """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine)."""
+    k = max(1, min(int(k), MAX_K))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, 4 * k)])
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        rows = list(
+            queryset.filter(**{f"{column}__isnull": False})
+            .annotate(distance=CosineDistance(column, HalfVector(vector)))
+            .order_by("distance")[:k]
+        )
+    # relaxed_order may return neighbours slightly out of order.
+    rows.sort(key=lambda row: row.distance)
+    return [Hit(row, 1.0 - float(row.distance)) for row in rows]
+
+
+def fuse(lists: dict[str, list[Hit]], *, weights: dict[str, float], k: int) -> list[Hit]:
+    """Reciprocal rank fusion: each list adds weight / (60 + rank) to an object's score."""
+    fused: dict = {}
+    for name, hits in lists.items():
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.setdefault(hit.object.pk, Hit(hit.object, 0.0))
+            entry.score += weights.get(name, 1.0) / (RRF_K + rank)
+            entry.ranks[name] = rank
+    return sorted(fused.values(), key=lambda hit: -hit.score)[:k]
+
+
+def similar_to(obj: models.Model, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
+    """More like this: photo-to-photo and text-to-text neighbours of ``obj``, fused by rank."""
+    spec = get_spec(type(obj))
+    if obj.image_vector is None or obj.embedding_model != get_embedder().model_id:
+        return []
+    queryset = _queryset(spec, filters=filters, statuses=statuses, exclude_pk=obj.pk)
+    lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=2 * k)}
+    if obj.text_vector is not None:
+        lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=2 * k)
+    return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
+
+
+def by_text(model, text: str, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
+    """Photos that show what ``text`` says (cross-modal: the text vector against photo vectors)."""
+    spec = get_spec(model)
+    vector = get_embedder().embed_texts([text])[0]
+    return nearest(_queryset(spec, filters=filters, statuses=statuses), "image_vector", vector, k=k)
+
+
+def by_image(model, image: bytes, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
+    """Reverse image search: photos like an uploaded one."""
+    spec = get_spec(model)
+    embedder = get_embedder()
+    vector = embedder.embed_images([decode_listing_image(image, embedder=embedder)])[0]
+    return nearest(_queryset(spec, filters=filters, statuses=statuses), "image_vector", vector, k=k)
+
+
+def hybrid(
+    model,
+    *,
+    text: str,
+    image: bytes,
+    image_weight: float = 0.5,
+    k: int = 10,
+    filters: dict | None = None,
+    statuses=PUBLIC_STATUSES,
+) -> list[Hit]:
+    """Text and photo together, fused by rank; ``image_weight`` in [0, 1] favours the photo."""
+    spec = get_spec(model)
+    embedder = get_embedder()
+    text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
+    queryset = _queryset(spec, filters=filters, statuses=statuses)
+    lists = {
+        "text": nearest(queryset, "image_vector", text_vector[0], k=2 * k),
+        "image": nearest(queryset, "image_vector", image_vector[0], k=2 * k),
+    }
+    return fuse(lists, weights={"text": 1.0 - image_weight, "image": image_weight}, k=k)

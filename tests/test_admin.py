@@ -1,0 +1,188 @@
+"""The review queue in the admin, through Django's test client."""
+
+import re
+
+import pytest
+from django_q.models import OrmQ
+
+from moderation.models import Decision, ModerationStatus
+
+pytestmark = pytest.mark.django_db
+S = ModerationStatus
+QUEUE = "/admin/catalog/listingreview/"
+
+
+def listing_url(listing):
+    return f"/admin/catalog/listing/{listing.pk}/change/"
+
+
+def test_the_queue_shows_what_needs_a_person_most_severe_first(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get(QUEUE).content.decode()
+    titles = re.findall(r'<th class="field-title"><a [^>]*>([^<]+)</a>', page)
+    assert titles == ["Mug, red", "Red hiking boots", "Green chair"]  # duplicate 30, mismatch 20, error 0
+    assert "The same photo is used by another seller" in page
+    assert "image_format" in page
+    assert "text/photo: " in page
+    assert "<img src=" in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("flag_reason=duplicate_image", ["Mug, red"]),
+        ("flag_reason=text_image_mismatch", ["Red hiking boots"]),
+        ("moderation_status=error", ["Green chair"]),
+        ("q=alice", ["Red hiking boots"]),
+    ],
+)
+def test_the_queue_filters_by_reason_and_status_and_searches_by_seller(
+    client, moderator, review_catalogue, query, expected
+):
+    client.force_login(moderator)
+    page = client.get(f"{QUEUE}?{query}").content.decode()
+    assert re.findall(r'<th class="field-title"><a [^>]*>([^<]+)</a>', page) == expected
+
+
+def test_the_listing_admin_has_a_needs_review_filter_and_a_category_filter(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get("/admin/catalog/listing/?moderation_status=review").content.decode()
+    assert len(re.findall(r'<th class="field-title">', page)) == 3
+    assert "By category" in page or "category" in page
+
+
+def test_the_detail_page_puts_text_and_photo_side_by_side_with_scores_duplicate_and_history(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    duplicate, original = review_catalogue["duplicate"], review_catalogue["ok"]
+    page = client.get(listing_url(duplicate)).content.decode()
+    assert 'id="moderation-review"' in page
+    assert 'id="moderation-photo"' in page
+    assert "nearly identical" in page
+    assert listing_url(original) in page  # the other listing, next to it
+    assert original.image.url in page
+    assert "pending &rarr; flagged" in page
+    assert 'id="moderation-decide-form"' in page
+
+
+def test_a_mismatch_is_explained_in_plain_words(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get(listing_url(review_catalogue["mismatch"])).content.decode()
+    assert "below the threshold: the photo may not show what the text describes" in page
+    assert "The photo looks most like" in page
+
+
+def test_a_moderator_approves_from_the_detail_page_with_a_reason(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    response = client.post(f"/admin/catalog/listing/{listing.pk}/moderation/approve/", {"reason": "dark photo"})
+    assert response.status_code == 302
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.APPROVED
+    decision = Decision.objects.filter(object_pk=str(listing.pk)).first()
+    assert (decision.actor, decision.reason, decision.to_status) == (moderator, "dark photo", S.APPROVED)
+
+
+def test_staff_without_the_moderation_permission_cannot_decide(client, staff_without_moderation, review_catalogue):
+    client.force_login(staff_without_moderation)
+    listing = review_catalogue["mismatch"]
+    assert client.get(QUEUE).status_code == 200
+    page = client.get(listing_url(listing)).content.decode()
+    assert 'id="moderation-decide-form"' not in page
+    assert "approve_selected" not in client.get(QUEUE).content.decode()
+    assert client.post(f"/admin/catalog/listing/{listing.pk}/moderation/approve/").status_code == 403
+    client.post(QUEUE, {"action": "approve_selected", "_selected_action": [listing.pk], "apply": "1"})
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+
+
+def test_bulk_reject_asks_for_a_reason_then_rejects_every_selected_listing(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    chosen = [review_catalogue["mismatch"], review_catalogue["duplicate"]]
+    ids = [listing.pk for listing in chosen]
+    form = client.post(QUEUE, {"action": "reject_selected", "_selected_action": ids})
+    assert form.status_code == 200
+    assert 'name="reason"' in form.content.decode()
+    done = client.post(
+        QUEUE,
+        {"action": "reject_selected", "_selected_action": ids, "apply": "1", "reason": "misleading photos"},
+        follow=True,
+    )
+    assert "2 rejected." in done.content.decode()
+    for listing in chosen:
+        listing.refresh_from_db()
+        assert listing.moderation_status == S.REJECTED
+    assert set(Decision.objects.filter(reason="misleading photos").values_list("object_pk", flat=True)) == {
+        str(pk) for pk in ids
+    }
+
+
+def test_bulk_approve_skips_what_cannot_be_approved_and_says_why(client, moderator, review_catalogue):
+    from moderation import services
+
+    client.force_login(moderator)
+    mismatch, duplicate = review_catalogue["mismatch"], review_catalogue["duplicate"]
+    services.approve(duplicate, actor=moderator)
+    response = client.post(
+        "/admin/catalog/listing/",
+        {
+            "action": "approve_selected",
+            "_selected_action": [mismatch.pk, duplicate.pk],
+            "apply": "1",
+        },
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "1 approved." in page
+    assert "cannot become approved" in page
+
+
+def test_rescan_queues_a_task_per_selected_listing(
+    client, moderator, review_catalogue, django_capture_on_commit_callbacks
+):
+    client.force_login(moderator)
+    before = OrmQ.objects.count()
+    ids = [review_catalogue["broken"].pk, review_catalogue["mismatch"].pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(QUEUE, {"action": "rescan_selected", "_selected_action": ids})
+    assert OrmQ.objects.count() == before + 2
+    review_catalogue["broken"].refresh_from_db()
+    assert review_catalogue["broken"].moderation_status == S.PENDING
+
+
+def test_the_dashboard_counts_by_status_reason_error_and_recent_scoring(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+
+    def count(attribute, value):
+        return int(re.search(rf'data-{attribute}="{value}">(\d+)<', page).group(1))
+
+    assert count("status", "ok") == 1
+    assert count("status", "flagged") == 2
+    assert count("status", "error") == 1
+    assert count("reason", "duplicate_image") == 1
+    assert count("reason", "text_image_mismatch") == 1
+    assert count("error", "image_format") == 1
+    assert int(re.search(r'id="scored-hour">(\d+)<', page).group(1)) == 3
+    assert "<svg" in page
+    assert "Kitchen" in page
+
+
+def test_the_dashboard_is_for_moderators(client, staff_without_moderation, review_catalogue):
+    client.force_login(staff_without_moderation)
+    assert client.get("/admin/moderation/decision/dashboard/").status_code == 403
+
+
+def test_another_model_gets_the_queue_with_the_mixin_alone(client, moderator, demo_moderation, gadget_factory, photo):
+    from tests.helpers import score_now
+    from tests.testapp.models import Gadget
+
+    gadget = gadget_factory(name="Red lamp", kind=Gadget.Kind.RED, picture=photo("blue"))
+    score_now(gadget)
+    client.force_login(moderator)
+    page = client.get("/admin/testapp/gadget/?moderation_status=review").content.decode()
+    assert "Red lamp" in page
+    assert "approve_selected" in page
+    detail = client.get(f"/admin/testapp/gadget/{gadget.pk}/change/").content.decode()
+    assert 'id="moderation-review"' in detail
