@@ -168,3 +168,25 @@ def review_catalogue(demo_moderation, listing_factory, user_factory, category_fa
     for listing in (mismatch, duplicate, broken):
         score_now(listing)
     return {"ok": ok, "mismatch": mismatch, "duplicate": duplicate, "broken": broken}
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, plus one step before it is dropped: end the
+    sessions that other threads and processes of the run left on it (the live
+    server's request threads, qcluster workers), so the drop never fails."""
+    yield
+    import psycopg
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+        params = {
+            k: v for k, v in connection.get_connection_params().items() if k in ("host", "port", "user", "password")
+        }
+        connection.close()
+        with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )

@@ -7,3 +7,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 
 # Password hashing is deliberately slow; tests make many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# No persistent connections: the live server's thread must not keep one open when
+# the test database is dropped at the end of the run.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
