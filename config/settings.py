@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "moderation",
     "catalog",
@@ -184,8 +186,33 @@ MODERATION = (
 )
 
 REST_FRAMEWORK = {
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "moderation.api.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "moderation.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["moderation.api.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "uploads": os.environ.get("THROTTLE_UPLOADS", "120/hour"),
+        "search": os.environ.get("THROTTLE_SEARCH", "600/minute"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Listing moderation API",
+    "DESCRIPTION": "Sellers' listings, similar-item search (by listing, text, photo, hybrid) and the moderators' "
+    'queue. Errors share one body: {"error": {"status", "code", "message", "fields"}}.',
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "moderation.api.schema.document_errors",
+    ],
 }
 
 LOGGING = {

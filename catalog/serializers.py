@@ -1,0 +1,120 @@
+"""The demo marketplace's API representations."""
+
+from django.core.validators import ProhibitNullCharactersValidator
+from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+from moderation.api.serializers import ModerationStateSerializer, SafeImageField
+from moderation.search import MAX_K
+
+from .models import Category, Listing
+
+
+class CategoryField(serializers.SlugRelatedField):
+    """A category by slug. The input is checked before the database sees it: a NUL or a
+    lone surrogate in a lookup would be a database error, not a 400."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        for validator in (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator()):
+            validator(data)
+        return super().to_internal_value(data)
+
+
+class ListingSerializer(serializers.ModelSerializer):
+    """A seller's own listing. The moderation state is the owner's to see, and read-only."""
+
+    category = CategoryField(slug_field="slug", queryset=Category.objects.all())
+    image = SafeImageField()
+    seller = serializers.CharField(source="seller.username", read_only=True)
+    moderation = ModerationStateSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = Listing
+        fields = [
+            "id",
+            "title",
+            "description",
+            "category",
+            "price",
+            "image",
+            "seller",
+            "created_at",
+            "updated_at",
+            "moderation",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        extra_kwargs = {
+            "title": {"min_length": 3},
+            "price": {"min_value": 0, "max_value": 10_000_000},
+        }
+
+
+class PublicListingSerializer(serializers.ModelSerializer):
+    """A listing as anyone sees it in search results: no moderation details."""
+
+    category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    seller = serializers.CharField(source="seller.username", read_only=True)
+
+    class Meta:
+        model = Listing
+        fields = ["id", "title", "description", "category", "price", "image", "seller", "created_at"]
+        read_only_fields = fields
+
+
+class SearchHitSerializer(serializers.Serializer):
+    score = serializers.FloatField(help_text="Cosine similarity for one modality; a fused rank score for several.")
+    ranks = serializers.DictField(child=serializers.IntegerField(), help_text="Rank in each fused list.")
+    listing = PublicListingSerializer(source="object")
+
+
+class SearchResultsSerializer(serializers.Serializer):
+    results = SearchHitSerializer(many=True)
+
+
+class SearchFiltersSerializer(serializers.Serializer):
+    """Filters every search accepts (query string or form fields)."""
+
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K // 2, default=10)
+    category = serializers.SlugField(required=False)
+    price_min = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
+    price_max = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
+    seller = serializers.CharField(required=False, max_length=150, help_text="The seller's username.")
+    status = serializers.MultipleChoiceField(
+        choices=["pending", "ok", "flagged", "approved", "rejected", "error"],
+        required=False,
+        help_text="Moderators only: search these statuses instead of the public ones (ok, approved).",
+    )
+
+    def validate(self, attrs):
+        if "price_min" in attrs and "price_max" in attrs and attrs["price_min"] > attrs["price_max"]:
+            raise serializers.ValidationError({"price_max": "price_max must not be below price_min."})
+        return attrs
+
+    def lookups(self) -> dict:
+        data, lookups = self.validated_data, {}
+        if "category" in data:
+            lookups["category__slug"] = data["category"]
+        if "price_min" in data:
+            lookups["price__gte"] = data["price_min"]
+        if "price_max" in data:
+            lookups["price__lte"] = data["price_max"]
+        if "seller" in data:
+            lookups["seller__username"] = data["seller"]
+        return lookups
+
+
+class TextSearchSerializer(SearchFiltersSerializer):
+    q = serializers.CharField(min_length=1, max_length=500, help_text="What the photo should show.")
+
+
+class ImageSearchSerializer(SearchFiltersSerializer):
+    image = SafeImageField(help_text="A photo (JPEG, PNG, WebP or GIF).")
+
+
+class HybridSearchSerializer(ImageSearchSerializer):
+    q = serializers.CharField(min_length=1, max_length=500)
+    image_weight = serializers.FloatField(
+        min_value=0, max_value=1, default=0.5, help_text="0 uses only the text, 1 only the photo."
+    )

@@ -1,0 +1,90 @@
+"""The moderators' queue over the API, for one moderated model per viewset."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.models import ContentType
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from moderation import services
+from moderation.models import Decision, FlagReason, ModerationStatus
+
+from .permissions import IsModerator
+from .serializers import DecisionRequestSerializer, DecisionSerializer, QueueItemSerializer
+
+S = ModerationStatus
+DECISION_EXAMPLE = OpenApiExample("With a reason", value={"reason": "The photo shows another product."})
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The review queue",
+        description="Flagged and errored objects, most severe first. Moderators only.",
+        parameters=[
+            OpenApiParameter(
+                "status",
+                enum=[S.FLAGGED, S.ERROR, S.PENDING, S.OK, S.APPROVED, S.REJECTED],
+                description="Another status than the queue's (flagged and error).",
+            ),
+            OpenApiParameter("reason", enum=FlagReason.values, description="Only objects flagged for this reason."),
+        ],
+    ),
+    retrieve=extend_schema(summary="One object of the queue, with its decision history"),
+)
+class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Set ``queryset`` to the moderated model's rows (e.g. ``Listing.objects.all()``)."""
+
+    permission_classes = [IsModerator]
+    serializer_class = QueueItemSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        wanted = self.request.query_params.get("status")
+        if wanted in S.values:
+            queryset = queryset.filter(moderation_status=wanted)
+        else:
+            queryset = queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
+        reason = self.request.query_params.get("reason")
+        if reason in FlagReason.values:
+            queryset = queryset.filter(flag_reasons__contains=[reason])
+        return queryset.order_by("-severity", "consistency_score", "pk")
+
+    def retrieve(self, request, *args, **kwargs):
+        obj = self.get_object()
+        history = Decision.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))
+        return Response({**self.get_serializer(obj).data, "history": DecisionSerializer(history, many=True).data})
+
+    def _decide(self, request, verb: str):
+        obj = self.get_object()
+        form = DecisionRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        if verb == "rescan":
+            services.rescan(obj, actor=request.user)
+        else:
+            decide = services.approve if verb == "approve" else services.reject
+            decide(obj, actor=request.user, reason=form.validated_data["reason"])
+        obj.refresh_from_db()
+        return Response(self.get_serializer(obj).data)
+
+    @extend_schema(
+        summary="Approve", request=DecisionRequestSerializer, responses=QueueItemSerializer, examples=[DECISION_EXAMPLE]
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(request, "approve")
+
+    @extend_schema(
+        summary="Reject", request=DecisionRequestSerializer, responses=QueueItemSerializer, examples=[DECISION_EXAMPLE]
+    )
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(request, "reject")
+
+    @extend_schema(summary="Score again", request=DecisionRequestSerializer, responses=QueueItemSerializer)
+    @action(detail=True, methods=["post"])
+    def rescan(self, request, pk=None):
+        return self._decide(request, "rescan")

@@ -1,0 +1,328 @@
+"""The REST API: listings CRUD, search, the moderators' queue, errors, limits."""
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django_q.models import OrmQ
+from rest_framework.test import APIClient
+
+from catalog.models import Listing
+from moderation.models import ModerationStatus
+from tests.helpers import image_bytes, score_now
+
+pytestmark = pytest.mark.django_db
+S = ModerationStatus
+
+
+@pytest.fixture
+def api():
+    cache.clear()  # throttling counts live in the cache
+    return APIClient()
+
+
+@pytest.fixture
+def sellers(user_factory):
+    return user_factory(username="alice"), user_factory(username="bob")
+
+
+@pytest.fixture
+def kitchen(category_factory):
+    return category_factory("Kitchen")
+
+
+@pytest.fixture
+def market(demo_moderation, sellers, kitchen, category_factory, listing_factory, photo):
+    """Scored listings of two sellers: public ones (ok), a flagged and a rejected one."""
+    alice, bob = sellers
+    clothing = category_factory("Clothing")
+    made = {
+        "red_mug": listing_factory(title="Red mug", image=photo("red", "cup"), seller=alice, price=8),
+        "blue_kettle": listing_factory(title="Blue kettle", image=photo("blue", "cup"), seller=alice, price=24),
+        "red_shoes": listing_factory(
+            title="Red shoes", image=photo("red", "shoe"), seller=bob, price=50, category=clothing
+        ),
+        "green_bowl": listing_factory(title="Green bowl", image=photo("green", "disc"), seller=bob, price=12),
+        "flagged": listing_factory(title="Red boots", image=photo("blue", "shoe"), seller=bob, price=60),
+    }
+    for listing in made.values():
+        score_now(listing)
+    assert made["flagged"].moderation_status == S.FLAGGED
+    return made
+
+
+def new_listing_form(**overrides):
+    form = {
+        "title": "Red teapot",
+        "description": "Cast iron",
+        "category": "kitchen",
+        "price": "19.90",
+        "image": SimpleUploadedFile("teapot.png", image_bytes((200, 20, 20)), content_type="image/png"),
+    }
+    form.update(overrides)
+    return form
+
+
+def assert_error(response, status, code=None):
+    assert response.status_code == status, response.content
+    body = response.json()["error"]
+    assert body["status"] == status
+    assert body["message"]
+    if code:
+        assert body["code"] == code
+    return body
+
+
+# -- listings -----------------------------------------------------------------------
+
+
+def test_a_seller_creates_a_listing_with_a_photo_and_it_is_queued_for_moderation(
+    api, sellers, kitchen, media_root, demo_moderation, django_capture_on_commit_callbacks
+):
+    api.force_authenticate(sellers[0])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/listings/", new_listing_form(), format="multipart")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["seller"] == "alice"
+    assert body["moderation"]["status"] == "pending"
+    assert body["image"].startswith("http://testserver/media/listings/")
+    assert OrmQ.objects.count() == 1
+    assert (media_root / Listing.objects.get().image.name).is_file()
+
+
+def test_moderation_fields_are_read_only(api, sellers, kitchen, media_root, demo_moderation):
+    api.force_authenticate(sellers[0])
+    form = new_listing_form(moderation_status="approved", severity=0)
+    listing_id = api.post("/api/listings/", form, format="multipart").json()["id"]
+    response = api.patch(f"/api/listings/{listing_id}/", {"moderation": {"status": "approved"}}, format="json")
+    assert response.status_code == 200
+    assert Listing.objects.get(pk=listing_id).moderation_status == S.PENDING
+
+
+def test_a_seller_sees_and_edits_only_their_own_listings(api, market, sellers):
+    api.force_authenticate(sellers[0])
+    listed = api.get("/api/listings/").json()
+    assert {row["title"] for row in listed["results"]} == {"Red mug", "Blue kettle"}
+    theirs = market["red_shoes"].pk
+    assert_error(api.get(f"/api/listings/{theirs}/"), 404)
+    assert_error(api.patch(f"/api/listings/{theirs}/", {"title": "Mine now"}, format="json"), 404)
+    assert_error(api.delete(f"/api/listings/{theirs}/"), 404)
+    assert Listing.objects.get(pk=theirs).title == "Red shoes"
+
+
+def test_the_owner_sees_the_moderation_state_and_an_edit_sends_it_back_to_pending(api, market, sellers):
+    api.force_authenticate(sellers[1])
+    flagged = market["flagged"]
+    body = api.get(f"/api/listings/{flagged.pk}/").json()
+    assert body["moderation"]["status"] == "flagged"
+    assert body["moderation"]["reasons"][0]["code"] == "text_image_mismatch"
+    assert "vector" not in str(body)
+    edited = api.patch(f"/api/listings/{flagged.pk}/", {"title": "Blue boots"}, format="json").json()
+    assert edited["moderation"]["status"] == "pending"
+    assert edited["moderation"]["version"] == 2
+
+
+def test_anonymous_users_cannot_list_or_create(api):
+    assert_error(api.get("/api/listings/"), 403, "not_authenticated")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"image": SimpleUploadedFile("x.png", b"<html>not an image</html>")}, "image"),
+        ({"image": SimpleUploadedFile("x.bmp", image_bytes(fmt="BMP"))}, "image"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": ""}, "title"),
+        ({"price": "-1"}, "price"),
+        ({"price": "abc"}, "price"),
+        ({"category": "no-such-category"}, "category"),
+        ({"description": "y" * 5001}, "description"),
+    ],
+    ids=[
+        "not-an-image",
+        "bmp",
+        "long-title",
+        "empty-title",
+        "negative-price",
+        "text-price",
+        "category",
+        "long-description",
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field_and_nothing_is_saved(
+    api, sellers, kitchen, media_root, demo_moderation, overrides, field
+):
+    api.force_authenticate(sellers[0])
+    body = assert_error(api.post("/api/listings/", new_listing_form(**overrides), format="multipart"), 400, "invalid")
+    assert field in body["fields"]
+    assert not Listing.objects.exists()
+
+
+def test_a_photo_over_the_byte_cap_is_a_413(api, sellers, kitchen, media_root, settings, demo_moderation):
+    settings.MODERATION = {**demo_moderation, "IMAGE_MAX_BYTES": 1000}
+    api.force_authenticate(sellers[0])
+    big = SimpleUploadedFile("big.png", image_bytes(size=(400, 400)))
+    assert_error(api.post("/api/listings/", new_listing_form(image=big), format="multipart"), 413, "too_large")
+
+
+def test_a_photo_over_the_pixel_cap_is_a_400(api, sellers, kitchen, media_root, settings, demo_moderation):
+    settings.MODERATION = {**demo_moderation, "IMAGE_MAX_PIXELS": 100}
+    api.force_authenticate(sellers[0])
+    body = assert_error(api.post("/api/listings/", new_listing_form(), format="multipart"), 400)
+    assert "pixels" in body["fields"]["image"][0]
+
+
+# -- search --------------------------------------------------------------------------
+
+
+def titles(response):
+    assert response.status_code == 200, response.content
+    return [hit["listing"]["title"] for hit in response.json()["results"]]
+
+
+def test_text_search_finds_photos_that_show_the_words_and_hides_flagged_listings(api, market):
+    found = titles(api.get("/api/search/text/", {"q": "something red", "k": 3}))
+    assert set(found[:2]) == {"Red mug", "Red shoes"}
+    assert "Red boots" not in titles(api.get("/api/search/text/", {"q": "blue", "k": 10}))
+
+
+def test_search_filters_by_category_price_and_seller(api, market):
+    assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
+    under_20 = titles(api.get("/api/search/text/", {"q": "red", "price_max": "20", "k": 10}))
+    assert set(under_20) == {"Red mug", "Green bowl"}
+    assert set(titles(api.get("/api/search/text/", {"q": "red", "seller": "alice"}))) == {"Red mug", "Blue kettle"}
+
+
+def test_moderators_may_search_other_statuses_and_others_may_not(api, market, moderator, sellers):
+    api.force_authenticate(moderator)
+    assert titles(api.get("/api/search/text/", {"q": "blue", "status": "flagged"})) == ["Red boots"]
+    api.force_authenticate(sellers[0])
+    assert "Red boots" not in titles(api.get("/api/search/text/", {"q": "blue", "status": "flagged"}))
+
+
+def test_image_search_finds_listings_with_a_photo_like_the_upload(api, market, photo):
+    upload = SimpleUploadedFile("query.jpg", photo("green", "box"))
+    assert titles(api.post("/api/search/image/", {"image": upload, "k": 1}, format="multipart")) == ["Green bowl"]
+
+
+def test_hybrid_search_fuses_text_and_photo_by_rank(api, market, photo):
+    upload = SimpleUploadedFile("query.jpg", photo("blue", "box"))
+    response = api.post(
+        "/api/search/hybrid/", {"image": upload, "q": "blue", "image_weight": 0.7, "k": 2}, format="multipart"
+    )
+    results = response.json()["results"]
+    assert results[0]["listing"]["title"] == "Blue kettle"
+    assert set(results[0]["ranks"]) == {"text", "image"}
+
+
+def test_similar_items_for_a_public_listing(api, market):
+    found = titles(api.get(f"/api/search/similar/{market['red_mug'].pk}/", {"k": 2}))
+    assert found[0] == "Red shoes"
+    assert "Red mug" not in found
+
+
+def test_similar_items_of_a_flagged_listing_are_for_its_owner_and_moderators_only(api, market, sellers):
+    flagged = market["flagged"].pk
+    assert_error(api.get(f"/api/search/similar/{flagged}/"), 404)
+    api.force_authenticate(sellers[1])
+    assert api.get(f"/api/search/similar/{flagged}/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "params", [{"q": "red", "k": 1000}, {"q": ""}, {"q": "x" * 501}, {"q": "red", "price_min": 5, "price_max": 1}]
+)
+def test_search_limits_are_400s(api, market, params):
+    assert_error(api.get("/api/search/text/", params), 400, "invalid")
+
+
+def test_image_search_with_a_broken_upload_is_a_400(api, market):
+    upload = SimpleUploadedFile("query.jpg", b"\xff\xd8\xff garbage")
+    assert_error(api.post("/api/search/image/", {"image": upload}, format="multipart"), 400, "invalid")
+
+
+def test_search_is_throttled_with_a_retry_after(api, market, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"search": "2/minute", "uploads": "2/minute"},
+    }
+    for _ in range(2):
+        assert api.get("/api/search/text/", {"q": "red"}).status_code == 200
+    body = assert_error(api.get("/api/search/text/", {"q": "red"}), 429, "throttled")
+    assert body["retry_after"] > 0
+
+
+def test_uploads_are_throttled(api, sellers, kitchen, media_root, demo_moderation, settings):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"search": "100/minute", "uploads": "1/minute"},
+    }
+    api.force_authenticate(sellers[0])
+    assert api.post("/api/listings/", new_listing_form(), format="multipart").status_code == 201
+    assert_error(api.post("/api/listings/", new_listing_form(), format="multipart"), 429)
+    assert api.get("/api/listings/").status_code == 200  # reading is not an upload
+
+
+def test_page_size_is_capped(api, market, sellers, listing_factory, photo):
+    api.force_authenticate(sellers[0])
+    assert len(api.get("/api/listings/", {"page_size": 1}).json()["results"]) == 1
+    assert api.get("/api/listings/", {"page_size": 10_000}).status_code == 200
+
+
+# -- the moderators' queue ---------------------------------------------------------
+
+
+def test_the_queue_is_for_moderators(api, market, sellers):
+    api.force_authenticate(sellers[0])
+    assert_error(api.get("/api/moderation/listings/"), 403)
+    assert_error(api.post(f"/api/moderation/listings/{market['flagged'].pk}/approve/"), 403)
+
+
+def test_moderators_see_the_queue_and_decide_through_the_same_services(api, market, moderator):
+    api.force_authenticate(moderator)
+    queue = api.get("/api/moderation/listings/").json()["results"]
+    assert [item["text"] for item in queue] == ["Red boots"]
+    flagged = market["flagged"].pk
+    detail = api.get(f"/api/moderation/listings/{flagged}/").json()
+    assert [step["to_status"] for step in detail["history"]] == ["flagged", "pending"]
+    rejected = api.post(f"/api/moderation/listings/{flagged}/reject/", {"reason": "wrong photo"}, format="json")
+    assert rejected.json()["moderation"]["status"] == "rejected"
+    assert_error(api.post(f"/api/moderation/listings/{flagged}/reject/", {}, format="json"), 409, "conflict")
+    assert api.get("/api/moderation/listings/", {"status": "rejected"}).json()["count"] == 1
+    rescanned = api.post(f"/api/moderation/listings/{flagged}/rescan/", {}, format="json")
+    assert rescanned.status_code == 200
+
+
+def test_a_decision_reason_has_a_length_limit(api, market, moderator):
+    api.force_authenticate(moderator)
+    response = api.post(
+        f"/api/moderation/listings/{market['flagged'].pk}/approve/", {"reason": "z" * 2001}, format="json"
+    )
+    assert_error(response, 400, "invalid")
+
+
+# -- the schema -----------------------------------------------------------------------
+
+
+def test_the_openapi_schema_and_its_interactive_docs_are_served(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in [
+        "/api/listings/",
+        "/api/search/text/",
+        "/api/search/image/",
+        "/api/search/hybrid/",
+        "/api/search/similar/{id}/",
+        "/api/moderation/listings/{id}/approve/",
+    ]:
+        assert path in paths
+    assert api.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("category", ["kit\\u0000chen", "\\udb09\\udd9a"], ids=["nul", "lone-surrogate"])
+def test_text_the_database_cannot_hold_is_a_400_not_a_500(api, market, sellers, category):
+    api.force_authenticate(sellers[0])
+    url = f"/api/listings/{market['red_mug'].pk}/"
+    raw = '{"category": "' + category + '"}'  # JSON escapes, as a client would send them
+    body = assert_error(api.generic("PATCH", url, raw, content_type="application/json"), 400)
+    assert "category" in body["fields"]
