@@ -53,17 +53,27 @@ def as_array(value) -> np.ndarray:
     return np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
 
 
+def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
+    """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape)."""
+    return (
+        queryset.filter(**{f"{column}__isnull": False})
+        .annotate(distance=CosineDistance(column, HalfVector(vector)))
+        .order_by("distance")[: max(1, min(int(k), MAX_K))]
+    )
+
+
+def search_settings(*, k: int) -> None:
+    """Per-query index settings; call inside the query's transaction (SET LOCAL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, 4 * min(int(k), MAX_K))])
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+
+
 def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
     """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine)."""
-    k = max(1, min(int(k), MAX_K))
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, 4 * k)])
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        rows = list(
-            queryset.filter(**{f"{column}__isnull": False})
-            .annotate(distance=CosineDistance(column, HalfVector(vector)))
-            .order_by("distance")[:k]
-        )
+    with transaction.atomic():
+        search_settings(k=k)
+        rows = list(nearest_queryset(queryset, column, vector, k=k))
     # relaxed_order may return neighbours slightly out of order.
     rows.sort(key=lambda row: row.distance)
     return [Hit(row, 1.0 - float(row.distance)) for row in rows]
