@@ -38,6 +38,13 @@ def configure(moderation: dict, media_root: str) -> dict:
     return env
 
 
+def quiet() -> None:
+    """django-q logs every enqueued task at INFO."""
+    import logging
+
+    logging.getLogger("django-q").setLevel(logging.WARNING)
+
+
 def fresh_database() -> None:
     import psycopg
 
@@ -87,11 +94,13 @@ def make_listings(n: int, photo) -> list:
 
     from catalog.models import Category, Listing
 
-    seller = User.objects.create(username=f"bench-{time.time_ns()}")
+    # Many sellers, as on a marketplace: the duplicate check looks at other sellers' photos.
+    stamp = time.time_ns()
+    sellers = [User.objects.create(username=f"bench-{stamp}-{j}") for j in range(50)]
     category, _ = Category.objects.get_or_create(name="Bench", slug="bench")
     with transaction.atomic():
         for i in range(n):
-            listing = Listing(seller=seller, category=category, title=f"item {i} red", price=Decimal(1))
+            listing = Listing(seller=sellers[i % 50], category=category, title=f"item {i} red", price=Decimal(1))
             listing.image.save(f"{i}.jpg", ContentFile(photo(i)), save=False)
             listing.save()
 
@@ -111,6 +120,7 @@ def overhead(listings: int) -> None:
     import django
 
     django.setup()
+    quiet()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -153,6 +163,7 @@ def with_model(listings: int) -> None:
     import django
 
     django.setup()
+    quiet()
     from django.core.management import call_command
 
     from moderation.embedders import decode_listing_image, get_embedder

@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from django.db.models import Model
-from pgvector import HalfVector
-from pgvector.django import CosineDistance
 from PIL import Image
 
+from . import search
 from .conf import moderation_settings
 from .embedders import Embedder
 from .models import FlagReason
@@ -101,15 +100,17 @@ def find_duplicate(
     if owner is not None:
         owner_attname = spec.model._meta.get_field(spec.owner_field).attname
         queryset = queryset.exclude(**{owner_attname: owner})
-    candidates = (
-        queryset.annotate(distance=CosineDistance("image_vector", HalfVector(image_vector)))
-        .filter(distance__lte=1 - min_similarity)
-        .order_by("distance")
-        .values_list("pk", "distance", "image_phash")[: moderation_settings.DUPLICATE_CANDIDATES]
+    # Top candidates through the HNSW index; the thresholds are applied to them here.
+    # (A distance condition in SQL would keep the planner off the index.)
+    candidates = search.nearest(
+        queryset.only("pk", "image_phash"), "image_vector", image_vector, k=moderation_settings.DUPLICATE_CANDIDATES
     )
-    for pk, distance, other_phash in candidates:
-        if phash is None or other_phash is None or hamming(phash, other_phash) <= max_phash_distance:
-            return str(pk), 1 - float(distance)
+    for hit in candidates:
+        if hit.score < min_similarity:
+            break
+        other = hit.object.image_phash
+        if phash is None or other is None or hamming(phash, other) <= max_phash_distance:
+            return str(hit.object.pk), hit.score
     return None
 
 
@@ -121,13 +122,16 @@ def score(
     image_vector: np.ndarray,
     phash: int | None,
     embedder: Embedder,
+    labels: list[str] | None = None,
 ) -> Scores:
+    """Scores and flag reasons of one object. ``labels`` (all categories) may be passed
+    in by a caller that scores a batch, to look them up once."""
     category = spec.category_of(obj)
     limits = thresholds_for(category)
     scores = Scores(consistency=float(text_vector @ image_vector))
     if scores.consistency < limits["CONSISTENCY_MIN"]:
         scores.flag_reasons.append(FlagReason.TEXT_IMAGE_MISMATCH)
-    labels = spec.category_labels()
+    labels = spec.category_labels() if labels is None else labels
     if category and category in labels and len(labels) > 1:
         check = category_check(image_vector, category, labels, category_matrix(embedder, labels))
         scores.category_rank = check["category_rank"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection, models, transaction
-from pgvector import HalfVector
+from django.db.models import Value
 from pgvector.django import CosineDistance
 
 from .embedders import decode_listing_image, get_embedder
@@ -48,6 +48,11 @@ def _queryset(spec: ModerationSpec, *, filters: dict | None, statuses, exclude_p
     return queryset
 
 
+def to_db(vector) -> list[float]:
+    """A vector as the list pgvector's field writes fastest, rounded to what halfvec keeps."""
+    return np.asarray(vector, dtype=np.float32).round(5).tolist()
+
+
 def as_array(value) -> np.ndarray:
     """A stored vector (a list, or pgvector's HalfVector) as float32."""
     return np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
@@ -57,7 +62,7 @@ def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape)."""
     return (
         queryset.filter(**{f"{column}__isnull": False})
-        .annotate(distance=CosineDistance(column, HalfVector(vector)))
+        .annotate(distance=CosineDistance(column, Value("[" + ",".join(map(str, to_db(vector))) + "]")))
         .order_by("distance")[: max(1, min(int(k), MAX_K))]
     )
 
@@ -71,7 +76,8 @@ def search_settings(*, k: int) -> None:
 
 def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
     """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine)."""
-    with transaction.atomic():
+    # SET LOCAL needs a transaction; inside a caller's one, no savepoint is needed.
+    with transaction.atomic(savepoint=False):
         search_settings(k=k)
         rows = list(nearest_queryset(queryset, column, vector, k=k))
     # relaxed_order may return neighbours slightly out of order.

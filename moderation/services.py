@@ -21,6 +21,7 @@ from django.utils import timezone
 from .conf import moderation_settings
 from .models import Decision, ModerationStatus
 from .registry import ModerationSpec, get_spec
+from .search import to_db
 
 logger = logging.getLogger("moderation")
 
@@ -68,6 +69,19 @@ def content_hash(spec: ModerationSpec, obj: models.Model, *, model_id: str) -> s
     return digest.hexdigest()
 
 
+def relax_commit() -> None:
+    """Inside a transaction of scores: commit without waiting for the WAL flush.
+
+    Scores can always be computed again. If the database crashes within the last few
+    hundred milliseconds, a committed result may be lost; the object is then still
+    ``pending`` and the sweeper scores it again. Moderators' decisions never use this.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+
+
 def _decision(obj, *, from_status: str, to_status: str, actor=None, reason: str = "", scores=None) -> Decision:
     return Decision.objects.create(
         content_type=ContentType.objects.get_for_model(obj),
@@ -82,8 +96,10 @@ def _decision(obj, *, from_status: str, to_status: str, actor=None, reason: str 
     )
 
 
-def _locked(model: type[models.Model], pk) -> models.Model | None:
-    return model._default_manager.select_for_update().filter(pk=pk).first()
+def _locked(model: type[models.Model], pk, *, fields: list[str] | None = None) -> models.Model | None:
+    """The row, locked until the transaction ends; ``fields`` limits what is loaded."""
+    queryset = model._default_manager.select_for_update().filter(pk=pk)
+    return (queryset.only(*fields) if fields else queryset).first()
 
 
 def _enqueue_on_commit(spec: ModerationSpec, pk, version: int, *, force: bool = False) -> None:
@@ -151,7 +167,7 @@ def record_scores(
     only the vectors and scores are refreshed.
     """
     with transaction.atomic():
-        row = _locked(model, pk)
+        row = _locked(model, pk, fields=["moderation_status", "moderation_version", "embedding_model"])
         if row is None or row.moderation_version != version:
             return None
         up_to_date = row.moderation_status not in (S.PENDING, S.ERROR) and row.embedding_model == model_id
@@ -159,8 +175,8 @@ def record_scores(
             return None
         from_status = row.moderation_status
         row.embedding_model = model_id
-        row.text_vector = text_vector
-        row.image_vector = image_vector
+        row.text_vector = to_db(text_vector)
+        row.image_vector = to_db(image_vector)
         row.image_phash = phash
         row.consistency_score = scores.consistency
         row.category_rank = scores.category_rank

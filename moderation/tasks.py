@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -77,7 +78,10 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
         logger.error("cannot moderate: %s", exc)
         return {"misconfigured": len(items)}
 
-    rows = {str(obj.pk): obj for obj in spec.model._default_manager.filter(pk__in=[pk for pk, _ in items])}
+    queryset = spec.model._default_manager.filter(pk__in=[pk for pk, _ in items])
+    if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
+        queryset = queryset.select_related(spec.category_field)
+    rows = {str(obj.pk): obj for obj in queryset}
     work = []
     for pk, version in items:
         obj = rows.get(str(pk))
@@ -138,24 +142,35 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
                 configuration=configuration,
             )
         return {"retry": len(work)}
-    for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
-        phash = scoring.image_phash(image)
-        scores = scoring.score(
-            spec, obj, text_vector=text_vector, image_vector=image_vector, phash=phash, embedder=embedder
-        )
-        status = services.record_scores(
-            spec.model,
-            obj.pk,
-            version=obj.moderation_version,
-            model_id=embedder.model_id,
-            text_vector=text_vector,
-            image_vector=image_vector,
-            phash=phash,
-            scores=scores,
-            force=force,
-        )
-        key = status or "current"
-        outcome[key] = outcome.get(key, 0) + 1
+    labels = spec.category_labels()
+    # One transaction for the batch's writes: one commit instead of one per object, and
+    # each object's duplicate check sees the photos written before it in the batch.
+    with transaction.atomic():
+        services.relax_commit()
+        for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
+            phash = scoring.image_phash(image)
+            scores = scoring.score(
+                spec,
+                obj,
+                text_vector=text_vector,
+                image_vector=image_vector,
+                phash=phash,
+                embedder=embedder,
+                labels=labels,
+            )
+            status = services.record_scores(
+                spec.model,
+                obj.pk,
+                version=obj.moderation_version,
+                model_id=embedder.model_id,
+                text_vector=text_vector,
+                image_vector=image_vector,
+                phash=phash,
+                scores=scores,
+                force=force,
+            )
+            key = status or "current"
+            outcome[key] = outcome.get(key, 0) + 1
     return outcome
 
 
