@@ -12,6 +12,30 @@ from .conf import moderation_settings
 from .registry import ModerationSpec, get_spec, specs
 
 
+class BatchCommand(BaseCommand):
+    """A command that scores objects of the registered models in batches."""
+
+    all_help = "Every object, not only those that need it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--all", action="store_true", help=self.all_help)
+        parser.add_argument("--sync", action="store_true", help="Run inline instead of queueing tasks.")
+        parser.add_argument("--model", help="Only this model (app_label.model).")
+        parser.add_argument("--batch-size", type=int, help="Objects per embedder call (default: BATCH_SIZE).")
+
+    def get_queryset(self, spec: ModerationSpec, *, every: bool):
+        """The objects of ``spec``'s model to score; override per command."""
+        raise NotImplementedError
+
+    #: Score again objects that are already scored (decisions are kept either way).
+    force = True
+
+    def handle(self, *args, all, sync, model, batch_size, **options):
+        for spec in target_specs(model):
+            queryset = self.get_queryset(spec, every=all)
+            run_in_batches(self, spec, queryset, sync=sync, force=self.force or all, batch_size=batch_size)
+
+
 def target_specs(label: str | None) -> list[ModerationSpec]:
     if not label:
         return specs()

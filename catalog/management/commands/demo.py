@@ -78,7 +78,11 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"\nThe demo is running.\n"
-                f"  Admin:  http://{addr}/admin/   (user {username!r}, password {password!r})\n"
+                f"  Admin:         http://{addr}/admin/   (user {username!r}, password {password!r})\n"
+                f"  Review queue:  http://{addr}/admin/catalog/listingreview/\n"
+                f"  Dashboard:     http://{addr}/admin/moderation/decision/dashboard/\n"
+                f"  API docs:      http://{addr}/api/docs/\n"
+                f"  Search:        http://{addr}/api/search/text/?q=red\n"
                 f"  Press Ctrl-C to stop the web server, the task queue and the embedded database.\n"
             )
         )
