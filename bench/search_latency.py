@@ -5,7 +5,8 @@ Listings are bulk-loaded with COPY (clustered 512-dim vectors, as real photos of
 catalogue cluster by kind), then the HNSW indexes are built with
 ``maintenance_work_mem`` raised. Queries are drawn around the same clusters. The
 embedder is the zero-cost one (bench/zero_cost.py): this measures search, not
-embedding. Through the API means real HTTP to ``manage.py runserver`` on 127.0.0.1.
+embedding. Through the API means real HTTP on 127.0.0.1 to gunicorn (2 workers, the
+production server; Django's runserver opens a database connection per request).
 
     .venv/bin/python bench/search_latency.py [--rows 100000] [--queries 200]
 """
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--reuse", action="store_true", help="Keep the listings a previous run loaded.")
     args = parser.parse_args()
     env = {
         "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -125,8 +127,9 @@ def main() -> None:
     from config import embedded_postgres
 
     params = embedded_postgres.ensure_running()
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    if not args.reuse:
+        with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     import django
 
     django.setup()
@@ -138,7 +141,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     images, texts, queries = clustered(args.rows, args.queries)
-    load(args.rows, images, texts)
+    if not (args.reuse and Listing.objects.count() == args.rows):
+        load(args.rows, images, texts)
     ids = np.array(Listing.objects.order_by("pk").values_list("pk", flat=True))
     rare = np.arange(args.rows) % 10 == 0
     k = 10

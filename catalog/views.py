@@ -80,6 +80,10 @@ class ListingViewSet(viewsets.ModelViewSet):
         serializer.save(seller=self.request.user)
 
 
+# What search results show needs the category and the seller: one query, not one per hit.
+PUBLIC_FIELDS = Listing.objects.select_related("category", "seller")
+
+
 class SearchView(GenericAPIView):
     """Base of the search endpoints: filters, statuses, the results' shape."""
 
@@ -111,7 +115,7 @@ class TextSearchView(SearchView):
         params = self.get_serializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         hits = search.by_text(
-            Listing,
+            PUBLIC_FIELDS,
             params.validated_data["q"],
             k=params.validated_data["k"],
             filters=params.lookups(),
@@ -132,7 +136,7 @@ class ImageSearchView(SearchView):
         params.is_valid(raise_exception=True)
         image = params.validated_data["image"].read()
         hits = search.by_image(
-            Listing, image, k=params.validated_data["k"], filters=params.lookups(), statuses=self.statuses(params)
+            PUBLIC_FIELDS, image, k=params.validated_data["k"], filters=params.lookups(), statuses=self.statuses(params)
         )
         return self.respond(hits)
 
@@ -147,7 +151,7 @@ class HybridSearchView(SearchView):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         hits = search.hybrid(
-            Listing,
+            PUBLIC_FIELDS,
             text=data["q"],
             image=data["image"].read(),
             image_weight=data["image_weight"],
@@ -171,7 +175,11 @@ class SimilarView(SearchView):
         queryset = Listing.objects.all() if request.user.has_perm(MODERATE) else Listing.objects.filter(visible)
         listing = get_object_or_404(queryset, pk=pk)
         hits = search.similar_to(
-            listing, k=params.validated_data["k"], filters=params.lookups(), statuses=self.statuses(params)
+            listing,
+            k=params.validated_data["k"],
+            filters=params.lookups(),
+            statuses=self.statuses(params),
+            source=PUBLIC_FIELDS,
         )
         return self.respond(hits)
 

@@ -1,5 +1,8 @@
 """Similar-item search on pgvector: by object, by text, by photo, and hybrid.
 
+Each function takes a moderated model, or a queryset of one (``source``), so a caller
+can add ``select_related`` or its own conditions.
+
 Every query runs on one model's rows whose vectors were made by the configured
 embedder (vectors of two models are never compared), through the HNSW index. Inside
 the query's transaction, ``hnsw.ef_search`` is raised with ``k`` and pgvector's
@@ -23,7 +26,7 @@ from pgvector.django import CosineDistance
 
 from .embedders import decode_listing_image, get_embedder
 from .models import ModerationStatus
-from .registry import ModerationSpec, get_spec
+from .registry import get_spec
 
 MAX_K = 100
 RRF_K = 60  # the usual constant of reciprocal rank fusion
@@ -37,8 +40,12 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
 
 
-def _queryset(spec: ModerationSpec, *, filters: dict | None, statuses, exclude_pk=None):
-    queryset = spec.model._default_manager.filter(embedding_model=get_embedder().model_id)
+def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
+    """``source`` is a moderated model, or a queryset of one (to add ``select_related``,
+    a manager's own filters, ...)."""
+    queryset = source.all() if isinstance(source, models.QuerySet) else source._default_manager.all()
+    get_spec(queryset.model)  # a clear error for a model that is not moderated
+    queryset = queryset.filter(embedding_model=get_embedder().model_id)
     if statuses is not None:
         queryset = queryset.filter(moderation_status__in=list(statuses))
     if filters:
@@ -60,8 +67,11 @@ def as_array(value) -> np.ndarray:
 
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape)."""
+    # The vectors themselves are not fetched: parsing 2 x 512 floats a row costs more
+    # than the index search.
     return (
         queryset.filter(**{f"{column}__isnull": False})
+        .defer("text_vector", "image_vector")
         .annotate(distance=CosineDistance(column, Value("[" + ",".join(map(str, to_db(vector))) + "]")))
         .order_by("distance")[: max(1, min(int(k), MAX_K))]
     )
@@ -70,8 +80,11 @@ def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
 def search_settings(*, k: int) -> None:
     """Per-query index settings; call inside the query's transaction (SET LOCAL)."""
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(40, 4 * min(int(k), MAX_K))])
-        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        # set_config(..., true) is SET LOCAL; both in one round trip.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            [str(max(40, 4 * min(int(k), MAX_K)))],
+        )
 
 
 def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
@@ -96,35 +109,36 @@ def fuse(lists: dict[str, list[Hit]], *, weights: dict[str, float], k: int) -> l
     return sorted(fused.values(), key=lambda hit: -hit.score)[:k]
 
 
-def similar_to(obj: models.Model, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
+def similar_to(
+    obj: models.Model, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES, source=None
+) -> list[Hit]:
     """More like this: photo-to-photo and text-to-text neighbours of ``obj``, fused by rank."""
-    spec = get_spec(type(obj))
     if obj.image_vector is None or obj.embedding_model != get_embedder().model_id:
         return []
-    queryset = _queryset(spec, filters=filters, statuses=statuses, exclude_pk=obj.pk)
+    queryset = _queryset(source or type(obj), filters=filters, statuses=statuses, exclude_pk=obj.pk)
     lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=2 * k)}
     if obj.text_vector is not None:
         lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=2 * k)
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
 
 
-def by_text(model, text: str, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
+def by_text(source, text: str, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
     """Photos that show what ``text`` says (cross-modal: the text vector against photo vectors)."""
-    spec = get_spec(model)
+    queryset = _queryset(source, filters=filters, statuses=statuses)
     vector = get_embedder().embed_texts([text])[0]
-    return nearest(_queryset(spec, filters=filters, statuses=statuses), "image_vector", vector, k=k)
+    return nearest(queryset, "image_vector", vector, k=k)
 
 
-def by_image(model, image: bytes, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
+def by_image(source, image: bytes, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
     """Reverse image search: photos like an uploaded one."""
-    spec = get_spec(model)
+    queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     vector = embedder.embed_images([decode_listing_image(image, embedder=embedder)])[0]
-    return nearest(_queryset(spec, filters=filters, statuses=statuses), "image_vector", vector, k=k)
+    return nearest(queryset, "image_vector", vector, k=k)
 
 
 def hybrid(
-    model,
+    source,
     *,
     text: str,
     image: bytes,
@@ -134,10 +148,9 @@ def hybrid(
     statuses=PUBLIC_STATUSES,
 ) -> list[Hit]:
     """Text and photo together, fused by rank; ``image_weight`` in [0, 1] favours the photo."""
-    spec = get_spec(model)
+    queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
-    queryset = _queryset(spec, filters=filters, statuses=statuses)
     lists = {
         "text": nearest(queryset, "image_vector", text_vector[0], k=2 * k),
         "image": nearest(queryset, "image_vector", image_vector[0], k=2 * k),
