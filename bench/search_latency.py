@@ -28,17 +28,28 @@ DATABASE = "bench_search"
 MODEL_ID = "bench:zero-cost"
 
 
-def clustered(rows: int, queries: int, clusters: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((clusters, 512)).astype(np.float32)
+CLUSTERS = 300
 
-    def around(n, noise=0.35):
-        points = centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, 512)).astype(np.float32)
+
+def centres() -> np.ndarray:
+    """The cluster centres of the data (and of bench.zero_cost.ClusterEmbedder's queries)."""
+    return np.random.default_rng(0).standard_normal((CLUSTERS, 512)).astype(np.float32) / np.sqrt(512)
+
+
+def clustered(rows: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photo vectors around cluster centres; each text vector near its photo's; queries
+    around the same centres. All unit length."""
+    rng = np.random.default_rng(1)
+    middle = centres()
+
+    def unit(points):
         return points / np.linalg.norm(points, axis=1, keepdims=True)
 
+    def around(n):
+        return unit(middle[rng.integers(0, CLUSTERS, n)] + 0.02 * rng.standard_normal((n, 512)).astype(np.float32))
+
     images = around(rows)
-    texts = images + 0.5 * rng.standard_normal(images.shape).astype(np.float32)  # a text agrees with its photo
-    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    texts = unit(images + 0.02 * rng.standard_normal(images.shape).astype(np.float32))
     return images, texts, around(queries)
 
 
@@ -204,7 +215,7 @@ def main() -> None:
                 time.sleep(0.2)
         print(f"\n{'through the API (HTTP)':32} {'p50 ms':>7} {'p95 ms':>7}")
         for name, request in {
-            "GET /api/search/text/": lambda i: session.get(f"{url}/search/text/", params={"q": f"red thing {i}"}),
+            "GET /api/search/text/": lambda i: session.get(f"{url}/search/text/", params={"q": f"cluster {i}"}),
             "GET /api/search/similar/<id>/": lambda i: session.get(f"{url}/search/similar/{ids[i * 37]}/"),
             "GET /api/search/text/ ?category": lambda i: session.get(
                 f"{url}/search/text/", params={"q": f"red thing {i}", "category": "rare"}

@@ -21,3 +21,21 @@ class ZeroCostEmbedder(Embedder):
 
     def _embed_images(self, images):
         return self._vectors(image.tobytes()[:4096] for image in images)
+
+
+class ClusterEmbedder(ZeroCostEmbedder):
+    """For the search benchmark: "cluster N ..." embeds near the benchmark data's cluster
+    N (the centres of bench/search_latency.py), so API queries are in-distribution, as a
+    real model's queries are for a real catalogue."""
+
+    model_id = "bench:zero-cost"
+
+    def _embed_texts(self, texts):
+        from search_latency import CLUSTERS, centres
+
+        vectors = self._vectors(text.encode() for text in texts) * 0.02
+        for row, text in enumerate(texts):
+            words = text.split()
+            if len(words) > 1 and words[0] == "cluster" and words[1].isdigit():
+                vectors[row] += centres()[int(words[1]) % CLUSTERS]
+        return vectors

@@ -82,6 +82,11 @@ def category_check(image_vector: np.ndarray, category: str, labels: list[str], m
     return {"category_rank": rank, "category_score": float(listed), "suggested_categories": suggested}
 
 
+def same_picture(phash: int | None, other: int | None, max_distance: int) -> bool:
+    """The pixels confirm what the vectors suggest (no hash on either side: trust the vectors)."""
+    return phash is None or other is None or hamming(phash, other) <= max_distance
+
+
 def find_duplicate(
     spec: ModerationSpec,
     obj: Model,
@@ -91,15 +96,27 @@ def find_duplicate(
     model_id: str,
     min_similarity: float,
     max_phash_distance: int,
+    earlier=(),
 ) -> tuple[str, float] | None:
-    """The closest photo of another owner's object that is the same picture, if any."""
+    """The closest photo of another owner's object that is the same picture, if any.
+
+    ``earlier`` holds (pk, owner id, image vector, phash) of objects scored before this
+    one in the same batch, which are not in the database yet.
+    """
+    owner = spec.owner_id_of(obj)
+    for pk, other_owner, vector, other_phash in earlier:
+        similarity = float(np.dot(vector, image_vector))
+        if (
+            (owner is None or other_owner != owner)
+            and similarity >= min_similarity
+            and same_picture(phash, other_phash, max_phash_distance)
+        ):
+            return str(pk), similarity
     queryset = spec.model._default_manager.exclude(pk=obj.pk).filter(
         embedding_model=model_id, image_vector__isnull=False
     )
-    owner = spec.owner_id_of(obj)
     if owner is not None:
-        owner_attname = spec.model._meta.get_field(spec.owner_field).attname
-        queryset = queryset.exclude(**{owner_attname: owner})
+        queryset = queryset.exclude(**{spec.model._meta.get_field(spec.owner_field).attname: owner})
     # Top candidates through the HNSW index; the thresholds are applied to them here.
     # (A distance condition in SQL would keep the planner off the index.)
     candidates = search.nearest(
@@ -108,8 +125,7 @@ def find_duplicate(
     for hit in candidates:
         if hit.score < min_similarity:
             break
-        other = hit.object.image_phash
-        if phash is None or other is None or hamming(phash, other) <= max_phash_distance:
+        if same_picture(phash, hit.object.image_phash, max_phash_distance):
             return str(hit.object.pk), hit.score
     return None
 
@@ -123,6 +139,7 @@ def score(
     phash: int | None,
     embedder: Embedder,
     labels: list[str] | None = None,
+    earlier=(),
 ) -> Scores:
     """Scores and flag reasons of one object. ``labels`` (all categories) may be passed
     in by a caller that scores a batch, to look them up once."""
@@ -147,6 +164,7 @@ def score(
         model_id=embedder.model_id,
         min_similarity=limits["DUPLICATE_MIN_SIMILARITY"],
         max_phash_distance=limits["PHASH_MAX_DISTANCE"],
+        earlier=earlier,
     )
     if duplicate:
         scores.duplicate_of, scores.duplicate_similarity = duplicate

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -82,8 +84,15 @@ def relax_commit() -> None:
         cursor.execute("SET LOCAL synchronous_commit = off")
 
 
-def _decision(obj, *, from_status: str, to_status: str, actor=None, reason: str = "", scores=None) -> Decision:
-    return Decision.objects.create(
+def _decision(obj, **change) -> Decision:
+    decision = _decision_row(obj, **change)
+    decision.save()
+    return decision
+
+
+def _decision_row(obj, *, from_status: str, to_status: str, actor=None, reason: str = "", scores=None) -> Decision:
+    """An unsaved Decision for a state change of ``obj``."""
+    return Decision(
         content_type=ContentType.objects.get_for_model(obj),
         object_pk=str(obj.pk),
         actor=actor,
@@ -148,66 +157,87 @@ def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
     return True
 
 
-def record_scores(
-    model: type[models.Model],
-    pk,
-    *,
-    version: int,
-    model_id: str,
-    text_vector,
-    image_vector,
-    phash: int | None,
-    scores,
-    force: bool = False,
-) -> str | None:
-    """Write a task's result if the content it scored is still current.
+@dataclass
+class ScoredObject:
+    """A task's result for one object: what it scored (``version``) and what came out."""
 
-    Returns the new status, or None when the result was stale or already written (a
-    task run twice writes once). A moderator's decision on unchanged content is kept:
-    only the vectors and scores are refreshed.
+    pk: Any
+    version: int
+    text_vector: Any
+    image_vector: Any
+    phash: int | None
+    scores: Any  # scoring.Scores
+
+
+def record_scores(
+    model: type[models.Model], results: list[ScoredObject], *, model_id: str, force: bool = False
+) -> list[str | None]:
+    """Write tasks' results whose content is still current, in one transaction.
+
+    Returns each object's new status, or None when its result was stale or already
+    written (a task run twice writes once). A moderator's decision on unchanged content
+    is kept: only the vectors and scores are refreshed. The rows are locked together,
+    written with one UPDATE and their decisions with one INSERT.
     """
+    fields = [
+        *SCORE_FIELDS,
+        "moderation_status",
+        "moderation_error",
+        "moderation_error_detail",
+        "moderation_attempts",
+        "moderation_retry_at",
+    ]
+    statuses: list[str | None] = []
     with transaction.atomic():
-        row = _locked(model, pk, fields=["moderation_status", "moderation_version", "embedding_model"])
-        if row is None or row.moderation_version != version:
-            return None
-        up_to_date = row.moderation_status not in (S.PENDING, S.ERROR) and row.embedding_model == model_id
-        if up_to_date and not force:
-            return None
-        from_status = row.moderation_status
-        row.embedding_model = model_id
-        row.text_vector = to_db(text_vector)
-        row.image_vector = to_db(image_vector)
-        row.image_phash = phash
-        row.consistency_score = scores.consistency
-        row.category_rank = scores.category_rank
-        row.category_score = scores.category_score
-        row.suggested_categories = scores.suggested_categories
-        row.duplicate_of = scores.duplicate_of
-        row.duplicate_similarity = scores.duplicate_similarity
-        row.flag_reasons = scores.flag_reasons
-        row.severity = scores.severity
-        row.moderated_at = timezone.now()
-        row.moderation_error = ""
-        row.moderation_error_detail = ""
-        row.moderation_attempts = 0
-        row.moderation_retry_at = None
-        if from_status not in DECIDED:
-            row.moderation_status = S.FLAGGED if scores.flag_reasons else S.OK
-        row.save(
-            update_fields=[
-                *SCORE_FIELDS,
-                "moderation_status",
-                "moderation_error",
-                "moderation_error_detail",
-                "moderation_attempts",
-                "moderation_retry_at",
-            ]
+        rows = (
+            model._default_manager.select_for_update()
+            .only("moderation_status", "moderation_version", "embedding_model")
+            .in_bulk([result.pk for result in results])
         )
-        if row.moderation_status != from_status:
-            _decision(
-                row, from_status=from_status, to_status=row.moderation_status, reason="scored", scores=scores.as_dict()
-            )
-        return row.moderation_status
+        changed, decisions, now = [], [], timezone.now()
+        for result in results:
+            row = rows.get(result.pk)
+            if row is None or row.moderation_version != result.version:
+                statuses.append(None)
+                continue
+            up_to_date = row.moderation_status not in (S.PENDING, S.ERROR) and row.embedding_model == model_id
+            if up_to_date and not force:
+                statuses.append(None)
+                continue
+            scores, from_status = result.scores, row.moderation_status
+            row.embedding_model = model_id
+            row.text_vector = to_db(result.text_vector)
+            row.image_vector = to_db(result.image_vector)
+            row.image_phash = result.phash
+            row.consistency_score = scores.consistency
+            row.category_rank = scores.category_rank
+            row.category_score = scores.category_score
+            row.suggested_categories = scores.suggested_categories
+            row.duplicate_of = scores.duplicate_of
+            row.duplicate_similarity = scores.duplicate_similarity
+            row.flag_reasons = scores.flag_reasons
+            row.severity = scores.severity
+            row.moderated_at = now
+            row.moderation_error, row.moderation_error_detail = "", ""
+            row.moderation_attempts, row.moderation_retry_at = 0, None
+            if from_status not in DECIDED:
+                row.moderation_status = S.FLAGGED if scores.flag_reasons else S.OK
+            changed.append(row)
+            if row.moderation_status != from_status:
+                decisions.append(
+                    _decision_row(
+                        row,
+                        from_status=from_status,
+                        to_status=row.moderation_status,
+                        reason="scored",
+                        scores=scores.as_dict(),
+                    )
+                )
+            statuses.append(row.moderation_status)
+        if changed:
+            model._default_manager.bulk_update(changed, fields)
+        Decision.objects.bulk_create(decisions)
+    return statuses
 
 
 def record_failure(

@@ -143,34 +143,27 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
             )
         return {"retry": len(work)}
     labels = spec.category_labels()
-    # One transaction for the batch's writes: one commit instead of one per object, and
-    # each object's duplicate check sees the photos written before it in the batch.
+    results, earlier = [], []
+    for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
+        phash = scoring.image_phash(image)
+        scores = scoring.score(
+            spec,
+            obj,
+            text_vector=text_vector,
+            image_vector=image_vector,
+            phash=phash,
+            embedder=embedder,
+            labels=labels,
+            earlier=earlier,
+        )
+        results.append(services.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, scores))
+        earlier.append((obj.pk, spec.owner_id_of(obj), image_vector, phash))
     with transaction.atomic():
         services.relax_commit()
-        for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
-            phash = scoring.image_phash(image)
-            scores = scoring.score(
-                spec,
-                obj,
-                text_vector=text_vector,
-                image_vector=image_vector,
-                phash=phash,
-                embedder=embedder,
-                labels=labels,
-            )
-            status = services.record_scores(
-                spec.model,
-                obj.pk,
-                version=obj.moderation_version,
-                model_id=embedder.model_id,
-                text_vector=text_vector,
-                image_vector=image_vector,
-                phash=phash,
-                scores=scores,
-                force=force,
-            )
-            key = status or "current"
-            outcome[key] = outcome.get(key, 0) + 1
+        statuses = services.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
+    for status in statuses:
+        key = status or "current"
+        outcome[key] = outcome.get(key, 0) + 1
     return outcome
 
 

@@ -288,3 +288,13 @@ def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
     listing.refresh_from_db()
     assert listing.embedding_model == "demo:colour-words-v2"
     assert listing.moderation_status == S.REJECTED
+
+
+def test_the_same_photo_twice_in_one_batch_is_still_a_duplicate(demo_moderation, listing_factory, user_factory, photo):
+    first = listing_factory(title="Red mug", image=photo("red", "cup"))
+    second = listing_factory(title="Red mug!", image=photo("red", "cup"), seller=user_factory())
+    items = [(str(x.pk), x.moderation_version) for x in (first, second)]
+    assert tasks.moderate_batch("catalog.listing", items) == {"ok": 1, "flagged": 1}
+    second.refresh_from_db()
+    assert second.flag_reasons == ["duplicate_image"]
+    assert second.duplicate_of == str(first.pk)
