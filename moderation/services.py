@@ -254,7 +254,9 @@ def record_failure(
     conf = moderation_settings
     now = timezone.now()
     with transaction.atomic():
-        row = _locked(model, pk)
+        row = _locked(
+            model, pk, fields=["moderation_status", "moderation_version", "moderation_attempts", "flag_reasons"]
+        )
         if row is None or row.moderation_version != version or row.moderation_status not in (S.PENDING, S.ERROR):
             return None
         from_status = row.moderation_status

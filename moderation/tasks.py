@@ -78,7 +78,8 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
         logger.error("cannot moderate: %s", exc)
         return {"misconfigured": len(items)}
 
-    queryset = spec.model._default_manager.filter(pk__in=[pk for pk, _ in items])
+    # The old vectors are not needed to compute new ones.
+    queryset = spec.model._default_manager.filter(pk__in=[pk for pk, _ in items]).defer("text_vector", "image_vector")
     if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
         queryset = queryset.select_related(spec.category_field)
     rows = {str(obj.pk): obj for obj in queryset}
