@@ -115,7 +115,7 @@ def similar_to(
     """More like this: photo-to-photo and text-to-text neighbours of ``obj``, fused by rank."""
     if obj.image_vector is None or obj.embedding_model != get_embedder().model_id:
         return []
-    queryset = _queryset(source or type(obj), filters=filters, statuses=statuses, exclude_pk=obj.pk)
+    queryset = _queryset(type(obj) if source is None else source, filters=filters, statuses=statuses, exclude_pk=obj.pk)
     lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=2 * k)}
     if obj.text_vector is not None:
         lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=2 * k)
