@@ -198,7 +198,8 @@ def main() -> None:
             recall.append(len(found & exact(matrix, vector, mask)) / k)
             full += len(hits) == k
         print(
-            f"{name:32} {statistics.median(latencies):7.2f} {percentile(latencies, 0.95):7.2f} "
+            f"{name:32} {statistics.median(sql_latencies):8.2f} {percentile(sql_latencies, 0.95):8.2f} "
+            f"{statistics.median(latencies):11.2f} {percentile(latencies, 0.95):11.2f} "
             f"{statistics.mean(recall):9.3f} {full:>5}/{args.queries}"
         )
     with transaction.atomic():
@@ -208,7 +209,14 @@ def main() -> None:
     connection.close()
 
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"],
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "config.wsgi",
+            "--bind",
+            f"127.0.0.1:{args.port}",
+            "--workers",
+            "2",
+        ],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,

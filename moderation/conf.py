@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     # How much each reason weighs in the queue's order (severity = the sum).
     "REASON_SEVERITY": {"duplicate_image": 30, "text_image_mismatch": 20, "category_mismatch": 10},
     "DUPLICATE_CANDIDATES": 10,
+    # Search: the HNSW candidate list is max(SEARCH_EF, 4 x k). Higher finds more of the
+    # true neighbours (recall) for a little more time; see docs/benchmarks.md.
+    "SEARCH_EF": 100,
     # The pipeline.
     "BATCH_SIZE": 16,
     "MAX_ATTEMPTS": 5,

@@ -24,6 +24,7 @@ from django.db import connection, models, transaction
 from django.db.models import Value
 from pgvector.django import CosineDistance
 
+from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
 from .models import ModerationStatus
 from .registry import get_spec
@@ -83,7 +84,7 @@ def search_settings(*, k: int) -> None:
         # set_config(..., true) is SET LOCAL; both in one round trip.
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-            [str(max(40, 4 * min(int(k), MAX_K)))],
+            [str(max(moderation_settings.SEARCH_EF, 4 * min(int(k), MAX_K)))],
         )
 
 
@@ -116,9 +117,9 @@ def similar_to(
     if obj.image_vector is None or obj.embedding_model != get_embedder().model_id:
         return []
     queryset = _queryset(type(obj) if source is None else source, filters=filters, statuses=statuses, exclude_pk=obj.pk)
-    lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=2 * k)}
+    lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=k)}
     if obj.text_vector is not None:
-        lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=2 * k)
+        lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=k)
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
 
 
@@ -152,7 +153,7 @@ def hybrid(
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
     lists = {
-        "text": nearest(queryset, "image_vector", text_vector[0], k=2 * k),
-        "image": nearest(queryset, "image_vector", image_vector[0], k=2 * k),
+        "text": nearest(queryset, "image_vector", text_vector[0], k=k),
+        "image": nearest(queryset, "image_vector", image_vector[0], k=k),
     }
     return fuse(lists, weights={"text": 1.0 - image_weight, "image": image_weight}, k=k)
