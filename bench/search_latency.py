@@ -12,6 +12,7 @@ production server; Django's runserver opens a database connection per request).
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ MODEL_ID = "bench:zero-cost"
 CLUSTERS = 300
 
 
+@functools.cache
 def centres() -> np.ndarray:
     """The cluster centres of the data (and of bench.zero_cost.ClusterEmbedder's queries)."""
     return np.random.default_rng(0).standard_normal((CLUSTERS, 512)).astype(np.float32) / np.sqrt(512)

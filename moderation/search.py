@@ -88,11 +88,15 @@ def search_settings(*, k: int) -> None:
         )
 
 
-def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
-    """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine)."""
+def nearest(queryset, column: str, vector: np.ndarray, *, k: int, configure: bool = True) -> list[Hit]:
+    """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine).
+
+    ``configure=False`` when the caller already called ``search_settings`` in its
+    transaction (several searches, one round trip for the settings)."""
     # SET LOCAL needs a transaction; inside a caller's one, no savepoint is needed.
     with transaction.atomic(savepoint=False):
-        search_settings(k=k)
+        if configure:
+            search_settings(k=k)
         rows = list(nearest_queryset(queryset, column, vector, k=k))
     # relaxed_order may return neighbours slightly out of order.
     rows.sort(key=lambda row: row.distance)
@@ -117,9 +121,11 @@ def similar_to(
     if obj.image_vector is None or obj.embedding_model != get_embedder().model_id:
         return []
     queryset = _queryset(type(obj) if source is None else source, filters=filters, statuses=statuses, exclude_pk=obj.pk)
-    lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=k)}
-    if obj.text_vector is not None:
-        lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=k)
+    with transaction.atomic(savepoint=False):
+        search_settings(k=k)
+        lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=k, configure=False)}
+        if obj.text_vector is not None:
+            lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=k, configure=False)
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
 
 
@@ -152,8 +158,10 @@ def hybrid(
     queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
-    lists = {
-        "text": nearest(queryset, "image_vector", text_vector[0], k=k),
-        "image": nearest(queryset, "image_vector", image_vector[0], k=k),
-    }
+    with transaction.atomic(savepoint=False):
+        search_settings(k=k)
+        lists = {
+            "text": nearest(queryset, "image_vector", text_vector[0], k=k, configure=False),
+            "image": nearest(queryset, "image_vector", image_vector[0], k=k, configure=False),
+        }
     return fuse(lists, weights={"text": 1.0 - image_weight, "image": image_weight}, k=k)
