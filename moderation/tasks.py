@@ -8,6 +8,7 @@ that the content it scored is still current. Running a task twice writes once.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
@@ -65,11 +66,7 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     Returns counts by outcome, which django-q2 stores as the task's result.
     """
     spec = get_spec(label)
-    outcome: dict[str, int] = {}
-
-    def count(key: str) -> None:
-        outcome[key] = outcome.get(key, 0) + 1
-
+    outcome: Counter = Counter()
     try:
         embedder = get_embedder()
     except EmbedderConfigurationError as exc:
@@ -87,22 +84,21 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     for pk, version in items:
         obj = rows.get(str(pk))
         if obj is None or obj.moderation_version != version:
-            count("superseded")
+            outcome["superseded"] += 1
             continue
         if not force and obj.moderation_status not in (S.PENDING, S.ERROR) and obj.embedding_model == embedder.model_id:
-            count("current")
+            outcome["current"] += 1
             continue
         try:
             image = decode_listing_image(_read_image(spec, obj), embedder=embedder)
         except PermanentEmbedError as exc:
             services.record_failure(spec.model, obj.pk, version=version, error=exc, permanent=True)
-            count("error")
+            outcome["error"] += 1
             continue
         work.append((obj, spec.text_of(obj), image))
     if work:
-        for key, value in _embed_and_record(spec, work, embedder, force=force).items():
-            outcome[key] = outcome.get(key, 0) + value
-    return outcome
+        outcome.update(_embed_and_record(spec, work, embedder, force=force))
+    return dict(outcome)
 
 
 def _read_image(spec: ModerationSpec, obj) -> bytes:
@@ -116,20 +112,19 @@ def _read_image(spec: ModerationSpec, obj) -> bytes:
         raise PermanentEmbedError(f"The photo {field_file.name} cannot be read: {exc}.", code="image_missing") from exc
 
 
-def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool) -> dict:
-    outcome: dict[str, int] = {}
+def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool) -> Counter:
+    outcome: Counter = Counter()
     try:
         text_vectors, image_vectors = embedder.embed(texts=[w[1] for w in work], images=[w[2] for w in work])
     except PermanentEmbedError as exc:
         if len(work) > 1:  # find the one input the provider refuses; score the others
             for item in work:
-                for key, value in _embed_and_record(spec, [item], embedder, force=force).items():
-                    outcome[key] = outcome.get(key, 0) + value
+                outcome.update(_embed_and_record(spec, [item], embedder, force=force))
             return outcome
         services.record_failure(
             spec.model, work[0][0].pk, version=work[0][0].moderation_version, error=exc, permanent=True
         )
-        return {"error": 1}
+        return Counter(error=1)
     except (TransientEmbedError, EmbedderConfigurationError) as exc:
         configuration = isinstance(exc, EmbedderConfigurationError)
         logger.warning("embedding %d object(s) of %s failed: %s", len(work), spec.label, exc)
@@ -142,7 +137,7 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
                 permanent=False,
                 configuration=configuration,
             )
-        return {"retry": len(work)}
+        return Counter(retry=len(work))
     labels = spec.category_labels()
     results, earlier = [], []
     for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
@@ -162,9 +157,7 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
     with transaction.atomic():
         services.relax_commit()
         statuses = services.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
-    for status in statuses:
-        key = status or "current"
-        outcome[key] = outcome.get(key, 0) + 1
+    outcome.update(str(status) if status else "current" for status in statuses)
     return outcome
 
 
