@@ -39,6 +39,10 @@ class FlagReason(models.TextChoices):
 DIMENSIONS = moderation_settings.DIMENSIONS
 
 
+# The two vector columns: skipped when rows are loaded for anything but their vectors.
+VECTOR_FIELDS = ("text_vector", "image_vector")
+
+
 class ModeratedModel(models.Model):
     """Abstract fields a moderated model carries. State changes go through
     ``moderation.services``, never through direct assignment."""

@@ -26,7 +26,7 @@ from pgvector.django import CosineDistance
 
 from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
-from .models import ModerationStatus
+from .models import VECTOR_FIELDS, ModerationStatus
 from .registry import get_spec
 
 MAX_K = 100
@@ -72,7 +72,7 @@ def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     # than the index search.
     return (
         queryset.filter(**{f"{column}__isnull": False})
-        .defer("text_vector", "image_vector")
+        .defer(*VECTOR_FIELDS)
         .annotate(distance=CosineDistance(column, Value("[" + ",".join(map(str, to_db(vector))) + "]")))
         .order_by("distance")[: max(1, min(int(k), MAX_K))]
     )

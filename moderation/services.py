@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .conf import moderation_settings
-from .models import Decision, ModerationStatus
+from .models import VECTOR_FIELDS, Decision, ModerationStatus
 from .registry import ModerationSpec, get_spec
 from .search import to_db
 
@@ -105,10 +105,14 @@ def _decision_row(obj, *, from_status: str, to_status: str, actor=None, reason: 
     )
 
 
-def _locked(model: type[models.Model], pk, *, fields: list[str] | None = None) -> models.Model | None:
-    """The row, locked until the transaction ends; ``fields`` limits what is loaded."""
-    queryset = model._default_manager.select_for_update().filter(pk=pk)
-    return (queryset.only(*fields) if fields else queryset).first()
+def _rows_for_update(model: type[models.Model]):
+    """Rows locked until the transaction ends. No state change reads the vectors, and
+    parsing two 512-float columns per row is the costly part of loading one."""
+    return model._default_manager.select_for_update().defer(*VECTOR_FIELDS)
+
+
+def _locked(model: type[models.Model], pk) -> models.Model | None:
+    return _rows_for_update(model).filter(pk=pk).first()
 
 
 def _enqueue_on_commit(spec: ModerationSpec, pk, version: int, *, force: bool = False) -> None:
@@ -189,11 +193,7 @@ def record_scores(
     ]
     statuses: list[str | None] = []
     with transaction.atomic():
-        rows = (
-            model._default_manager.select_for_update()
-            .only("moderation_status", "moderation_version", "embedding_model")
-            .in_bulk([result.pk for result in results])
-        )
+        rows = _rows_for_update(model).in_bulk([result.pk for result in results])
         changed, decisions, now = [], [], timezone.now()
         for result in results:
             row = rows.get(result.pk)
@@ -254,9 +254,7 @@ def record_failure(
     conf = moderation_settings
     now = timezone.now()
     with transaction.atomic():
-        row = _locked(
-            model, pk, fields=["moderation_status", "moderation_version", "moderation_attempts", "flag_reasons"]
-        )
+        row = _locked(model, pk)
         if row is None or row.moderation_version != version or row.moderation_status not in (S.PENDING, S.ERROR):
             return None
         from_status = row.moderation_status

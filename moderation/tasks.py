@@ -25,7 +25,7 @@ from .embedders import (
     decode_listing_image,
     get_embedder,
 )
-from .models import ModerationStatus
+from .models import VECTOR_FIELDS, ModerationStatus
 from .registry import ModerationSpec, get_spec, specs
 
 logger = logging.getLogger("moderation")
@@ -76,7 +76,7 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
         return {"misconfigured": len(items)}
 
     # The old vectors are not needed to compute new ones.
-    queryset = spec.model._default_manager.filter(pk__in=[pk for pk, _ in items]).defer("text_vector", "image_vector")
+    queryset = spec.model._default_manager.filter(pk__in=[pk for pk, _ in items]).defer(*VECTOR_FIELDS)
     if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
         queryset = queryset.select_related(spec.category_field)
     rows = {str(obj.pk): obj for obj in queryset}
