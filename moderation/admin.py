@@ -15,7 +15,6 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpResponseRedirect
@@ -183,11 +182,10 @@ class ModerationAdminMixin:
         return TemplateResponse(request, "admin/moderation/decide.html", context)
 
     def _apply(self, request, objects, verb: str, reason: str) -> None:
-        decide = services.approve if verb == "approve" else services.reject
         done, refused = 0, []
         for obj in objects:
             try:
-                decide(obj, actor=request.user, reason=reason)
+                services.decide(obj, verb, actor=request.user, reason=reason)
                 done += 1
             except services.InvalidTransition as exc:
                 refused.append(str(exc))
@@ -218,7 +216,7 @@ class ModerationAdminMixin:
             raise PermissionDenied
         obj = get_object_or_404(self.get_queryset(request), pk=object_id)
         if verb == "rescan":
-            services.rescan(obj, actor=request.user)
+            services.decide(obj, verb, actor=request.user)
             self.message_user(request, _("Queued for scoring."), messages.SUCCESS)
         else:
             form = DecisionForm(request.POST)
@@ -238,7 +236,6 @@ class ModerationAdminMixin:
         duplicate = None
         if obj.duplicate_of:
             duplicate = type(obj)._default_manager.filter(pk=obj.duplicate_of).first()
-        content_type = ContentType.objects.get_for_model(obj)
         return {
             "moderation": {
                 "object": obj,
@@ -255,9 +252,7 @@ class ModerationAdminMixin:
                     (hit, _admin_url(hit.object), getattr(hit.object, spec.image_field).url)
                     for hit in search.similar_to(obj, k=6, statuses=None)
                 ],
-                "history": Decision.objects.filter(content_type=content_type, object_pk=str(obj.pk)).select_related(
-                    "actor"
-                ),
+                "history": services.history(obj).select_related("actor"),
                 "can_moderate": self.has_moderate_permission(request),
                 "decide_url": reverse(
                     f"{self.admin_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_moderation_decide",

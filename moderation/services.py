@@ -329,6 +329,23 @@ def reject(obj: models.Model, *, actor, reason: str = "") -> models.Model:
     )
 
 
+def decide(obj: models.Model, verb: str, *, actor, reason: str = ""):
+    """A moderator's ``verb`` ("approve", "reject" or "rescan") on ``obj``: what the admin
+    and the API call, so both follow the same rules."""
+    if verb == "rescan":
+        return rescan(obj, actor=actor)
+    if verb == "approve":
+        return approve(obj, actor=actor, reason=reason)
+    if verb == "reject":
+        return reject(obj, actor=actor, reason=reason)
+    raise ValueError(f"Unknown moderation verb {verb!r}: use approve, reject or rescan.")
+
+
+def history(obj: models.Model):
+    """The object's decisions, newest first."""
+    return Decision.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))
+
+
 def rescan(obj: models.Model, *, actor=None) -> None:
     """Score the object again now. An ``error`` object goes back to ``pending``; a
     decided one keeps its decision, and only its scores are refreshed."""

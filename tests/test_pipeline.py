@@ -2,7 +2,6 @@
 scoring, states, audit trail and retries. The real qcluster runs in test_qcluster.py."""
 
 import pytest
-from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -18,12 +17,8 @@ S = ModerationStatus
 
 
 def history(obj):
-    content_type = ContentType.objects.get_for_model(obj)
-    return list(
-        Decision.objects.filter(content_type=content_type, object_pk=str(obj.pk))
-        .order_by("created_at", "id")
-        .values_list("from_status", "to_status")
-    )
+    """(from, to) of the object's decisions, oldest first."""
+    return list(services.history(obj).order_by("created_at", "id").values_list("from_status", "to_status"))
 
 
 def test_saving_a_listing_makes_it_pending_and_queues_one_task_on_commit(

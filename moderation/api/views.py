@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib.contenttypes.models import ContentType
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from moderation import services
-from moderation.models import Decision, FlagReason, ModerationStatus
+from moderation.models import FlagReason, ModerationStatus
 
 from .permissions import IsModerator
 from .serializers import DecisionRequestSerializer, DecisionSerializer, QueueItemSerializer
@@ -55,18 +54,14 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
 
     def retrieve(self, request, *args, **kwargs):
         obj = self.get_object()
-        history = Decision.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))
-        return Response({**self.get_serializer(obj).data, "history": DecisionSerializer(history, many=True).data})
+        decisions = services.history(obj).select_related("actor")
+        return Response({**self.get_serializer(obj).data, "history": DecisionSerializer(decisions, many=True).data})
 
     def _decide(self, request, verb: str):
         obj = self.get_object()
         form = DecisionRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        if verb == "rescan":
-            services.rescan(obj, actor=request.user)
-        else:
-            decide = services.approve if verb == "approve" else services.reject
-            decide(obj, actor=request.user, reason=form.validated_data["reason"])
+        services.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
         obj.refresh_from_db()
         return Response(self.get_serializer(obj).data)
 
