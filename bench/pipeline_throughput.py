@@ -115,9 +115,28 @@ def small_photo(i: int) -> bytes:
     return buffer.getvalue()
 
 
-def overhead(listings: int) -> None:
+def scoring_rate(count: int, timeout: float = 900) -> float:
+    """Listings/s between the first and the last listing scored (the cluster's start-up
+    and the wait for its first task are not counted)."""
+    from django.db.models import Max, Min
+
+    from catalog.models import Listing
+
+    started = time.time()
+    while Listing.objects.filter(moderated_at__isnull=False).count() < count:
+        if time.time() - started > timeout:
+            raise SystemExit("timed out waiting for the cluster")
+        time.sleep(0.05)
+    span = Listing.objects.aggregate(first=Min("moderated_at"), last=Max("moderated_at"))
+    return (count - 1) / (span["last"] - span["first"]).total_seconds()
+
+
+def overhead(listings: int, broker: str) -> None:
     media = tempfile.mkdtemp(prefix="bench-media-")
     env = configure({"EMBEDDER": {"BACKEND": "bench.zero_cost.ZeroCostEmbedder"}}, media)
+    if broker == "redis":
+        env["Q_REDIS_URL"] = os.environ["Q_REDIS_URL"] = "redis://127.0.0.1:6379/7"
+        env["Q_CLUSTER_NAME"] = os.environ["Q_CLUSTER_NAME"] = f"bench-{os.getpid()}"
     fresh_database()
     import django
 
@@ -126,23 +145,26 @@ def overhead(listings: int) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    # The save path: each saved listing queues its own task. Saved with the cluster
+    # stopped, so that saving (the web process's cost) and scoring are measured apart.
+    started = time.time()
+    make_listings(listings, small_photo)
+    saving = listings / (time.time() - started)
     cluster = start_cluster(env, workers=2)
     try:
-        started = time.time()
-        make_listings(listings, small_photo)
-        elapsed = wait_until_scored(started, listings)
-        print(
-            f"zero-cost embedder, save path (1 task per listing): {listings / elapsed:7.1f} listings/s "
-            f"({listings} in {elapsed:.1f} s, including saving them)"
-        )
-        started = time.time()
+        save_path = scoring_rate(listings)
+        from catalog.models import Listing
+
+        Listing.objects.update(moderated_at=None)
         call_command(
             "moderation_scan", "--all", "--batch-size", "50", verbosity=0, stdout=io.StringIO(), stderr=io.StringIO()
         )
-        elapsed = wait_until_scored(started, listings)
-        print(f"zero-cost embedder, batch tasks of 50:              {listings / elapsed:7.1f} listings/s")
+        batches = scoring_rate(listings)
     finally:
         stop_cluster(cluster)
+    print(f"{broker} broker, saving listings (web process, queues one task each): {saving:6.1f} listings/s")
+    print(f"{broker} broker, zero-cost embedder, one task per saved listing:    {save_path:6.1f} listings/s")
+    print(f"{broker} broker, zero-cost embedder, batch tasks of 50:             {batches:6.1f} listings/s")
 
 
 def with_model(listings: int) -> None:
@@ -214,17 +236,20 @@ if __name__ == "__main__":
     parser.add_argument("--listings", type=int, default=1000)
     parser.add_argument("--model-listings", type=int, default=64)
     parser.add_argument("--part", choices=["overhead", "model", "both"], default="both")
+    parser.add_argument("--broker", choices=["orm", "redis"], default="orm", help="for the overhead part")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     # Each part configures Django differently: run them in separate processes.
     if args.part == "both":
-        for part in ("overhead", "model"):
+        for part, broker in (("overhead", "orm"), ("overhead", "redis"), ("model", "orm")):
             subprocess.run(
                 [
                     sys.executable,
                     __file__,
                     "--part",
                     part,
+                    "--broker",
+                    broker,
                     "--listings",
                     str(args.listings),
                     "--model-listings",
@@ -233,6 +258,6 @@ if __name__ == "__main__":
                 check=True,
             )
     elif args.part == "overhead":
-        overhead(args.listings)
+        overhead(args.listings, args.broker)
     else:
         with_model(args.model_listings)

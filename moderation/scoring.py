@@ -10,7 +10,10 @@ import functools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from django.db.models import Model
+from django.db import connection, transaction
+from django.db.models import BooleanField, Model
+from django.db.models.expressions import RawSQL
+from pgvector.django import CosineDistance
 from PIL import Image
 
 from . import search
@@ -87,21 +90,77 @@ def same_picture(phash: int | None, other: int | None, max_distance: int) -> boo
     return phash is None or other is None or hamming(phash, other) <= max_distance
 
 
+def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> tuple[str, list]:
+    """The statement of ``duplicate_candidates``: SQL and parameters.
+
+    Each object's vector is one row of an unnested array, joined LATERAL to an index
+    search of its neighbours. The inner query is built by the ORM from the model's
+    default manager (so the manager's own conditions hold) and refers to the outer row
+    as ``q``. No distance condition in SQL: it would keep the planner off the HNSW
+    index, so the thresholds are applied by the caller.
+    """
+    model = spec.model
+    quote = connection.ops.quote_name
+    inner = model._default_manager.filter(embedding_model=model_id, image_vector__isnull=False)
+    inner = inner.exclude(pk=RawSQL(f"q.pk::{model._meta.pk.db_type(connection)}", ()))
+    owners = [None] * len(objs)
+    if spec.owner_field:
+        field = model._meta.get_field(spec.owner_field)
+        column = f"{quote(model._meta.db_table)}.{quote(field.column)}"
+        owner_type = field.target_field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+        # Another owner's object, or one without an owner; any object if ours has none.
+        other_owner = f"(q.owner IS NULL OR {column} IS DISTINCT FROM q.owner::{owner_type})"
+        inner = inner.filter(RawSQL(other_owner, (), output_field=BooleanField()))
+        owners = [None if (owner := spec.owner_id_of(obj)) is None else str(owner) for obj in objs]
+    inner = (
+        inner.annotate(distance=CosineDistance("image_vector", RawSQL("q.v", ())))
+        .order_by("distance")
+        .values_list("pk", "image_phash", "distance")[: moderation_settings.DUPLICATE_CANDIDATES]
+    )
+    inner_sql, inner_params = inner.query.sql_with_params()
+    sql = (
+        "SELECT q.i, c.* FROM unnest(%s::halfvec[], %s::text[], %s::text[]) WITH ORDINALITY AS q(v, pk, owner, i) "
+        f"CROSS JOIN LATERAL ({inner_sql}) AS c"
+    )
+    vectors = [search.vector_literal(vector) for vector in image_vectors]
+    return sql, [vectors, [str(obj.pk) for obj in objs], owners, *inner_params]
+
+
+def duplicate_candidates(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> list[list]:
+    """For each object, the photos nearest to its own among other owners' objects:
+    [(pk, phash, similarity), ...], best first, ``DUPLICATE_CANDIDATES`` at most.
+    One statement for the whole batch (``duplicate_query``)."""
+    if not objs:
+        return []
+    sql, params = duplicate_query(spec, objs, image_vectors, model_id=model_id)
+    candidates: list[list] = [[] for _ in objs]
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        search.search_settings(k=moderation_settings.DUPLICATE_CANDIDATES)
+        cursor.execute(sql, params)
+        for position, pk, phash, distance in cursor.fetchall():
+            candidates[position - 1].append((pk, phash, 1.0 - float(distance)))
+    for found in candidates:  # relaxed_order may return neighbours slightly out of order
+        found.sort(key=lambda candidate: -candidate[2])
+    return candidates
+
+
 def find_duplicate(
     spec: ModerationSpec,
     obj: Model,
     image_vector: np.ndarray,
     phash: int | None,
     *,
-    model_id: str,
+    candidates: list,
     min_similarity: float,
     max_phash_distance: int,
     earlier=(),
 ) -> tuple[str, float] | None:
     """The closest photo of another owner's object that is the same picture, if any.
 
-    ``earlier`` holds (pk, owner id, image vector, phash) of objects scored before this
-    one in the same batch, which are not in the database yet.
+    ``candidates`` are the object's nearest photos in the database
+    (``duplicate_candidates``); ``earlier`` holds (pk, owner id, image vector, phash)
+    of objects scored before this one in the same batch, which are not in the
+    database yet.
     """
     owner = spec.owner_id_of(obj)
     for pk, other_owner, vector, other_phash in earlier:
@@ -112,21 +171,11 @@ def find_duplicate(
             and same_picture(phash, other_phash, max_phash_distance)
         ):
             return str(pk), similarity
-    queryset = spec.model._default_manager.exclude(pk=obj.pk).filter(
-        embedding_model=model_id, image_vector__isnull=False
-    )
-    if owner is not None:
-        queryset = queryset.exclude(**{spec.model._meta.get_field(spec.owner_field).attname: owner})
-    # Top candidates through the HNSW index; the thresholds are applied to them here.
-    # (A distance condition in SQL would keep the planner off the index.)
-    candidates = search.nearest(
-        queryset.only("pk", "image_phash"), "image_vector", image_vector, k=moderation_settings.DUPLICATE_CANDIDATES
-    )
-    for hit in candidates:
-        if hit.score < min_similarity:
+    for pk, other_phash, similarity in candidates:
+        if similarity < min_similarity:
             break
-        if same_picture(phash, hit.object.image_phash, max_phash_distance):
-            return str(hit.object.pk), hit.score
+        if same_picture(phash, other_phash, max_phash_distance):
+            return str(pk), similarity
     return None
 
 
@@ -137,20 +186,19 @@ def score(
     text_vector: np.ndarray,
     image_vector: np.ndarray,
     phash: int | None,
-    embedder: Embedder,
-    labels: list[str] | None = None,
+    labels: list[str],
+    matrix: np.ndarray | None,
+    candidates: list,
     earlier=(),
 ) -> Scores:
-    """Scores and flag reasons of one object. ``labels`` (all categories) may be passed
-    in by a caller that scores a batch, to look them up once."""
+    """Scores and flag reasons of one object (``score_batch`` looks up what they need)."""
     category = spec.category_of(obj)
     limits = thresholds_for(category)
     scores = Scores(consistency=float(text_vector @ image_vector))
     if scores.consistency < limits["CONSISTENCY_MIN"]:
         scores.flag_reasons.append(FlagReason.TEXT_IMAGE_MISMATCH)
-    labels = spec.category_labels() if labels is None else labels
-    if category and category in labels and len(labels) > 1:
-        check = category_check(image_vector, category, labels, category_matrix(embedder, labels))
+    if matrix is not None and category in labels:
+        check = category_check(image_vector, category, labels, matrix)
         scores.category_rank = check["category_rank"]
         scores.category_score = check["category_score"]
         scores.suggested_categories = check["suggested_categories"]
@@ -161,7 +209,7 @@ def score(
         obj,
         image_vector,
         phash,
-        model_id=embedder.model_id,
+        candidates=candidates,
         min_similarity=limits["DUPLICATE_MIN_SIMILARITY"],
         max_phash_distance=limits["PHASH_MAX_DISTANCE"],
         earlier=earlier,
@@ -173,3 +221,36 @@ def score(
     scores.flag_reasons = [str(reason) for reason in scores.flag_reasons]
     scores.severity = sum(weights.get(reason, 0) for reason in scores.flag_reasons)
     return scores
+
+
+def score_batch(
+    spec: ModerationSpec, objs: list[Model], *, text_vectors, image_vectors, phashes: list, embedder: Embedder
+) -> list[Scores]:
+    """Scores of a batch of objects of one model, in order.
+
+    The categories are looked up once and the duplicate candidates of the whole batch
+    come from one query; each object is also compared with the ones before it in the
+    batch, whose new vectors are not in the database yet.
+    """
+    labels = spec.category_labels()
+    matrix = category_matrix(embedder, labels) if len(labels) > 1 else None
+    candidates = duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id)
+    results, earlier = [], []
+    for obj, text_vector, image_vector, phash, found in zip(
+        objs, text_vectors, image_vectors, phashes, candidates, strict=True
+    ):
+        results.append(
+            score(
+                spec,
+                obj,
+                text_vector=text_vector,
+                image_vector=image_vector,
+                phash=phash,
+                labels=labels,
+                matrix=matrix,
+                candidates=found,
+                earlier=earlier,
+            )
+        )
+        earlier.append((obj.pk, spec.owner_id_of(obj), image_vector, phash))
+    return results

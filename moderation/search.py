@@ -61,6 +61,11 @@ def to_db(vector) -> list[float]:
     return np.asarray(vector, dtype=np.float32).round(5).tolist()
 
 
+def vector_literal(vector) -> str:
+    """A vector as pgvector's text form, for a query parameter."""
+    return "[" + ",".join(map(str, to_db(vector))) + "]"
+
+
 def as_array(value) -> np.ndarray:
     """A stored vector (a list, or pgvector's HalfVector) as float32."""
     return np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
@@ -73,7 +78,7 @@ def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     return (
         queryset.filter(**{f"{column}__isnull": False})
         .defer(*VECTOR_FIELDS)
-        .annotate(distance=CosineDistance(column, Value("[" + ",".join(map(str, to_db(vector))) + "]")))
+        .annotate(distance=CosineDistance(column, Value(vector_literal(vector))))
         .order_by("distance")[: max(1, min(int(k), MAX_K))]
     )
 

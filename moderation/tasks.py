@@ -32,6 +32,13 @@ logger = logging.getLogger("moderation")
 S = ModerationStatus
 
 
+# django-q2 stores a successful task's result and, with the default ``save_limit``,
+# counts and prunes the stored ones after every task: that bookkeeping cost more than
+# scoring a listing (docs/benchmarks.md). The outcome of a moderation task is already
+# on the object and in its Decision rows, so successes are not stored; failures are.
+TASK_OPTIONS = {"group": "moderation", "save": False}
+
+
 def enqueue(label: str, pk, version: int, *, force: bool = False) -> None:
     """Queue the scoring of one object (called on commit by ``services``)."""
     async_task(
@@ -41,7 +48,7 @@ def enqueue(label: str, pk, version: int, *, force: bool = False) -> None:
         version,
         force,
         task_name=f"moderate {label} {pk} v{version}",
-        group="moderation",
+        **TASK_OPTIONS,
     )
 
 
@@ -52,7 +59,7 @@ def enqueue_batch(label: str, items: list[tuple[str, int]], *, force: bool = Fal
         items,
         force,
         task_name=f"moderate {label} x{len(items)}",
-        group="moderation",
+        **TASK_OPTIONS,
     )
 
 
@@ -138,22 +145,17 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
                 configuration=configuration,
             )
         return Counter(retry=len(work))
-    labels = spec.category_labels()
-    results, earlier = [], []
-    for (obj, _text, image), text_vector, image_vector in zip(work, text_vectors, image_vectors, strict=True):
-        phash = scoring.image_phash(image)
-        scores = scoring.score(
-            spec,
-            obj,
-            text_vector=text_vector,
-            image_vector=image_vector,
-            phash=phash,
-            embedder=embedder,
-            labels=labels,
-            earlier=earlier,
+    objs = [obj for obj, _text, _image in work]
+    phashes = [scoring.image_phash(image) for _obj, _text, image in work]
+    scores = scoring.score_batch(
+        spec, objs, text_vectors=text_vectors, image_vectors=image_vectors, phashes=phashes, embedder=embedder
+    )
+    results = [
+        services.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)
+        for obj, text_vector, image_vector, phash, object_scores in zip(
+            objs, text_vectors, image_vectors, phashes, scores, strict=True
         )
-        results.append(services.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, scores))
-        earlier.append((obj.pk, spec.owner_id_of(obj), image_vector, phash))
+    ]
     with transaction.atomic():
         services.relax_commit()
         statuses = services.record_scores(spec.model, results, model_id=embedder.model_id, force=force)

@@ -97,6 +97,23 @@ def test_the_same_seller_reusing_a_photo_and_another_photo_of_the_same_colour_ar
     assert other.moderation_status == S.OK  # CLIP-close, but a different picture
 
 
+def test_duplicates_on_a_uuid_keyed_model_with_an_optional_owner(demo_moderation, gadget_factory, user_factory, photo):
+    """The batch duplicate query casts keys and owners to the model's own column types."""
+    maker = user_factory()
+    original = gadget_factory(name="Red lamp", picture=photo("red", "cup"), maker=maker)
+    score_now(original)
+    same_maker = gadget_factory(name="Red lamp again", picture=photo("red", "cup"), maker=maker)
+    no_maker = gadget_factory(name="Red lamp, no maker", picture=photo("red", "cup"))
+    score_now(same_maker)
+    score_now(no_maker)
+    assert same_maker.flag_reasons == []
+    assert no_maker.flag_reasons == ["duplicate_image"]  # an object without an owner is compared with all
+    assert no_maker.duplicate_of in {str(original.pk), str(same_maker.pk)}
+    other_maker = gadget_factory(name="Red lamp too", picture=photo("red", "cup"), maker=user_factory())
+    score_now(other_maker)
+    assert other_maker.flag_reasons == ["duplicate_image"]
+
+
 def test_a_task_run_twice_writes_once(demo_moderation, listing_factory, photo):
     listing = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
     score_now(listing)

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection, transaction
 
 from catalog.models import Category, Listing
-from moderation import search
+from moderation import scoring, search
 from moderation.models import ModerationStatus
+from moderation.registry import get_spec
 from moderation.search import Hit
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +59,26 @@ def test_the_hnsw_index_serves_the_nearest_neighbour_query(many_listings):
             cursor.execute("SET LOCAL enable_sort = off")  # only the HNSW index returns rows in order
         plan = search.nearest_queryset(queryset, "image_vector", many_listings[0], k=10).explain()
     assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
+
+
+def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listings):
+    """The pipeline's duplicate check: one statement for a batch, each photo's
+    neighbours found through the HNSW index (LATERAL join), never by a scan."""
+    spec = get_spec(Listing)
+    batch = list(Listing.objects.order_by("pk")[:3])
+    sql, params = scoring.duplicate_query(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
+    with transaction.atomic():
+        search.search_settings(k=10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
+    assert "Seq Scan on catalog_listing" not in plan, plan
+    found = scoring.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
+    # Every listing here has the same seller: no candidates from the same owner.
+    assert found == [[], [], []]
 
 
 def test_a_filtered_search_still_returns_k_results(many_listings):
