@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from moderation import search
 from moderation.api.permissions import MODERATE
 from moderation.api.views import ModerationQueueViewSet
+from moderation.models import VECTOR_FIELDS
 
 from .models import Listing
 from .serializers import (
@@ -173,7 +174,7 @@ class SimilarView(SearchView):
         if request.user.is_authenticated:
             visible |= Q(seller=request.user)
         queryset = Listing.objects.all() if request.user.has_perm(MODERATE) else Listing.objects.filter(visible)
-        listing = get_object_or_404(queryset, pk=pk)
+        listing = get_object_or_404(queryset.defer(*VECTOR_FIELDS), pk=pk)  # they stay in the database
         hits = search.similar_to(
             listing,
             k=params.validated_data["k"],

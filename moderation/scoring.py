@@ -113,9 +113,9 @@ def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, m
         inner = inner.filter(RawSQL(other_owner, (), output_field=BooleanField()))
         owners = [None if (owner := spec.owner_id_of(obj)) is None else str(owner) for obj in objs]
     inner = (
-        inner.annotate(distance=CosineDistance("image_vector", RawSQL("q.v", ())))
-        .order_by("distance")
-        .values_list("pk", "image_phash", "distance")[: moderation_settings.DUPLICATE_CANDIDATES]
+        inner.annotate(moderation_distance=CosineDistance("image_vector", RawSQL("q.v", ())))
+        .order_by("moderation_distance")
+        .values_list("pk", "image_phash", "moderation_distance")[: moderation_settings.DUPLICATE_CANDIDATES]
     )
     inner_sql, inner_params = inner.query.sql_with_params()
     sql = (

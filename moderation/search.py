@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection, models, transaction
-from django.db.models import Value
+from django.db.models import Subquery, Value
 from pgvector.django import CosineDistance
 
 from .conf import moderation_settings
@@ -72,14 +72,15 @@ def as_array(value) -> np.ndarray:
 
 
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
-    """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape)."""
+    """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape).
+    Annotations are prefixed: a host model may well have a field named "distance"."""
     # The vectors themselves are not fetched: parsing 2 x 512 floats a row costs more
     # than the index search.
     return (
         queryset.filter(**{f"{column}__isnull": False})
         .defer(*VECTOR_FIELDS)
-        .annotate(distance=CosineDistance(column, Value(vector_literal(vector))))
-        .order_by("distance")[: max(1, min(int(k), MAX_K))]
+        .annotate(moderation_distance=CosineDistance(column, Value(vector_literal(vector))))
+        .order_by("moderation_distance")[: max(1, min(int(k), MAX_K))]
     )
 
 
@@ -104,8 +105,8 @@ def nearest(queryset, column: str, vector: np.ndarray, *, k: int, configure: boo
             search_settings(k=k)
         rows = list(nearest_queryset(queryset, column, vector, k=k))
     # relaxed_order may return neighbours slightly out of order.
-    rows.sort(key=lambda row: row.distance)
-    return [Hit(row, 1.0 - float(row.distance)) for row in rows]
+    rows.sort(key=lambda row: row.moderation_distance)
+    return [Hit(row, 1.0 - float(row.moderation_distance)) for row in rows]
 
 
 def fuse(lists: dict[str, list[Hit]], *, weights: dict[str, float], k: int) -> list[Hit]:
@@ -122,15 +123,37 @@ def fuse(lists: dict[str, list[Hit]], *, weights: dict[str, float], k: int) -> l
 def similar_to(
     obj: models.Model, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES, source=None
 ) -> list[Hit]:
-    """More like this: photo-to-photo and text-to-text neighbours of ``obj``, fused by rank."""
-    if obj.image_vector is None or obj.embedding_model != get_embedder().model_id:
-        return []
+    """More like this: photo-to-photo and text-to-text neighbours of ``obj``, fused by rank.
+
+    Both searches are one statement (UNION ALL of two index searches), and the object's
+    vectors never leave the database: each search orders by the distance to the
+    object's own stored vector, read by a subquery. ``obj`` may be loaded without its
+    vectors.
+    """
+    if obj.embedding_model != get_embedder().model_id:
+        return []  # not scored yet, or by another model: nothing comparable
     queryset = _queryset(type(obj) if source is None else source, filters=filters, statuses=statuses, exclude_pk=obj.pk)
+    k = max(1, min(int(k), MAX_K))
+    own = queryset.model._default_manager.filter(pk=obj.pk)
+    image, text = (
+        queryset.filter(**{f"{column}__isnull": False})
+        .annotate(
+            moderation_distance=CosineDistance(column, Subquery(own.values(column)[:1])),
+            moderation_list=Value(kind),
+        )
+        .order_by("moderation_distance")
+        .values_list("pk", "moderation_list", "moderation_distance")[:k]
+        for column, kind in (("image_vector", "image"), ("text_vector", "text"))
+    )
     with transaction.atomic(savepoint=False):
         search_settings(k=k)
-        lists = {"image": nearest(queryset, "image_vector", as_array(obj.image_vector), k=k, configure=False)}
-        if obj.text_vector is not None:
-            lists["text"] = nearest(queryset, "text_vector", as_array(obj.text_vector), k=k, configure=False)
+        rows = list(image.union(text, all=True))
+    objects = queryset.defer(*VECTOR_FIELDS).in_bulk({pk for pk, _kind, _distance in rows})
+    lists: dict[str, list[Hit]] = {"image": [], "text": []}
+    # relaxed_order may return neighbours slightly out of order.
+    for pk, kind, distance in sorted(rows, key=lambda row: row[2]):
+        if pk in objects:
+            lists[kind].append(Hit(objects[pk], 1.0 - float(distance)))
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
 
 

@@ -4,6 +4,7 @@ vectors of another model are never compared, results fuse by rank."""
 import numpy as np
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Category, Listing
 from moderation import scoring, search
@@ -119,9 +120,34 @@ def test_k_is_capped(many_listings):
 
 
 def test_similar_items_take_three_queries_whatever_the_source(many_listings, django_assert_num_queries):
-    listing = Listing.objects.get(title="item 3")
+    listing = Listing.objects.defer("image_vector", "text_vector").get(title="item 3")
     source = Listing.objects.select_related("category", "seller")
-    with django_assert_num_queries(3):  # the index settings once, then one query per modality
+    # The index settings, both searches in one statement, then the hits with their relations.
+    with django_assert_num_queries(3):
         hits = search.similar_to(listing, k=5, source=source)
+        [(hit.object.category.name, hit.object.seller.username) for hit in hits]
     assert len(hits) == 5
     assert listing.pk not in {hit.object.pk for hit in hits}
+    # Text and photo vectors are the same here: both lists agree, nearest first.
+    vectors = many_listings / np.linalg.norm(many_listings, axis=1, keepdims=True)
+    similarities = vectors @ vectors[3]
+    similarities[3] = -2
+    exact = [f"item {i}" for i in np.argsort(-similarities)[:5]]
+    assert [hit.object.title for hit in hits] == exact
+    assert all(hit.ranks == {"image": rank, "text": rank} for rank, hit in enumerate(hits, start=1))
+
+
+def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
+    listing = Listing.objects.get(title="item 3")
+    with CaptureQueriesContext(connection) as queries:
+        search.similar_to(listing, k=5)
+    union = next(query["sql"] for query in queries.captured_queries if "UNION ALL" in query["sql"])
+    with transaction.atomic():
+        search.search_settings(k=5)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("EXPLAIN " + union)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
+    assert "Index Scan using catalog_listing_txt_hnsw" in plan, plan
