@@ -125,11 +125,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--reuse", action="store_true", help="Keep the listings a previous run loaded.")
+    parser.add_argument("--ef", type=int, help="MODERATION['SEARCH_EF'] (default: the app's default)")
     args = parser.parse_args()
     env = {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "EMBEDDED_PG_DATABASE": DATABASE,
-        "MODERATION_SETTINGS": json.dumps({"EMBEDDER": {"BACKEND": "bench.zero_cost.ZeroCostEmbedder"}}),
+        "MODERATION_SETTINGS": json.dumps(
+            {"EMBEDDER": {"BACKEND": "bench.zero_cost.ZeroCostEmbedder"}, **({"SEARCH_EF": args.ef} if args.ef else {})}
+        ),
         "DEBUG": "0",
         "SECRET_KEY": "bench",
         "THROTTLE_SEARCH": "1000000/minute",

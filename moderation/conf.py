@@ -47,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "DUPLICATE_CANDIDATES": 10,
     # Search: the HNSW candidate list is max(SEARCH_EF, 4 x k). Higher finds more of the
     # true neighbours (recall) for a little more time; see docs/benchmarks.md.
-    "SEARCH_EF": 100,
+    "SEARCH_EF": 160,
     # The pipeline.
     "BATCH_SIZE": 16,
     "MAX_ATTEMPTS": 5,
