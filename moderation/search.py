@@ -66,11 +66,6 @@ def vector_literal(vector) -> str:
     return "[" + ",".join(map(str, to_db(vector))) + "]"
 
 
-def as_array(value) -> np.ndarray:
-    """A stored vector (a list, or pgvector's HalfVector) as float32."""
-    return np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
-
-
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape).
     Annotations are prefixed: a host model may well have a field named "distance"."""
