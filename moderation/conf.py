@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "SEARCH_EF": 160,
     # The pipeline.
     "BATCH_SIZE": 16,
+    # A task also scores other pending objects waiting for their tasks, up to
+    # BATCH_SIZE in all (moderation/claims.py). False behind PgBouncer's transaction pooling.
+    "COALESCE": True,
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_DELAY": 30,
     "RETRY_MAX_DELAY": 3600,

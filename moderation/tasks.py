@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from . import scoring, services
+from . import claims, scoring, services
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -70,10 +70,13 @@ def moderate_object(label: str, pk: str, version: int, force: bool = False) -> d
 def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     """Score the objects ``items`` = [(pk, version), ...] of one model with one embedder call.
 
-    Returns counts by outcome, which django-q2 stores as the task's result.
+    With ``COALESCE`` on, the task first claims its objects (one held by another task
+    is left to it: ``claimed``) and up to ``BATCH_SIZE`` in all with other pending
+    objects waiting for their own tasks (``coalesced``), scored in the same call; see
+    ``moderation.claims``. Returns counts by outcome, for django-q2's failure records
+    and the logs.
     """
     spec = get_spec(label)
-    outcome: Counter = Counter()
     try:
         embedder = get_embedder()
     except EmbedderConfigurationError as exc:
@@ -81,31 +84,69 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
             services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
         logger.error("cannot moderate: %s", exc)
         return {"misconfigured": len(items)}
+    # Keys as the database writes them, so that a claim's lock key matches.
+    wanted = {str(spec.model._meta.pk.to_python(pk)): version for pk, version in items}
+    if not moderation_settings.COALESCE:
+        return _moderate(spec, wanted, [], embedder, force=force, claimed=False)[0]
+    extra = 0 if force else max(0, moderation_settings.BATCH_SIZE - len(wanted))
+    with claims.claim(spec, list(wanted), extra=extra) as (own, others):
+        outcome, scored = _moderate(spec, {pk: wanted[pk] for pk in own}, others, embedder, force=force, claimed=True)
+    if len(own) < len(wanted):
+        outcome["claimed"] = len(wanted) - len(own)
+    # A seller's edit while this task embedded queued a task that found the object
+    # claimed and ended, and this task's result, for the old version, was not written:
+    # queue the new version.
+    edited = list(
+        spec.model._default_manager.filter(
+            pk__in=scored, moderation_status=S.PENDING, moderation_retry_at__isnull=True
+        ).values_list("pk", "moderation_version")
+    )
+    if edited:
+        enqueue_batch(spec.label, [(str(pk), version) for pk, version in edited])
+        outcome["requeued"] = len(edited)
+    return outcome
 
+
+def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, force: bool, claimed: bool):
+    """Score ``wanted`` = {pk: version} if still due, and the ``others`` still pending.
+
+    With the objects ``claimed``, one whose version moved on since the task was queued
+    is scored in its current version (the newer version's task may have found it
+    claimed). Returns the counts by outcome and the keys of the objects scored.
+    """
+    outcome: Counter = Counter()
     # The old vectors are not needed to compute new ones.
-    queryset = spec.model._default_manager.filter(pk__in=[pk for pk, _ in items]).defer(*VECTOR_FIELDS)
+    queryset = spec.model._default_manager.filter(pk__in=[*wanted, *others]).defer(*VECTOR_FIELDS)
     if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
         queryset = queryset.select_related(spec.category_field)
     rows = {str(obj.pk): obj for obj in queryset}
-    work = []
-    for pk, version in items:
-        obj = rows.get(str(pk))
+    model_id = embedder.model_id
+    due, along = [], []
+    for pk, version in wanted.items():
+        obj = rows.get(pk)
         if obj is None or obj.moderation_version != version:
             outcome["superseded"] += 1
-            continue
-        if not force and obj.moderation_status not in (S.PENDING, S.ERROR) and obj.embedding_model == embedder.model_id:
+            if claimed and obj is not None and obj.moderation_status == S.PENDING:
+                along.append(obj)
+        elif not force and obj.moderation_status not in (S.PENDING, S.ERROR) and obj.embedding_model == model_id:
             outcome["current"] += 1
-            continue
+        else:
+            due.append(obj)
+    along += [rows[pk] for pk in others if pk in rows and rows[pk].moderation_status == S.PENDING]
+    if along:
+        outcome["coalesced"] = len(along)
+    work = []
+    for obj in due + along:
         try:
             image = decode_listing_image(_read_image(spec, obj), embedder=embedder)
         except PermanentEmbedError as exc:
-            services.record_failure(spec.model, obj.pk, version=version, error=exc, permanent=True)
+            services.record_failure(spec.model, obj.pk, version=obj.moderation_version, error=exc, permanent=True)
             outcome["error"] += 1
             continue
         work.append((obj, spec.text_of(obj), image))
     if work:
         outcome.update(_embed_and_record(spec, work, embedder, force=force))
-    return dict(outcome)
+    return dict(outcome), [obj.pk for obj, _text, _image in work]
 
 
 def _read_image(spec: ModerationSpec, obj) -> bytes:

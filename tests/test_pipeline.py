@@ -121,7 +121,10 @@ def test_a_task_run_twice_writes_once(demo_moderation, listing_factory, photo):
     assert history(listing) == [("", S.PENDING), (S.PENDING, S.OK)]
 
 
-def test_a_result_for_an_old_version_is_not_written(demo_moderation, listing_factory, photo):
+def test_a_task_for_an_old_version_scores_nothing_without_claims(demo_moderation, listing_factory, photo, settings):
+    """Without coalescing the new version's own task scores it (with claims, the old
+    task scores the current version: tests/test_claims.py)."""
+    settings.MODERATION = {**demo_moderation, "COALESCE": False}
     listing = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
     old_version = listing.moderation_version
     listing.title = "Green kettle"

@@ -1,0 +1,84 @@
+"""Which task scores which object: claims held as PostgreSQL session advisory locks.
+
+A task claims the objects it was queued for and, when ``COALESCE`` is on, up to
+``BATCH_SIZE`` in all with other ``pending`` objects still waiting for their own
+tasks: under load, one embedder call scores many saved listings, and their own tasks
+find them claimed or already scored and end at once.
+
+A claim is a lock on (the table, a hash of the key), not a write: writing a claim on
+the row would re-insert a scored row into both HNSW indexes. It is held by the
+worker's database session from before the embedder call until the results are
+committed, and released when the task ends, or by PostgreSQL when the worker dies
+and its connection closes. Locks taken by a session live outside transactions, so
+this needs one server session per Django connection: direct connections or
+PgBouncer in session mode. Behind transaction pooling set ``COALESCE`` to False:
+tasks then take no locks (a task and its re-delivery may both score an object, and
+the result is written once).
+
+Two keys that hash alike (32 bits) only make a task skip an object that another
+holds; the sweeper re-queues it after ``STALE_AFTER``.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+from django.db import DatabaseError, connection
+
+from .models import ModerationStatus
+from .registry import ModerationSpec
+
+logger = logging.getLogger("moderation")
+_KEY = "%s::regclass::oid::int, hashtext(k.pk)"
+
+
+def _table(spec: ModerationSpec) -> str:
+    return connection.ops.quote_name(spec.model._meta.db_table)
+
+
+@contextmanager
+def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
+    """Claim ``pks`` (the task's own objects) and up to ``extra`` other pending ones.
+
+    Yields (own, others): the keys, as strings, this task holds. An own key missing
+    from ``own`` is held by another task.
+    """
+    others_sql, others_params = "", []
+    if extra > 0:
+        waiting = (
+            spec.model._default_manager.filter(
+                moderation_status=ModerationStatus.PENDING, moderation_retry_at__isnull=True
+            )
+            .exclude(pk__in=pks)
+            .values_list("pk")[:extra]
+        )
+        sql, params = waiting.query.sql_with_params()
+        others_sql, others_params = f" UNION ALL SELECT w.pk::text, false FROM ({sql}) AS w(pk)", list(params)
+    with connection.cursor() as cursor:
+        # The lock is taken on the rows the subquery returns, not on rows a LIMIT
+        # would discard: a volatile function is not pushed into it.
+        cursor.execute(
+            f"SELECT k.pk, k.own FROM (SELECT unnest(%s::text[]), true{others_sql}) AS k(pk, own) "
+            f"WHERE pg_try_advisory_lock({_KEY})",
+            [list(pks), *others_params, _table(spec)],
+        )
+        rows = cursor.fetchall()
+    own = [pk for pk, is_own in rows if is_own]
+    others = [pk for pk, is_own in rows if not is_own]
+    try:
+        yield own, others
+    finally:
+        release(spec, own + others)
+
+
+def release(spec: ModerationSpec, pks: list[str]) -> None:
+    if not pks or connection.connection is None:
+        return  # nothing held, or the session (and its locks) is gone
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT pg_advisory_unlock({_KEY}) FROM unnest(%s::text[]) AS k(pk)", [_table(spec), list(pks)]
+            )
+    except DatabaseError:  # a broken session: its locks went with it
+        logger.warning("could not release the claims of %d object(s) of %s", len(pks), spec.label, exc_info=True)
