@@ -51,6 +51,7 @@ def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
                 moderation_status=ModerationStatus.PENDING, moderation_retry_at__isnull=True
             )
             .exclude(pk__in=pks)
+            .order_by()  # any waiting ones: sorting every pending row would cost more
             .values_list("pk")[:extra]
         )
         sql, params = waiting.query.sql_with_params()
