@@ -101,6 +101,36 @@ def test_the_cluster_flags_mismatches_and_duplicates_and_rescores_edits(
     wait_for(lambda: status_of(mismatched) == S.OK, what="the edit to be scored")
 
 
+def test_saves_and_edits_arriving_while_tasks_coalesce_are_all_scored_in_their_last_version(
+    start_cluster, listing_factory, user_factory, photo
+):
+    """Tasks claim and score waiting listings together (moderation/claims.py) while the
+    sellers keep saving and editing, each save its own transaction: none is lost, and
+    every listing's last score is for its last version."""
+    start_cluster()
+    seller = user_factory()  # one seller: similar photos are not duplicates
+    colours = ["red", "blue", "green", "yellow"]
+    listings = []
+    for i in range(48):
+        colour = colours[i % 4]
+        listings.append(
+            listing_factory(title=f"{colour} mug {i}", image=photo(colour, "cup", seed=f"mug-{i}"), seller=seller)
+        )
+        if i % 4 == 3:
+            edited = listings[i // 2]
+            edited.title += ", like new"
+            edited.save()
+    wait_for(
+        lambda: not Listing.objects.filter(moderation_status=S.PENDING).exists(),
+        timeout=120,
+        what="every listing to be scored",
+    )
+    assert set(Listing.objects.values_list("moderation_status", flat=True)) == {S.OK}
+    for listing in Listing.objects.all():
+        last = services.history(listing).first()
+        assert (last.reason, last.content_version) == ("scored", listing.moderation_version)
+
+
 def test_a_decision_survives_a_rescan_and_a_task_run_twice_writes_once(
     start_cluster, listing_factory, photo, admin_user
 ):
