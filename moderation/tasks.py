@@ -3,6 +3,8 @@
 A task embeds outside any transaction (an embedder call may take seconds), then
 writes each result through ``services.record_scores``, which checks under a row lock
 that the content it scored is still current. Running a task twice writes once.
+A task first claims what it scores and, when objects queue up, scores waiting ones
+with its own in the same embedder call (``moderation.claims``).
 """
 
 from __future__ import annotations
