@@ -70,6 +70,22 @@ def test_pending_listings_claimed_elsewhere_are_not_coalesced(demo_moderation, l
     assert theirs.moderation_status == S.PENDING
 
 
+def test_a_batch_is_filled_past_waiting_listings_that_other_tasks_hold(
+    demo_moderation, listing_factory, user_factory, photo, settings, other_session
+):
+    settings.MODERATION = {**demo_moderation, "BATCH_SIZE": 3}
+    seller = user_factory()
+    mine, *waiting = [
+        listing_factory(title=f"Red mug {i}", image=photo("red", seed=str(i)), seller=seller) for i in range(6)
+    ]
+    for listing in waiting[:2]:
+        hold(other_session, listing)
+    assert score_now(mine) == {"coalesced": 2, "ok": 3}
+    assert Listing.objects.filter(pk__in=[x.pk for x in waiting[:2]], moderation_status=S.PENDING).count() == 2
+    assert Listing.objects.filter(moderation_status=S.PENDING).count() == 3
+    assert advisory_locks() == 0  # the surplus was released
+
+
 def test_claims_are_released_when_the_task_fails(demo_moderation, listing_factory, photo, monkeypatch):
     listing = listing_factory(title="Red mug", image=photo("red"))
 
