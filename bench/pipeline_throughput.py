@@ -107,11 +107,20 @@ def make_listings(n: int, photo) -> list:
             listing.save()
 
 
-def small_photo(i: int) -> bytes:
+def small_photo(i: int, *, flat: bool = False) -> bytes:
+    """A 64x64 picture of its own: a random pattern seeded by ``i``, so that no two hash
+    alike. ``flat``: one plain colour, so that every photo has the same perceptual hash
+    (the duplicate check's worst case: its locks then serialise the writes)."""
+    import numpy as np
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (i % 256, (i * 7) % 256, (i * 13) % 256)).save(buffer, format="PNG")
+    if flat:
+        image = Image.new("RGB", (64, 64), (i % 256, (i * 7) % 256, (i * 13) % 256))
+    else:
+        pixels = np.random.default_rng(i).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).resize((64, 64), Image.Resampling.BILINEAR)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -133,7 +142,7 @@ def scoring_rate(count: int, timeout: float = 900) -> float:
     return (count - first_task) / (span["last"] - span["first"]).total_seconds()
 
 
-def overhead(listings: int, broker: str) -> None:
+def overhead(listings: int, broker: str, *, flat: bool = False) -> None:
     media = tempfile.mkdtemp(prefix="bench-media-")
     env = configure({"EMBEDDER": {"BACKEND": "bench.zero_cost.ZeroCostEmbedder"}}, media)
     if broker == "redis":
@@ -150,7 +159,7 @@ def overhead(listings: int, broker: str) -> None:
     # The save path: each saved listing queues its own task. Saved with the cluster
     # stopped, so that saving (the web process's cost) and scoring are measured apart.
     started = time.time()
-    make_listings(listings, small_photo)
+    make_listings(listings, lambda i: small_photo(i, flat=flat))
     saving = listings / (time.time() - started)
     cluster = start_cluster(env, workers=2)
     try:
@@ -164,9 +173,11 @@ def overhead(listings: int, broker: str) -> None:
         batches = scoring_rate(listings)
     finally:
         stop_cluster(cluster)
-    print(f"{broker} broker, saving listings (web process, queues one task each): {saving:6.1f} listings/s")
-    print(f"{broker} broker, zero-cost embedder, one task per saved listing:    {save_path:6.1f} listings/s")
-    print(f"{broker} broker, zero-cost embedder, batch tasks of 50:             {batches:6.1f} listings/s")
+    photos = "flat photos, all hashing alike" if flat else "distinct photos"
+    print(f"{broker} broker, {photos}:")
+    print(f"  saving listings (web process, queues one task each): {saving:6.1f} listings/s")
+    print(f"  zero-cost embedder, one task per saved listing:    {save_path:6.1f} listings/s")
+    print(f"  zero-cost embedder, batch tasks of 50:             {batches:6.1f} listings/s")
 
 
 def with_model(listings: int) -> None:
@@ -244,6 +255,7 @@ if __name__ == "__main__":
     parser.add_argument("--model-listings", type=int, default=64)
     parser.add_argument("--part", choices=["overhead", "model", "both"], default="both")
     parser.add_argument("--broker", choices=["orm", "redis"], default="orm", help="for the overhead part")
+    parser.add_argument("--flat", action="store_true", help="overhead part: plain-colour photos, all hashing alike")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
     # Each part configures Django differently: run them in separate processes.
@@ -265,6 +277,6 @@ if __name__ == "__main__":
                 check=True,
             )
     elif args.part == "overhead":
-        overhead(args.listings, args.broker)
+        overhead(args.listings, args.broker, flat=args.flat)
     else:
         with_model(args.model_listings)

@@ -7,6 +7,7 @@ so they can be read and tested apart from the queue.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -224,17 +225,24 @@ def score(
 
 
 def score_batch(
-    spec: ModerationSpec, objs: list[Model], *, text_vectors, image_vectors, phashes: list, embedder: Embedder
+    spec: ModerationSpec,
+    objs: list[Model],
+    *,
+    text_vectors,
+    image_vectors,
+    phashes: list,
+    model_id: str,
+    labels: list[str],
+    matrix: np.ndarray | None,
 ) -> list[Scores]:
     """Scores of a batch of objects of one model, in order.
 
-    The categories are looked up once and the duplicate candidates of the whole batch
-    come from one query; each object is also compared with the ones before it in the
-    batch, whose new vectors are not in the database yet.
+    ``labels`` are all categories and ``matrix`` their prompts' embeddings
+    (``category_matrix``; None with fewer than two categories). The duplicate
+    candidates of the whole batch come from one query; each object is also compared
+    with the ones before it in the batch, whose new vectors are not in the database yet.
     """
-    labels = spec.category_labels()
-    matrix = category_matrix(embedder, labels) if len(labels) > 1 else None
-    candidates = duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id)
+    candidates = duplicate_candidates(spec, objs, image_vectors, model_id=model_id)
     results, earlier = [], []
     for obj, text_vector, image_vector, phash, found in zip(
         objs, text_vectors, image_vectors, phashes, candidates, strict=True
@@ -254,3 +262,41 @@ def score_batch(
         )
         earlier.append((obj.pk, spec.owner_id_of(obj), image_vector, phash))
     return results
+
+
+# Copies of one picture (re-encoded, resized) hash within a few bits of each other. The
+# locks cover copies within this many bits: with more, a hash is cut into so many short
+# bands that unrelated batches share keys and two workers' writes take turns (measured:
+# bands for 6 bits halved the pipeline's rate; docs/pipeline.md). A concurrent pair of
+# copies further apart than this may still both be scored as originals.
+LOCKED_DISTANCE = 2
+
+
+def picture_keys(spec: ModerationSpec, phash: int) -> set[int]:
+    """Lock keys that two hashes of the same picture share.
+
+    The 64-bit hash is cut into ``LOCKED_DISTANCE`` + 1 bands: two hashes that differ
+    in at most that many bits agree on one band at least (pigeonhole), so they share
+    that band's key.
+    """
+    bands = LOCKED_DISTANCE + 1
+    bits = phash & ((1 << 64) - 1)
+    keys, start = set(), 0
+    for band in range(bands):
+        width = 64 // bands + (band < 64 % bands)
+        value = (bits >> start) & ((1 << width) - 1)
+        start += width
+        digest = hashlib.blake2b(f"{spec.label}:{band}:{value}".encode(), digest_size=8).digest()
+        keys.add(int.from_bytes(digest, "big", signed=True))
+    return keys
+
+
+def lock_pictures(spec: ModerationSpec, phashes: list) -> None:
+    """Inside the transaction that checks duplicates and writes the scores: wait for any
+    other task scoring the same picture to commit (transaction advisory locks, single
+    bigint keys, a key space apart from the two-integer keys of ``claims``). Taken in
+    sorted order, so two tasks cannot deadlock on them."""
+    keys = sorted(set().union(*(picture_keys(spec, phash) for phash in phashes if phash is not None)))
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])

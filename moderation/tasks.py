@@ -190,17 +190,30 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
         return Counter(retry=len(work))
     objs = [obj for obj, _text, _image in work]
     phashes = [scoring.image_phash(image) for _obj, _text, image in work]
-    scores = scoring.score_batch(
-        spec, objs, text_vectors=text_vectors, image_vectors=image_vectors, phashes=phashes, embedder=embedder
-    )
-    results = [
-        services.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)
-        for obj, text_vector, image_vector, phash, object_scores in zip(
-            objs, text_vectors, image_vectors, phashes, scores, strict=True
-        )
-    ]
+    labels = spec.category_labels()
+    # Outside the transaction: the categories' prompts are embedded once per model.
+    matrix = scoring.category_matrix(embedder, labels) if len(labels) > 1 else None
     with transaction.atomic():
         services.relax_commit()
+        # Another task scoring the same picture waits here until this one committed,
+        # and then finds it among the duplicate candidates.
+        scoring.lock_pictures(spec, phashes)
+        scores = scoring.score_batch(
+            spec,
+            objs,
+            text_vectors=text_vectors,
+            image_vectors=image_vectors,
+            phashes=phashes,
+            model_id=embedder.model_id,
+            labels=labels,
+            matrix=matrix,
+        )
+        results = [
+            services.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)
+            for obj, text_vector, image_vector, phash, object_scores in zip(
+                objs, text_vectors, image_vectors, phashes, scores, strict=True
+            )
+        ]
         statuses = services.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
     outcome.update(str(status) if status else "current" for status in statuses)
     return outcome

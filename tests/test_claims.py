@@ -16,8 +16,12 @@ S = ModerationStatus
 
 
 def advisory_locks() -> int:
+    """Claims this session holds (two-integer keys; the duplicate check's locks on
+    pictures have single bigint keys and last until the test's transaction ends)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND pid = pg_backend_pid()"
+        )
         return cursor.fetchone()[0]
 
 

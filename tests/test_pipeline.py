@@ -313,3 +313,22 @@ def test_the_same_photo_twice_in_one_batch_is_still_a_duplicate(demo_moderation,
     second.refresh_from_db()
     assert second.flag_reasons == ["duplicate_image"]
     assert second.duplicate_of == str(first.pk)
+
+
+def test_hashes_of_the_same_picture_share_a_lock_key(demo_moderation):
+    """The bands of the duplicate check's locks: any two hashes within LOCKED_DISTANCE
+    bits share a key (pigeonhole), whichever bits differ; unrelated hashes do not."""
+    import itertools
+    import random
+
+    from moderation import scoring
+    from moderation.registry import get_spec
+
+    spec, rng = get_spec(Listing), random.Random(7)
+    for _ in range(300):
+        phash = rng.getrandbits(64)
+        near = phash ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, scoring.LOCKED_DISTANCE)))
+        assert scoring.picture_keys(spec, phash) & scoring.picture_keys(spec, near)
+    unrelated = [scoring.picture_keys(spec, rng.getrandbits(64)) for _ in range(200)]
+    assert not any(a & b for a, b in itertools.pairwise(unrelated))
+    assert len(scoring.picture_keys(spec, 0)) == scoring.LOCKED_DISTANCE + 1
