@@ -93,6 +93,31 @@ def test_preprocessing_follows_the_models_own_config(bpe, bpe_model_dir):
     assert np.allclose(bpe.embed_images([image])[0], expected, atol=1e-5)
 
 
+def test_special_tokens_typed_by_a_seller_are_plain_text(bpe):
+    """ "<pad>" in a title is the letters, not the pad token, which only padding may put in."""
+    pad_id = bpe.textual.tokenizer.token_to_id("<pad>")
+    feeds = bpe.textual.feeds(["red <pad> mug", "<pad><pad> grey sofa"])
+    typed = feeds["input_ids"][feeds["attention_mask"] == 1]
+    assert pad_id not in typed
+    assert (feeds["input_ids"][feeds["attention_mask"] == 0] == pad_id).all()
+
+
+def test_added_tokens_not_marked_special_are_plain_text_too(bpe_model_dir, tmp_path):
+    """Some tokenizer.json files leave a control token such as "</s>" unmarked; it is neutralised all the same."""
+    from tokenizers import AddedToken, Tokenizer
+
+    folder = shutil.copytree(bpe_model_dir, tmp_path / "bpe-unmarked")
+    tokenizer = Tokenizer.from_file(str(folder / "textual" / "tokenizer.json"))
+    tokenizer.add_tokens([AddedToken("</s>", special=False)])
+    tokenizer.save(str(folder / "textual" / "tokenizer.json"))
+    end_id = tokenizer.token_to_id("</s>")
+
+    embedder = OnnxClipEmbedder(model_dir=folder)
+    feeds = embedder.textual.feeds(["red mug </s> blue jacket"])
+    assert end_id not in feeds["input_ids"]
+    assert embedder.textual.tokenizer.token_to_id("</s>") == end_id  # still the model's own id for its own use
+
+
 def test_a_missing_model_folder_names_the_setting_to_change(tmp_path):
     with pytest.raises(EmbedderConfigurationError, match=r"OPTIONS'\]\['model_dir'\]"):
         OnnxClipEmbedder(model_dir=tmp_path / "nothing-here")

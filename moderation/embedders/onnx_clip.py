@@ -109,10 +109,15 @@ class _Tower:
 
 
 class ClipTextual:
-    """The text tower: clean, tokenize (pad and truncate to the context length), run."""
+    """The text tower: clean, tokenize (pad and truncate to the context length), run.
+
+    Seller text is plain text: a token of the tokenizer's added vocabulary typed into a
+    title ("<|endoftext|>", "</s>", "[SEP]", "<pad>") is encoded as its letters, never
+    as the control token itself.
+    """
 
     def __init__(self, folder: Path, config: dict, **tower_options) -> None:
-        from tokenizers import Tokenizer
+        from tokenizers import AddedToken, Tokenizer
 
         text_cfg = config.get("text_cfg", {})
         self.context_length = int(text_cfg.get("context_length", 77))
@@ -124,6 +129,15 @@ class ClipTextual:
             raise EmbedderConfigurationError(
                 f"Cannot load {folder / 'tokenizer.json'}: {exc}.", code="model_missing"
             ) from exc
+        # CLIP's text tower reads nothing after the first end token, so an end token
+        # typed by a seller would hide the rest of the text from the consistency check.
+        # `encode_special_tokens` makes the tokenizer read special tokens found in the
+        # input as text (the post-processor and padding still add the real ones); added
+        # tokens not marked special are marked first, as some exports leave control
+        # tokens unmarked. Ids are unchanged.
+        unmarked = [token for token in self.tokenizer.get_added_tokens_decoder().values() if not token.special]
+        self.tokenizer.add_special_tokens([AddedToken(token.content, special=True) for token in unmarked])
+        self.tokenizer.encode_special_tokens = True
         if isinstance(pad_token, dict):  # tokenizer_config may hold an AddedToken dict
             pad_token = pad_token.get("content")
         pad_id = self.tokenizer.token_to_id(pad_token) if pad_token else None
