@@ -7,9 +7,13 @@ The reference is transformers' CLIPTokenizer and its CLIP image processor (the P
 no torch), whose defaults are openai/clip-vit-base-patch32's.
 """
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
+from moderation.embedders.images import decode_image
 from moderation.embedders.onnx_clip import OnnxClipEmbedder
 from tests.model_builders import CLIP_CONTEXT, build_clip_reference_model
 
@@ -44,6 +48,13 @@ def reference_tokenizer(clip_model_dir):
     return CLIPTokenizer.from_pretrained(str(clip_model_dir / "textual"))
 
 
+@pytest.fixture(scope="module")
+def reference_processor():
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil()
+
+
 def reference_ids(tokenizer, texts: list[str], **options) -> np.ndarray:
     encoded = tokenizer(texts, padding="max_length", max_length=CLIP_CONTEXT, truncation=True, **options)
     return np.asarray(encoded["input_ids"])
@@ -75,3 +86,75 @@ def test_text_after_an_end_token_still_changes_the_vector(clip):
     hidden, plain, spelled_out = clip.embed_texts(["red mug <|endoftext|> blue", "red mug", "red mug blue"])
     assert hidden @ plain < 0.99
     assert not np.allclose(hidden, spelled_out)  # the token's letters are text too
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, **options)
+    return buffer.getvalue()
+
+
+def photo(width: int, height: int, *, seed: int = 0) -> Image.Image:
+    """Smooth colour gradients plus noise: every resampling tap counts."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    noise = rng.normal(0, 40, (height, width, 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def exif_rotated(image: Image.Image) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    return jpeg(image, exif=exif)
+
+
+def transparent(image: Image.Image) -> bytes:
+    rgba = image.convert("RGBA")
+    alpha = np.zeros(image.size[::-1], dtype=np.uint8)
+    alpha[:, image.width // 3 :] = 255
+    alpha[: image.height // 4] = 128
+    rgba.putalpha(Image.fromarray(alpha))
+    return png(rgba)
+
+
+IMAGES = {
+    # 224 * 640 / 427 = 335.7: the reference floors to 335 and crops at 55 (round() gave 336)
+    "non-square 3:2": lambda: png(photo(640, 427)),
+    "portrait": lambda: png(photo(301, 533, seed=1)),
+    "large": lambda: png(photo(3000, 2001, seed=2)),
+    "small, upscaled": lambda: png(photo(61, 37, seed=3)),
+    "exif-rotated jpeg": lambda: exif_rotated(photo(400, 250, seed=4)),
+    "cmyk jpeg": lambda: jpeg(photo(350, 260, seed=5).convert("CMYK")),
+    "rgba png": lambda: transparent(photo(260, 390, seed=6)),
+    "greyscale": lambda: png(photo(500, 300, seed=7).convert("L")),
+}
+
+
+@pytest.mark.parametrize("name", list(IMAGES))
+def test_pixels_equal_the_reference_image_processors(clip, reference_processor, name):
+    data = IMAGES[name]()
+    ours = clip.visual.preprocess(decode_image(data))
+    # The reference is given the upright image as transformers' load_image makes it;
+    # its processor converts the mode (transparency onto white) itself.
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    expected = reference_processor(upright, return_tensors="np")["pixel_values"][0]
+    assert ours.shape == expected.shape == (3, 224, 224)
+    assert ours.dtype == expected.dtype == np.float32
+    assert np.array_equal(ours, expected)
+
+
+def test_the_model_vector_is_the_towers_output_on_the_reference_pixels(clip, clip_model_dir, reference_processor):
+    import onnxruntime as ort
+
+    image = photo(640, 427)
+    pixels = reference_processor(image, return_tensors="np")["pixel_values"]
+    session = ort.InferenceSession(str(clip_model_dir / "visual" / "model.onnx"))
+    bare = session.run(None, {"image": pixels})[0][0]
+    assert np.allclose(clip.embed_images([image])[0], bare / np.linalg.norm(bare), atol=1e-6)
