@@ -117,7 +117,7 @@ def test_longest_mode_fits_the_photo_as_open_clip_does_its_rounding_included(bpe
 
 
 def test_a_strip_photo_is_cropped_in_the_reference_geometry_without_being_resized_whole(bpe_model_dir, tmp_path):
-    """Past 32:1 only the crop's box is resampled; a 2 x 40 000 strip would otherwise grow to 640 000 x 32 first."""
+    """Past 32:1 only the crop's box is resampled; a 2 x 40 000 strip would otherwise grow to 32 x 640 000 first."""
     visual = visual_tower(bpe_model_dir, tmp_path)
     assert visual.preprocess(Image.new("RGB", (2, 40_000), (200, 30, 30))).shape == (3, 32, 32)
     # 10 x 400 resizes to 32 x 1280 (40:1): close to the reference's pixels on a smooth photo.
