@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Only for its CLIP BPE vocabulary file (MIT), read by the reference tests; --no-deps
+# keeps torch out.
+OPEN_CLIP := open_clip_torch==3.3.0
 
 .PHONY: demo test lint browser bench db-stop clean
 
@@ -11,6 +14,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps $(OPEN_CLIP)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,6 +1,7 @@
 """The local ONNX Runtime backend, on the demo model and on a second, different model."""
 
 import functools
+import json
 import shutil
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ from PIL import Image
 from catalog.demo import draw_photo
 from moderation.embedders import EmbedderConfigurationError, get_embedder
 from moderation.embedders.images import decode_image
-from moderation.embedders.onnx_clip import OnnxClipEmbedder
+from moderation.embedders.onnx_clip import ClipVisual, OnnxClipEmbedder
 
 
 def photo(colour: str, shape: str = "cup") -> Image.Image:
@@ -77,20 +78,78 @@ def test_a_different_model_loads_with_its_own_dimension_tokenizer_and_inputs(bpe
 
 
 def test_preprocessing_follows_the_models_own_config(bpe, bpe_model_dir):
-    """Shortest side to 32 (bicubic), centre crop, CLIP mean/std: checked against a plain reference."""
-    image = Image.effect_noise((300, 120), 80).convert("RGB")
+    """Shortest side to 32 (bicubic), centre crop, CLIP mean/std, in the reference's geometry.
+
+    302 x 120 is the fault's case: 32 * 302 / 120 = 80.53, which the reference floors
+    to 80 (round() made 81) and crops at (80 - 32) // 2 = 24 (not a fractional box).
+    """
+    image = Image.effect_noise((302, 120), 80).convert("RGB")
     resized = image.resize((80, 32), Image.Resampling.BICUBIC).crop((24, 0, 56, 32))
     mean = np.array([0.48145466, 0.4578275, 0.40821073])
     std = np.array([0.26862954, 0.26130258, 0.27577711])
     reference = ((np.asarray(resized, dtype=np.float64) / 255 - mean) / std).transpose(2, 0, 1)
     ours = bpe.visual.preprocess(image)
     assert ours.shape == (3, 32, 32)
-    assert np.abs(ours - reference).mean() < 0.05
+    assert ours.dtype == np.float32
+    assert np.abs(ours - reference).max() < 1e-6  # float32 rounding only
 
     session = ort.InferenceSession(str(bpe_model_dir / "visual" / "model.onnx"))
     bare = session.run(None, {"pixel_values": ours[None].astype(np.float32)})[0][0]
     expected = bare / np.linalg.norm(bare)
     assert np.allclose(bpe.embed_images([image])[0], expected, atol=1e-5)
+
+
+def visual_tower(bpe_model_dir, tmp_path, **preprocess_cfg) -> ClipVisual:
+    """The bpe model's image tower with other preprocessing settings (resizing only: the tower is not run)."""
+    folder = shutil.copytree(bpe_model_dir / "visual", tmp_path / "visual")
+    cfg = json.loads((folder / "preprocess_cfg.json").read_text())
+    (folder / "preprocess_cfg.json").write_text(json.dumps({**cfg, **preprocess_cfg}))
+    return ClipVisual(folder, threads=None, providers=None, batch_size=1)
+
+
+def test_longest_mode_fits_the_photo_as_open_clip_does_its_rounding_included(bpe_model_dir, tmp_path):
+    """open_clip's 9 / (576 / 224) is 3.4999..., so 3 pixels wide; 9 * (224 / 576) is 3.5 and rounded to 4."""
+    visual = visual_tower(bpe_model_dir, tmp_path, size=224, resize_mode="longest")
+    image = Image.effect_noise((9, 576), 80).convert("RGB")
+    expected = Image.new("RGB", (224, 224), (0, 0, 0))
+    expected.paste(image.resize((3, 224), Image.Resampling.BICUBIC), ((224 - 3) // 2, 0))
+    assert np.array_equal(np.asarray(visual.resize(image)), np.asarray(expected))
+
+
+def test_a_strip_photo_is_cropped_in_the_reference_geometry_without_being_resized_whole(bpe_model_dir, tmp_path):
+    """Past 32:1 only the crop's box is resampled; a 2 x 40 000 strip would otherwise grow to 32 x 640 000 first."""
+    visual = visual_tower(bpe_model_dir, tmp_path)
+    assert visual.preprocess(Image.new("RGB", (2, 40_000), (200, 30, 30))).shape == (3, 32, 32)
+    # 10 x 400 resizes to 32 x 1280 (40:1): close to the reference's pixels on a smooth photo.
+    y = np.linspace(0, 255, 400)[:, None, None]
+    strip = Image.fromarray(np.broadcast_to(np.concatenate([y, 255 - y, y / 2], axis=2), (400, 10, 3)).astype(np.uint8))
+    reference = np.asarray(strip.resize((32, 1280), Image.Resampling.BICUBIC).crop((0, 624, 32, 656)), dtype=float)
+    assert np.abs(np.asarray(visual.resize(strip), dtype=float) - reference).max() <= 2
+
+
+def test_special_tokens_typed_by_a_seller_are_plain_text(bpe):
+    """ "<pad>" in a title is the letters, not the pad token, which only padding may put in."""
+    pad_id = bpe.textual.tokenizer.token_to_id("<pad>")
+    feeds = bpe.textual.feeds(["red <pad> mug", "<pad><pad> grey sofa"])
+    typed = feeds["input_ids"][feeds["attention_mask"] == 1]
+    assert pad_id not in typed
+    assert (feeds["input_ids"][feeds["attention_mask"] == 0] == pad_id).all()
+
+
+def test_added_tokens_not_marked_special_are_plain_text_too(bpe_model_dir, tmp_path):
+    """Some tokenizer.json files leave a control token such as "</s>" unmarked; it is neutralised all the same."""
+    from tokenizers import AddedToken, Tokenizer
+
+    folder = shutil.copytree(bpe_model_dir, tmp_path / "bpe-unmarked")
+    tokenizer = Tokenizer.from_file(str(folder / "textual" / "tokenizer.json"))
+    tokenizer.add_tokens([AddedToken("</s>", special=False)])
+    tokenizer.save(str(folder / "textual" / "tokenizer.json"))
+    end_id = tokenizer.token_to_id("</s>")
+
+    embedder = OnnxClipEmbedder(model_dir=folder)
+    feeds = embedder.textual.feeds(["red mug </s> blue jacket"])
+    assert end_id not in feeds["input_ids"]
+    assert embedder.textual.tokenizer.token_to_id("</s>") == end_id  # still the model's own id for its own use
 
 
 def test_a_missing_model_folder_names_the_setting_to_change(tmp_path):

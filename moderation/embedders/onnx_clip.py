@@ -109,10 +109,15 @@ class _Tower:
 
 
 class ClipTextual:
-    """The text tower: clean, tokenize (pad and truncate to the context length), run."""
+    """The text tower: clean, tokenize (pad and truncate to the context length), run.
+
+    Seller text is plain text: a token of the tokenizer's added vocabulary typed into a
+    title ("<|endoftext|>", "</s>", "[SEP]", "<pad>") is encoded as its letters, never
+    as the control token itself.
+    """
 
     def __init__(self, folder: Path, config: dict, **tower_options) -> None:
-        from tokenizers import Tokenizer
+        from tokenizers import AddedToken, Tokenizer
 
         text_cfg = config.get("text_cfg", {})
         self.context_length = int(text_cfg.get("context_length", 77))
@@ -124,6 +129,15 @@ class ClipTextual:
             raise EmbedderConfigurationError(
                 f"Cannot load {folder / 'tokenizer.json'}: {exc}.", code="model_missing"
             ) from exc
+        # CLIP's text tower reads nothing after the first end token, so an end token
+        # typed by a seller would hide the rest of the text from the consistency check.
+        # `encode_special_tokens` makes the tokenizer read special tokens found in the
+        # input as text (the post-processor and padding still add the real ones); added
+        # tokens not marked special are marked first, as some exports leave control
+        # tokens unmarked. Ids are unchanged.
+        unmarked = [token for token in self.tokenizer.get_added_tokens_decoder().values() if not token.special]
+        self.tokenizer.add_special_tokens([AddedToken(token.content, special=True) for token in unmarked])
+        self.tokenizer.encode_special_tokens = True
         if isinstance(pad_token, dict):  # tokenizer_config may hold an AddedToken dict
             pad_token = pad_token.get("content")
         pad_id = self.tokenizer.token_to_id(pad_token) if pad_token else None
@@ -164,6 +178,7 @@ class ClipVisual:
     """The image tower: resize and crop as the model's preprocess_cfg.json says, normalise, run."""
 
     RESIZE_MODES = ("shortest", "squash", "longest")
+    MAX_EXACT_ASPECT = 32
 
     def __init__(self, folder: Path, **tower_options) -> None:
         cfg = _read_json(folder / "preprocess_cfg.json")
@@ -186,36 +201,48 @@ class ClipVisual:
                 f"(supported: {', '.join(self.RESIZE_MODES)}).",
                 code="model_config",
             )
-        # Folding mean and std into one multiply-add saves a pass over the pixels.
-        self._scale = (1.0 / (255.0 * self.std)).astype(np.float32)
-        self._offset = (-self.mean / self.std).astype(np.float32)
+        # Rescaling and normalising as the reference does (x * (1 / 255) in float64, then
+        # (x - mean) / std in float32), tabulated per channel and byte value: one lookup
+        # per pixel, and the reference's float32 values to the bit.
+        levels = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+        self._levels = (levels[None, :] - self.mean[:, None]) / self.std[:, None]  # (3, 256)
+        self._channels = np.arange(3)[:, None, None]
         self.tower = _Tower(folder / "model.onnx", **tower_options)
 
     def resize(self, image: Image.Image) -> Image.Image:
+        """An RGB image -> RGB (size, size), in the reference's geometry.
+
+        "shortest" is transformers' CLIPImageProcessor (and Immich's): the shorter side
+        to ``size``, the longer one floored, then a crop at ``(new - size) // 2``.
+        "longest" fits the whole image and pads it with black, as open_clip does.
+        """
         size = self.size
         if self.resize_mode == "squash":
             return image.resize((size, size), resample=self.resample)
         width, height = image.size
         if self.resize_mode == "longest":
-            scale = size / max(width, height)
-            resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), self.resample)
+            ratio = max(width, height) / size  # open_clip's ResizeKeepRatio, its rounding included
+            resized = image.resize((max(1, round(width / ratio)), max(1, round(height / ratio))), self.resample)
             canvas = Image.new("RGB", (size, size), (0, 0, 0))
             canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
             return canvas
-        scale = size / min(width, height)
-        new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+        new_long = int(size * max(width, height) / min(width, height))
+        new_width, new_height = (size, new_long) if width <= height else (new_long, size)
         left, top = (new_width - size) // 2, (new_height - size) // 2
-        # reducing_gap lets Pillow shrink a large image cheaply before the exact filter.
-        return image.resize(
-            (size, size),
-            self.resample,
-            box=(left / scale, top / scale, (left + size) / scale, (top + size) / scale),
-            reducing_gap=3.0,
-        )
+        if new_long <= self.MAX_EXACT_ASPECT * size:
+            return image.resize((new_width, new_height), self.resample).crop((left, top, left + size, top + size))
+        # The reference resizes the whole image before cropping; a strip (1 x 40 000
+        # pixels is a valid upload) would first grow to gigapixels. Past this aspect
+        # ratio only the crop's box is resampled: the same geometry, and pixels a few
+        # levels off the reference's, where Pillow's filter taps start at the box.
+        x_scale, y_scale = width / new_width, height / new_height
+        box = (left * x_scale, top * y_scale, (left + size) * x_scale, (top + size) * y_scale)
+        return image.resize((size, size), self.resample, box=box)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        pixels = np.asarray(self.resize(image), dtype=np.float32)
-        return (pixels * self._scale + self._offset).transpose(2, 0, 1)
+        """An RGB image -> float32 (3, size, size), normalised as the model expects."""
+        pixels = np.asarray(self.resize(image)).transpose(2, 0, 1)  # uint8 (3, size, size)
+        return self._levels[self._channels, pixels]
 
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         batch = np.stack([self.preprocess(image) for image in images])
