@@ -86,8 +86,11 @@ def open_image(
             # Decoders of hostile bytes raise what they raise (OSError, SyntaxError,
             # ValueError, EOFError, struct.error ...; WebP already in Image.open): all of
             # them mean this file cannot be decoded, never a fault worth a retry.
-            code = "image_truncated" if _is_truncated(data, exc) else "image_corrupt"
-            raise PermanentEmbedError(f"The image could not be decoded: {exc}.", code=code) from None
+            if _is_truncated(data, exc):
+                raise PermanentEmbedError(
+                    f"The image is truncated: the file ends before the picture does ({exc}).", code="image_truncated"
+                ) from None
+            raise PermanentEmbedError(f"The image could not be decoded: {exc}.", code="image_corrupt") from None
     return image
 
 
