@@ -28,10 +28,10 @@ from pathlib import PurePosixPath
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import models
-from django.db.models.fields.files import ImageFieldFile
+from django.db.models.fields.files import FieldFile, ImageFieldFile
 from django.forms import ImageField as ImageFormField
 from django.utils.crypto import salted_hmac
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from .conf import moderation_settings
 from .embedders import PermanentEmbedError, open_listing_image
@@ -40,9 +40,11 @@ from .registry import ModerationSpec
 from .services import content_hash
 from .signals import current_model_id
 
-# How each format is written again. JPEG and WebP re-encode lossily: quality 90 costs
-# no visible detail of a marketplace photo (it is what the hosted embedders are sent).
-SAVE_OPTIONS = {"JPEG": {"quality": 90}, "WEBP": {"quality": 90}}
+# WebP is written again at quality 90, which costs no visible detail of a marketplace
+# photo. JPEG keeps the seller's own quantization tables: the same size and about half
+# a grey level of change (docs/benchmarks.md), where a fixed quality would double a
+# low-quality photo's bytes. PNG and GIF are lossless.
+WEBP_OPTIONS = {"quality": 90}
 # What of a file's metadata is part of the picture and kept: its colours and its
 # see-through pixels. EXIF (with the camera's GPS position), XMP and comments are not.
 KEPT_INFO = ("icc_profile", "transparency")
@@ -81,14 +83,28 @@ def open_photo(data: bytes) -> Image.Image:
 
 
 def validate_photo(file) -> None:
-    """Validator of a photo upload (an ``UploadedFile`` or an unsaved ``FieldFile``):
-    ``read_photo`` and ``open_photo``, and their ``ValidationError``.
+    """Validator of a photo upload (an ``UploadedFile`` or an unsaved ``FieldFile``): the
+    photo is decoded and encoded as it will be stored (``stored_photo``), so that what
+    passes is what can be stored. Raises ``ValidationError`` with the decoder's code.
 
     A photo already in storage is not read again: it was checked when it was stored.
     """
     if getattr(file, "_committed", False):  # Django's own flag on a FieldFile
         return
-    open_photo(read_photo(file))
+    stored_photo(file)
+
+
+def stored_photo(file) -> tuple[str, bytes]:
+    """(file name, file bytes) to store for the upload ``file``: ``sanitised_photo``.
+
+    Computed once per upload and kept on it (as Django's own ImageField form field keeps
+    ``file.image``): the validator's work is what the model field's save then stores.
+    Raises ``ValidationError`` with the decoder's code.
+    """
+    upload = file.file if isinstance(file, FieldFile) else file
+    if not hasattr(upload, "moderation_stored"):
+        upload.moderation_stored = sanitised_photo(open_photo(read_photo(upload)))
+    return upload.moderation_stored
 
 
 def photo_digest(data: bytes) -> str:
@@ -105,15 +121,23 @@ def sanitised_photo(image: Image.Image) -> tuple[str, bytes]:
 
     The picture is turned upright (EXIF orientation applied: every viewer then shows
     what was scored) and written again in its own format: the first frame, its mode,
-    colour profile and transparency, nothing else.
+    colour profile and transparency, nothing else. Raises ``ValidationError``
+    (``image_too_large``) when that file would be over ``IMAGE_MAX_BYTES``, which the
+    pipeline applies to stored files too.
     """
     fmt = image.format
+    options = {key: image.info[key] for key in KEPT_INFO if key in image.info}
+    if fmt == "JPEG":
+        options.update(qtables=image.quantization, subsampling=JpegImagePlugin.get_sampling(image))
+    elif fmt == "WEBP":
+        options.update(WEBP_OPTIONS)
     image = upright(image)
-    options = {**SAVE_OPTIONS.get(fmt, {}), **{key: image.info[key] for key in KEPT_INFO if key in image.info}}
     image.info = {}  # Pillow's writers copy some of it (comments, EXIF) unless it is gone
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     clean = buffer.getvalue()
+    with refusing():
+        check_size(len(clean), max_bytes=moderation_settings.IMAGE_MAX_BYTES)
     return f"{photo_digest(clean)}.{extension_of(fmt)}", clean
 
 
@@ -142,7 +166,7 @@ class ModeratedFieldFile(ImageFieldFile):
     def save(self, name, content, save=True):
         """Store ``content`` sanitised; ``name`` (the seller's) is not used.
         Raises ``ValidationError`` before anything is written."""
-        clean_name, clean = sanitised_photo(open_photo(read_photo(content)))
+        clean_name, clean = stored_photo(content)
         super().save(clean_name, ContentFile(clean), save)
 
     save.alters_data = True

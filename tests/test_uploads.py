@@ -138,6 +138,24 @@ def test_an_animated_gif_is_stored_as_the_frame_that_was_scored():
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 1
 
 
+def test_a_stored_jpeg_keeps_the_sellers_quality():
+    noisy = Image.effect_noise((320, 240), 40).convert("RGB")
+    for quality in (50, 95):
+        data = encode(noisy, "JPEG", quality=quality)
+        assert len(stored_for(data)[1]) == pytest.approx(len(data), rel=0.05)
+
+
+def test_a_photo_that_would_be_stored_over_the_byte_cap_is_refused_by_the_form(settings, demo_moderation, media_root):
+    data = encode(Image.effect_noise((320, 240), 40).convert("RGB"), "WEBP", quality=5)
+    settings.MODERATION = {**demo_moderation, "IMAGE_MAX_BYTES": len(data)}  # stored at quality 90 it grows
+    form = modelform_factory(Gadget, fields=["name", "kind", "picture"])(
+        {"name": "Red lamp", "kind": "red"}, {"picture": SimpleUploadedFile("lamp.webp", data)}
+    )
+    assert not form.is_valid()
+    assert form.errors.as_data()["picture"][0].code == "image_too_large"
+    assert stored_files(media_root) == []
+
+
 def test_the_same_picture_is_stored_under_the_same_name():
     assert stored_for(polyglot())[0] == stored_for(polyglot())[0]
     assert stored_for(polyglot())[0] == stored_for(image_bytes(fmt="JPEG"))[0]  # the same picture, without HTML
