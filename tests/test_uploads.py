@@ -15,6 +15,7 @@ from django.db import transaction
 from django.forms import modelform_factory
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from catalog.models import Listing
@@ -232,6 +233,21 @@ def test_a_hosts_own_model_form_gets_the_same_rules(media_root, upload):
     form = form_class({"name": "Red lamp", "kind": "red"}, {"picture": SimpleUploadedFile("lamp.jpg", upload)})
     assert not form.is_valid()
     assert "picture" in form.errors
+    assert stored_files(media_root) == []
+
+
+@pytest.mark.parametrize("upload", [REFUSED["bmp"], REFUSED["48-megapixel-png"]], ids=["bmp", "48-megapixel-png"])
+def test_a_hosts_own_model_serializer_gets_the_same_rules(media_root, upload):
+    class GadgetSerializer(serializers.ModelSerializer):
+        class Meta:
+            model = Gadget
+            fields = ["name", "kind", "picture"]
+
+    serializer = GadgetSerializer(
+        data={"name": "Red lamp", "kind": "red", "picture": SimpleUploadedFile("l.png", upload)}
+    )
+    assert not serializer.is_valid()
+    assert "picture" in serializer.errors
     assert stored_files(media_root) == []
 
 
