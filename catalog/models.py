@@ -6,6 +6,7 @@ from django.db import models
 
 from moderation.models import ModeratedModel
 from moderation.registry import register
+from moderation.uploads import ModeratedImageField
 
 
 class Category(models.Model):
@@ -23,6 +24,7 @@ class Category(models.Model):
 
 
 def listing_image_path(instance: "Listing", filename: str) -> str:
+    """A folder per seller; the file name is the upload rules' (moderation.uploads)."""
     return f"listings/{instance.seller_id}/{filename}"
 
 
@@ -33,7 +35,7 @@ class Listing(ModeratedModel):
     description = models.TextField(blank=True, max_length=5000)
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
     price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
-    image = models.ImageField(upload_to=listing_image_path)
+    image = ModeratedImageField(upload_to=listing_image_path)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

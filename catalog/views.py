@@ -33,7 +33,7 @@ LISTING_EXAMPLE = OpenApiExample(
         "description": "350 ml",
         "category": "kitchen",
         "price": "8.00",
-        "image": "http://localhost:8000/media/listings/3/mug.jpg",
+        "image": "http://localhost:8000/media/listings/3/5f0e9c2a7b1d4e8f9a3c6b0d2e4f7a1c.jpg",
         "seller": "alice",
         "created_at": "2026-11-28T08:00:00Z",
         "updated_at": "2026-11-28T08:00:00Z",

@@ -5,6 +5,8 @@ from django.core import checks
 
 from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
+from .registry import specs
+from .uploads import ModeratedImageField
 
 
 @checks.register()
@@ -56,3 +58,23 @@ def check_queue(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+@checks.register()
+def check_image_fields(app_configs=None, **kwargs):
+    found = []
+    for spec in specs():
+        field = spec.model._meta.get_field(spec.image_field)
+        if not isinstance(field, ModeratedImageField):
+            found.append(
+                checks.Warning(
+                    f"{spec.label}.{spec.image_field} is a {type(field).__name__}: uploaded photos are stored under "
+                    "the seller's file name and extension with every byte the seller sent, and only the API checks "
+                    "that the pipeline can decode them.",
+                    hint="Declare it as moderation.uploads.ModeratedImageField, make a migration, then run "
+                    "`manage.py moderation_sanitize_images` for the photos already stored.",
+                    obj=field,
+                    id="moderation.W003",
+                )
+            )
+    return found

@@ -5,6 +5,8 @@ import os
 from decimal import Decimal
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from config import embedded_postgres
@@ -60,11 +62,18 @@ def category_factory():
 def listing_factory(media_root, user_factory, category_factory):
     from catalog.models import Listing
 
-    def make(*, color=(200, 30, 30), image=None, **kwargs):
+    def make(*, color=(200, 30, 30), image=None, stored_image=None, **kwargs):
+        """``image``: bytes uploaded through the model field; ``stored_image``: bytes written
+        to storage as they are, as a file stored before the upload rules (or by another
+        program) would be."""
         kwargs.setdefault("seller", user_factory())
         kwargs.setdefault("category", category_factory())
         kwargs.setdefault("title", "Red mug")
         kwargs.setdefault("price", Decimal("9.50"))
+        if stored_image is not None:
+            return Listing.objects.create(
+                image=default_storage.save("listings/photo", ContentFile(stored_image)), **kwargs
+            )
         upload = SimpleUploadedFile("photo.png", image if image is not None else image_bytes(color))
         return Listing.objects.create(image=upload, **kwargs)
 
@@ -164,7 +173,7 @@ def review_catalogue(demo_moderation, listing_factory, user_factory, category_fa
     score_now(ok)
     mismatch = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"), seller=alice)
     duplicate = listing_factory(title="Mug, red", image=photo("red", "cup"), seller=bob)
-    broken = listing_factory(title="Green chair", image=b"not an image", seller=bob)
+    broken = listing_factory(title="Green chair", stored_image=b"not an image", seller=bob)
     for listing in (mismatch, duplicate, broken):
         score_now(listing)
     return {"ok": ok, "mismatch": mismatch, "duplicate": duplicate, "broken": broken}

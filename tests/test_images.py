@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from moderation.embedders import PermanentEmbedError
-from moderation.embedders.images import decode_image
-from tests.helpers import image_bytes
+from moderation.embedders.images import decode_image, to_rgb
+from moderation.models import ModerationStatus
+from tests.helpers import image_bytes, score_now
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -58,9 +59,24 @@ def test_too_many_bytes_are_refused():
     assert decode_error(image_bytes(), max_bytes=10) == "image_too_large"
 
 
-def test_a_truncated_file_is_refused():
-    data = encode(Image.effect_noise((256, 256), 60).convert("RGB"), "JPEG")
-    assert decode_error(data[: len(data) // 2]) == "image_truncated"
+def half_of(fmt: str) -> bytes:
+    """A noisy photo in ``fmt`` cut to half its bytes, as an interrupted upload leaves it."""
+    data = encode(Image.effect_noise((256, 256), 60).convert("RGB"), fmt)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_a_file_cut_to_half_is_refused_as_truncated(fmt):
+    assert decode_error(half_of(fmt)) == "image_truncated"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_a_stored_file_cut_to_half_puts_the_listing_in_error_without_retry(fmt, demo_moderation, listing_factory):
+    listing = listing_factory(stored_image=half_of(fmt))
+    score_now(listing)
+    assert listing.moderation_status == ModerationStatus.ERROR
+    assert listing.moderation_error == "image_truncated"
+    assert listing.moderation_retry_at is None
 
 
 def test_exif_orientation_is_applied():
@@ -91,6 +107,38 @@ def test_palette_transparency_becomes_white():
 def test_la_transparency_becomes_white():
     decoded = decode_image(encode(Image.new("LA", (16, 16), (0, 0)), "PNG"))
     assert decoded.getpixel((8, 8)) == (255, 255, 255)
+
+
+def test_sixteen_bit_greyscale_keeps_its_tones():
+    square = np.full((64, 64), 65535, dtype=np.uint16)
+    square[16:48, 16:48] = 32768
+    decoded = decode_image(encode(Image.fromarray(square), "PNG"))
+    assert decoded.getpixel((32, 32)) == (128, 128, 128)
+    assert decoded.getpixel((2, 2)) == (255, 255, 255)
+    uniform = decode_image(encode(Image.fromarray(np.full((16, 16), 65535, dtype=np.uint16)), "PNG"))
+    assert uniform.getpixel((8, 8)) == (255, 255, 255)
+
+
+def test_thirty_two_bit_integer_samples_are_read_as_sixteen_bit():
+    # Pillow has opened 16-bit greyscale PNGs as mode "I" (older versions, some encoders).
+    image = Image.fromarray(np.full((8, 8), 32768, dtype=np.int32))
+    assert image.mode == "I"
+    assert to_rgb(image).getpixel((4, 4)) == (128, 128, 128)
+
+
+def test_a_sixteen_bit_grey_photo_agrees_with_its_text_like_the_eight_bit_one(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    grey = np.asarray(Image.open(io.BytesIO(photo("grey", "cup"))).convert("L"), dtype=np.uint16)
+    seller = user_factory()  # one seller: the second photo is not another seller's duplicate
+    eight = listing_factory(
+        seller=seller, title="Grey mug", stored_image=encode(Image.fromarray(grey.astype(np.uint8)), "PNG")
+    )
+    sixteen = listing_factory(seller=seller, title="Grey mug", stored_image=encode(Image.fromarray(grey * 257), "PNG"))
+    score_now(eight)
+    score_now(sixteen)
+    assert eight.moderation_status == sixteen.moderation_status == ModerationStatus.OK
+    assert sixteen.consistency_score == pytest.approx(eight.consistency_score, abs=0.01)
 
 
 def test_sixteen_bit_greyscale_is_scaled_not_clipped():

@@ -167,7 +167,7 @@ def test_a_sellers_edit_sends_a_decided_listing_back_to_pending_and_keeps_the_hi
 
 
 def test_a_photo_that_cannot_be_decoded_goes_to_error_with_its_code(demo_moderation, listing_factory):
-    listing = listing_factory(image=b"<html>not a photo</html>")
+    listing = listing_factory(stored_image=b"<html>not a photo</html>")
     score_now(listing)
     assert listing.moderation_status == S.ERROR
     assert listing.moderation_error == "image_format"

@@ -3,36 +3,31 @@ moderation state an owner or a moderator sees, decisions."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from moderation.conf import moderation_settings
-from moderation.embedders import PermanentEmbedError, decode_listing_image
 from moderation.models import Decision, FlagReason
 from moderation.registry import get_spec
+from moderation.uploads import validate_photo
 
 from .errors import PayloadTooLarge
 
 
 class SafeImageField(serializers.FileField):
-    """A photo upload checked as the pipeline will decode it: byte cap (413), allowed
-    formats, pixel cap, truncation (400 with the reason). A photo that passes here
+    """A photo upload under the upload rules (``moderation.uploads.validate_photo``, the
+    validator of ``ModeratedImageField``): allowed formats, pixel cap, a full decode (400
+    with the reason and its code), and the byte cap as a 413. A photo that passes here
     will not fail in the task for being unreadable."""
-
-    default_error_messages = {"invalid_image": "{message}"}
 
     def to_internal_value(self, data):
         upload = super().to_internal_value(data)
-        limit = moderation_settings.IMAGE_MAX_BYTES
-        if upload.size > limit:
-            raise PayloadTooLarge(f"The photo is {upload.size} bytes; at most {limit} are accepted.")
-        upload.seek(0)
         try:
-            decode_listing_image(upload.read())
-        except PermanentEmbedError as exc:
-            raise serializers.ValidationError(str(exc), code=exc.code) from None
-        finally:
-            upload.seek(0)
+            validate_photo(upload)
+        except DjangoValidationError as exc:
+            if exc.code == "image_too_large":
+                raise PayloadTooLarge(exc.messages[0]) from None
+            raise serializers.ValidationError(exc.messages, code=exc.code) from None
         return upload
 
 

@@ -21,7 +21,7 @@ from .base import (
     PermanentEmbedError,
     TransientEmbedError,
 )
-from .images import decode_image
+from .images import open_image, to_rgb, upright
 
 __all__ = [
     "Embedder",
@@ -31,6 +31,7 @@ __all__ = [
     "TransientEmbedError",
     "decode_listing_image",
     "get_embedder",
+    "open_listing_image",
 ]
 
 
@@ -52,12 +53,19 @@ def get_embedder() -> Embedder:
         raise EmbedderConfigurationError(f"MODERATION['EMBEDDER']['OPTIONS'] do not fit {path}: {exc}.") from exc
 
 
-def decode_listing_image(data: bytes, *, embedder: Embedder | None = None) -> Image.Image:
-    """Decode an uploaded photo with the configured limits, sized for ``embedder``."""
-    return decode_image(
+def open_listing_image(data: bytes, *, draft_size: int | None = None) -> Image.Image:
+    """Check and fully decode an uploaded photo with the configured limits
+    (``IMAGE_FORMATS``, ``IMAGE_MAX_BYTES``, ``IMAGE_MAX_PIXELS``): ``images.open_image``.
+    The one rule of what a photo may be, for the pipeline and for uploads alike."""
+    return open_image(
         data,
         formats=moderation_settings.IMAGE_FORMATS,
         max_pixels=moderation_settings.IMAGE_MAX_PIXELS,
         max_bytes=moderation_settings.IMAGE_MAX_BYTES,
-        draft_size=getattr(embedder, "image_size", None),
+        draft_size=draft_size,
     )
+
+
+def decode_listing_image(data: bytes, *, embedder: Embedder | None = None) -> Image.Image:
+    """Decode an uploaded photo with the configured limits into upright RGB, sized for ``embedder``."""
+    return to_rgb(upright(open_listing_image(data, draft_size=getattr(embedder, "image_size", None))))

@@ -9,6 +9,7 @@ from django.db import models
 
 from moderation.models import ModeratedModel
 from moderation.registry import register
+from moderation.uploads import ModeratedImageField
 
 
 class Gadget(ModeratedModel):
@@ -22,7 +23,7 @@ class Gadget(ModeratedModel):
     name = models.CharField(max_length=100)
     blurb = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    picture = models.ImageField(upload_to="gadgets/")
+    picture = ModeratedImageField(upload_to="gadgets/")
     maker = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
     class Meta(ModeratedModel.Meta):
