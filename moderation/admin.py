@@ -15,7 +15,10 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import EmptyResultSet, PermissionDenied, ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -41,30 +44,72 @@ STATUS_COLOURS = {
 }
 
 
-class StatusFilter(admin.SimpleListFilter):
+class ChoicesFilter(admin.SimpleListFilter):
+    """A list filter that takes only its own lookups. Any other value (``?flag_reason=%00``,
+    ``?moderation_status=bogus``) is a bad lookup, answered with the admin's ``?e=1``
+    redirect before the database sees it; subclasses filter by a value known to be valid."""
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value not in {str(choice) for choice, _label in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"{self.parameter_name}={value!r} is not one of the filter's choices.")
+        return self.filter(queryset, value)
+
+    def filter(self, queryset, value: str):
+        raise NotImplementedError
+
+
+class StatusFilter(ChoicesFilter):
     title = _("moderation status")
     parameter_name = "moderation_status"
 
     def lookups(self, request, model_admin):
         return [("review", _("Needs review (flagged or error)")), *S.choices]
 
-    def queryset(self, request, queryset):
-        if self.value() == "review":
+    def filter(self, queryset, value):
+        if value == "review":
             return queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
-        if self.value():
-            return queryset.filter(moderation_status=self.value())
-        return queryset
+        return queryset.filter(moderation_status=value)
 
 
-class ReasonFilter(admin.SimpleListFilter):
+class ReasonFilter(ChoicesFilter):
     title = _("flag reason")
     parameter_name = "flag_reason"
 
     def lookups(self, request, model_admin):
         return FlagReason.choices
 
-    def queryset(self, request, queryset):
-        return queryset.filter(flag_reasons__contains=[self.value()]) if self.value() else queryset
+    def filter(self, queryset, value):
+        return queryset.filter(flag_reasons__contains=[value])
+
+
+class CheckedChangeList(ChangeList):
+    """Django's change list, with the query string's lookups checked before PostgreSQL runs them.
+
+    Django turns a lookup it cannot build into the ``?e=1`` redirect, but builds some
+    that fail only later, as a 500: a NUL character in any lookup value
+    (``?kind=%00``, ``?title=a%00b``) is a DataError in PostgreSQL, and a year beyond
+    Python's dates (``?created_at__year=99999999999999999999``) an OverflowError or
+    ValueError when the query is compiled. Both are bad lookups here.
+    """
+
+    def get_queryset(self, request, exclude_parameters=None):
+        for name, values in self.get_filters_params().items():
+            try:
+                for value in values:
+                    ProhibitNullCharactersValidator()(value)
+            except ValidationError as exc:
+                raise IncorrectLookupParameters(f"{name}: {exc.messages[0]}") from exc
+        try:
+            queryset = super().get_queryset(request, exclude_parameters)
+            queryset.query.get_compiler(queryset.db).as_sql()  # compiles, runs nothing
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+        except EmptyResultSet:
+            pass  # a queryset that matches nothing (``none()``): an empty page
+        return queryset
 
 
 class DecisionForm(forms.Form):
@@ -96,6 +141,9 @@ class ModerationAdminMixin:
         if self.list_display_links or len(list_display) < 2:
             return super().get_list_display_links(request, list_display)
         return [list_display[1]]
+
+    def get_changelist(self, request, **kwargs):
+        return CheckedChangeList
 
     def get_list_filter(self, request):
         spec = get_spec(self.model)
@@ -354,6 +402,9 @@ class DecisionAdmin(admin.ModelAdmin):
     search_fields = ["object_pk", "reason", "actor__username"]
     date_hierarchy = "created_at"
     list_select_related = ["actor", "content_type"]
+
+    def get_changelist(self, request, **kwargs):
+        return CheckedChangeList
 
     def has_add_permission(self, request):
         return False

@@ -44,6 +44,51 @@ def test_the_queue_filters_by_reason_and_status_and_searches_by_seller(
     assert re.findall(r'<th class="field-title"><a [^>]*>([^<]+)</a>', page) == expected
 
 
+@pytest.mark.parametrize("page", [QUEUE, "/admin/catalog/listing/"])
+@pytest.mark.parametrize("parameter", ["moderation_status", "flag_reason"])
+def test_a_filter_value_outside_the_filters_choices_is_a_bad_lookup_not_a_500(
+    client, moderator, review_catalogue, page, parameter
+):
+    client.force_login(moderator)
+    for value in ("%00", "bogus"):
+        response = client.get(f"{page}?{parameter}={value}")
+        assert response.status_code == 302, value
+        assert response.url == f"{page}?e=1"
+
+
+LIST_PAGES = {
+    QUEUE: ["moderation_status", "flag_reason", "category__id__exact", "title", "created_at__year"],
+    "/admin/catalog/listing/": ["moderation_status", "flag_reason", "category__id__exact", "title", "created_at__year"],
+    "/admin/testapp/gadget/": ["moderation_status", "flag_reason", "kind", "name"],
+    "/admin/moderation/decision/": [
+        "to_status",
+        "content_type__id__exact",
+        "actor__isempty",
+        "reason",
+        "created_at__year",
+        "created_at__month",
+        "created_at__day",
+    ],
+    "/admin/moderation/decision/dashboard/": ["moderation_status"],
+}
+HOSTILE_VALUES = ["%00", "a%00b", "99999999999999999999999", "-1", "%ED%A0%80", "bogus"]
+
+
+@pytest.mark.parametrize(
+    ("page", "parameter"),
+    [(page, name) for page, names in LIST_PAGES.items() for name in [*names, "q", "o", "p", "all"]],
+)
+def test_hostile_query_parameters_on_admin_pages_are_bad_lookups_or_empty_pages_never_500s(
+    client, moderator, review_catalogue, page, parameter
+):
+    client.force_login(moderator)
+    for value in HOSTILE_VALUES:
+        response = client.get(f"{page}?{parameter}={value}")
+        assert response.status_code in (200, 302), (value, response.status_code)
+        if response.status_code == 302:
+            assert response.url == f"{page}?e=1", value
+
+
 def test_the_listing_admin_has_a_needs_review_filter_and_a_category_filter(client, moderator, review_catalogue):
     client.force_login(moderator)
     page = client.get("/admin/catalog/listing/?moderation_status=review").content.decode()
