@@ -1,12 +1,12 @@
 from django.contrib import admin
 
-from moderation.admin import ModerationAdminMixin, ReviewQueueAdmin
+from moderation.admin import CheckedLookupsMixin, ModerationAdminMixin, ReviewQueueAdmin
 
 from .models import Category, Listing, ListingReview
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     list_display = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name"]

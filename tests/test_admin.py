@@ -60,6 +60,7 @@ LIST_PAGES = {
     QUEUE: ["moderation_status", "flag_reason", "category__id__exact", "title", "created_at__year"],
     "/admin/catalog/listing/": ["moderation_status", "flag_reason", "category__id__exact", "title", "created_at__year"],
     "/admin/testapp/gadget/": ["moderation_status", "flag_reason", "kind", "name"],
+    "/admin/catalog/category/": ["name", "slug"],
     "/admin/moderation/decision/": [
         "to_status",
         "content_type__id__exact",
@@ -79,14 +80,29 @@ HOSTILE_VALUES = ["%00", "a%00b", "99999999999999999999999", "-1", "%ED%A0%80", 
     [(page, name) for page, names in LIST_PAGES.items() for name in [*names, "q", "o", "p", "all"]],
 )
 def test_hostile_query_parameters_on_admin_pages_are_bad_lookups_or_empty_pages_never_500s(
-    client, moderator, review_catalogue, page, parameter
+    admin_client, review_catalogue, page, parameter
 ):
-    client.force_login(moderator)
     for value in HOSTILE_VALUES:
-        response = client.get(f"{page}?{parameter}={value}")
+        response = admin_client.get(f"{page}?{parameter}={value}")
         assert response.status_code in (200, 302), (value, response.status_code)
         if response.status_code == 302:
             assert response.url == f"{page}?e=1", value
+
+
+@pytest.mark.parametrize("object_id", ["%00", "abc", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE, "/admin/testapp/gadget/"])
+def test_a_decision_on_an_id_that_is_no_object_is_a_404(client, moderator, review_catalogue, page, object_id):
+    client.force_login(moderator)
+    assert client.post(f"{page}{object_id}/moderation/approve/", {"reason": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize("term", ["%00", "a%00b"])
+def test_a_category_autocomplete_term_the_database_cannot_hold_finds_nothing(admin_client, review_catalogue, term):
+    query = f"term={term}&app_label=catalog&model_name=listing&field_name=category"
+    response = admin_client.get(f"/admin/autocomplete/?{query}")
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+    assert admin_client.get(f"/admin/autocomplete/?{query.replace(term, 'kit')}").json()["results"]
 
 
 def test_the_listing_admin_has_a_needs_review_filter_and_a_category_filter(client, moderator, review_catalogue):
