@@ -292,6 +292,50 @@ def test_moderators_see_the_queue_and_decide_through_the_same_services(api, mark
     assert rescanned.status_code == 200
 
 
+@pytest.mark.parametrize("query", ["status=bogus", "reason=bogus", "status=%00", "reason=%00", "status=flagged%00"])
+def test_a_queue_filter_outside_its_enum_is_a_400(api, market, moderator, query):
+    api.force_authenticate(moderator)
+    body = assert_error(api.get(f"/api/moderation/listings/?{query}"), 400, "invalid")
+    assert query.split("=")[0] in body["fields"]
+
+
+HOSTILE_VALUES = ["%00", "a%00b", "99999999999999999999999999999", "1e400", "-1", "NaN", "%ED%A0%80", "bogus"]
+FILTERS = ["k", "category", "seller", "price_min", "price_max", "status"]
+# Every GET endpoint of the API, and the query parameters that reach its database query.
+QUERY_PARAMETERS = {
+    "/api/listings/?": ["page", "page_size"],
+    "/api/moderation/listings/?": ["page", "page_size", "status", "reason"],
+    "/api/search/text/?q=red&": ["q", *FILTERS],
+    "/api/search/similar/{red_mug}/?": FILTERS,
+}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parameter"), [(endpoint, name) for endpoint, names in QUERY_PARAMETERS.items() for name in names]
+)
+def test_hostile_query_parameters_on_api_endpoints_are_400s_never_500s(api, market, moderator, endpoint, parameter):
+    api.force_authenticate(moderator)
+    endpoint = endpoint.format(red_mug=market["red_mug"].pk)
+    for value in HOSTILE_VALUES:
+        response = api.get(f"{endpoint}{parameter}={value}")
+        if parameter == "page":
+            assert_error(response, 404)  # DRF's "Invalid page.", in the one error body
+        elif parameter in ("status", "reason"):
+            assert_error(response, 400, "invalid")  # none of the values is in the enum
+        elif response.status_code != 200:
+            assert_error(response, 400, "invalid")
+
+
+@pytest.mark.parametrize("endpoint", ["/api/search/image/", "/api/search/hybrid/"])
+@pytest.mark.parametrize("parameter", [*FILTERS, "q", "image_weight"])
+def test_hostile_form_fields_on_photo_searches_are_400s_never_500s(api, market, photo, endpoint, parameter):
+    for value in ["\x00", "a\x00b", "99999999999999999999999999999", "1e400", "-1", "NaN", "bogus"]:
+        upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
+        response = api.post(endpoint, {"image": upload, "q": "red", parameter: value}, format="multipart")
+        if response.status_code != 200:
+            assert_error(response, 400, "invalid")
+
+
 def test_a_decision_reason_has_a_length_limit(api, market, moderator):
     api.force_authenticate(moderator)
     response = api.post(

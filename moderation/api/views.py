@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -17,18 +17,22 @@ S = ModerationStatus
 DECISION_EXAMPLE = OpenApiExample("With a reason", value={"reason": "The photo shows another product."})
 
 
+class QueueFiltersSerializer(serializers.Serializer):
+    """The queue's query string. A value outside the enums is a 400, not a filter ignored."""
+
+    status = serializers.ChoiceField(
+        choices=S.choices, required=False, help_text="Another status than the queue's (flagged and error)."
+    )
+    reason = serializers.ChoiceField(
+        choices=FlagReason.choices, required=False, help_text="Only objects flagged for this reason."
+    )
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="The review queue",
         description="Flagged and errored objects, most severe first. Moderators only.",
-        parameters=[
-            OpenApiParameter(
-                "status",
-                enum=[S.FLAGGED, S.ERROR, S.PENDING, S.OK, S.APPROVED, S.REJECTED],
-                description="Another status than the queue's (flagged and error).",
-            ),
-            OpenApiParameter("reason", enum=FlagReason.values, description="Only objects flagged for this reason."),
-        ],
+        parameters=[QueueFiltersSerializer],
     ),
     retrieve=extend_schema(summary="One object of the queue, with its decision history"),
 )
@@ -39,16 +43,20 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     serializer_class = QueueItemSerializer
 
     def get_queryset(self):
+        """The list's rows, filtered by the query string; raises ValidationError (400) for a
+        ``status`` or ``reason`` outside its enum."""
         queryset = super().get_queryset()
         if self.action != "list":
             return queryset
-        wanted = self.request.query_params.get("status")
-        if wanted in S.values:
+        filters = QueueFiltersSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data.get("status")
+        if wanted:
             queryset = queryset.filter(moderation_status=wanted)
         else:
             queryset = queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
-        reason = self.request.query_params.get("reason")
-        if reason in FlagReason.values:
+        reason = filters.validated_data.get("reason")
+        if reason:
             queryset = queryset.filter(flag_reasons__contains=[reason])
         return queryset.order_by("-severity", "consistency_score", "pk")
 
