@@ -344,6 +344,47 @@ def test_a_decision_reason_has_a_length_limit(api, market, moderator):
     assert_error(response, 400, "invalid")
 
 
+# -- bodies and URLs that are not what they should be ----------------------------------
+
+
+def nested(depth: int) -> str:
+    """``{"title": [[[...]]]}``: a JSON body ``depth`` lists deep (2 KB at 1000)."""
+    return '{"title": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000, 500], ids=["2kb-1000-deep", "200kb", "parses"])
+def test_a_deeply_nested_json_body_on_a_listing_patch_is_a_400(api, market, sellers, depth):
+    api.force_authenticate(sellers[0])
+    listing = market["red_mug"]
+    response = api.generic("PATCH", f"/api/listings/{listing.pk}/", nested(depth), content_type="application/json")
+    assert_error(response, 400, "invalid" if depth == 500 else "parse_error")
+    listing.refresh_from_db()
+    assert (listing.title, listing.moderation_version) == ("Red mug", 1)
+
+
+@pytest.mark.parametrize("depth", [1000, 500], ids=["2kb-1000-deep", "parses"])
+def test_a_deeply_nested_json_body_on_a_moderator_approval_is_a_400(api, market, moderator, depth):
+    api.force_authenticate(moderator)
+    flagged = market["flagged"]
+    url, body = f"/api/moderation/listings/{flagged.pk}/approve/", nested(depth).replace('"title"', '"reason"')
+    response = api.generic("POST", url, body, content_type="application/json")
+    assert_error(response, 400, "invalid" if depth == 500 else "parse_error")
+    flagged.refresh_from_db()
+    assert flagged.moderation_status == S.FLAGGED
+
+
+@pytest.mark.parametrize("path", ["/api/search/similar/abc/", "/api/nope/", "/api/listings/1/nope/", "/api/search/"])
+def test_an_api_url_that_matches_nothing_is_a_json_404(api, path):
+    for method in ("get", "post", "delete"):
+        assert_error(getattr(api, method)(path), 404, "not_found")
+
+
+def test_an_api_url_without_its_slash_is_still_redirected_to_it(api):
+    response = api.get("/api/search/text")
+    assert response.status_code == 301
+    assert response.url == "/api/search/text/"
+
+
 # -- the schema -----------------------------------------------------------------------
 
 

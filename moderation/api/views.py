@@ -1,11 +1,15 @@
-"""The moderators' queue over the API, for one moderated model per viewset."""
+"""The moderators' queue over the API, for one moderated model per viewset, and the
+API's answer for a URL that matches nothing."""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from moderation import services
 from moderation.models import FlagReason, ModerationStatus
@@ -91,3 +95,18 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     @action(detail=True, methods=["post"])
     def rescan(self, request, pk=None):
         return self._decide(request, "rescan")
+
+
+class NotFoundView(APIView):
+    """The last URL of an API: a path under it that no endpoint matches (``search/similar/abc/``)
+    answers 404 with the one error body, by any method, instead of Django's HTML page::
+
+        re_path(r"^.*/$", NotFoundView.as_view())  # last in the API's urlpatterns
+
+    Only paths that end in a slash: one without is left to APPEND_SLASH's redirect."""
+
+    schema = None  # not an endpoint
+    permission_classes = [AllowAny]
+
+    def initial(self, request, *args, **kwargs):
+        raise NotFound("No endpoint of the API has this URL.")
