@@ -127,6 +127,29 @@ def test_the_detail_page_puts_text_and_photo_side_by_side_with_scores_duplicate_
     assert 'id="moderation-decide-form"' in page
 
 
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+@pytest.mark.parametrize("title", ["\u200b\u200b\u200b", "\u200e\u2060\ufeff\x01", "a\u200b\u200bb"])
+def test_a_title_without_three_visible_characters_is_a_form_error_in_the_admin(
+    client, moderator, review_catalogue, page, title
+):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    form = {
+        "seller": listing.seller_id,
+        "title": title,
+        "description": "",
+        "category": listing.category_id,
+        "price": "9.50",
+    }
+    response = client.post(f"{page}{listing.pk}/change/", form)
+    assert response.status_code == 200  # the form again, with its errors
+    assert "visible characters" in str(response.context["adminform"].form.errors["title"])
+    listing.refresh_from_db()
+    assert listing.title == "Red hiking boots"
+    form["title"] = "Red boots"
+    assert client.post(f"{page}{listing.pk}/change/", form).status_code == 302  # the same form, valid
+
+
 def test_a_mismatch_is_explained_in_plain_words(client, moderator, review_catalogue):
     client.force_login(moderator)
     page = client.get(listing_url(review_catalogue["mismatch"])).content.decode()

@@ -158,6 +158,32 @@ def test_bad_input_is_a_400_naming_the_field_and_nothing_is_saved(
     assert not Listing.objects.exists()
 
 
+INVISIBLE_TITLES = {
+    "zero-width-spaces": "\u200b\u200b\u200b",
+    "bidi-controls-and-joiners": "\u200e\u200f\u2060\u202e\u2066\ufeff",
+    "control-characters": "\x01\x02\x03\x7f",
+    "spaced-zero-width": " \u200b \u3000 \u200b ",
+    "hangul-fillers": "\u3164\u3164\u3164",
+    "two-visible": "a\u200b\u200b\u200bb",
+}
+
+
+@pytest.mark.parametrize("title", INVISIBLE_TITLES.values(), ids=INVISIBLE_TITLES.keys())
+def test_a_title_without_three_visible_characters_is_a_400_and_never_reaches_search(api, market, sellers, photo, title):
+    api.force_authenticate(sellers[0])
+    red_photo = SimpleUploadedFile("red.jpg", photo("red", "cup", seed="invisible"))
+    response = api.post("/api/listings/", new_listing_form(title=title, image=red_photo), format="multipart")
+    body = assert_error(response, 400, "invalid")
+    assert "visible characters" in body["fields"]["title"][0]
+    red_mug = market["red_mug"]
+    response = api.patch(f"/api/listings/{red_mug.pk}/", {"title": title}, format="json")
+    assert "title" in assert_error(response, 400, "invalid")["fields"]
+    for listing in Listing.objects.filter(moderation_status=S.PENDING):
+        score_now(listing)
+    assert Listing.objects.count() == len(market)
+    assert "Red mug" in titles(api.get("/api/search/text/", {"q": "red", "k": 10}))
+
+
 def test_a_photo_over_the_byte_cap_is_a_413(api, sellers, kitchen, media_root, settings, demo_moderation):
     settings.MODERATION = {**demo_moderation, "IMAGE_MAX_BYTES": 1000}
     api.force_authenticate(sellers[0])
@@ -229,10 +255,24 @@ def test_similar_items_of_a_flagged_listing_are_for_its_owner_and_moderators_onl
 
 
 @pytest.mark.parametrize(
-    "params", [{"q": "red", "k": 1000}, {"q": ""}, {"q": "x" * 501}, {"q": "red", "price_min": 5, "price_max": 1}]
+    "params",
+    [
+        {"q": "red", "k": 1000},
+        {"q": ""},
+        {"q": "\u200b\u200b"},
+        {"q": "\u2060\x7f \ufeff"},
+        {"q": "x" * 501},
+        {"q": "red", "price_min": 5, "price_max": 1},
+    ],
 )
 def test_search_limits_are_400s(api, market, params):
     assert_error(api.get("/api/search/text/", params), 400, "invalid")
+
+
+def test_a_hybrid_search_for_invisible_text_is_a_400(api, market, photo):
+    upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
+    response = api.post("/api/search/hybrid/", {"image": upload, "q": "\u200b\u200b"}, format="multipart")
+    assert "q" in assert_error(response, 400, "invalid")["fields"]
 
 
 def test_image_search_with_a_broken_upload_is_a_400(api, market):
