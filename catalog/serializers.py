@@ -6,8 +6,13 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from moderation.api.serializers import ModerationStateSerializer, SafeImageField
 from moderation.search import MAX_K
+from moderation.visible_text import MinVisibleLengthValidator
 
 from .models import Category, Listing
+
+# A title needs three characters a reader sees: zero-width, bidi and control characters
+# do not count. The admin's listing form holds titles to the same rule.
+TITLE_VALIDATORS = [MinVisibleLengthValidator(3)]
 
 
 class CategoryField(serializers.SlugRelatedField):
@@ -46,7 +51,7 @@ class ListingSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "updated_at"]
         extra_kwargs = {
-            "title": {"min_length": 3},
+            "title": {"validators": TITLE_VALIDATORS},
             "price": {"min_value": 0, "max_value": 10_000_000},
         }
 
@@ -106,7 +111,9 @@ class SearchFiltersSerializer(serializers.Serializer):
 
 
 class TextSearchSerializer(SearchFiltersSerializer):
-    q = serializers.CharField(min_length=1, max_length=500, help_text="What the photo should show.")
+    q = serializers.CharField(
+        max_length=500, validators=[MinVisibleLengthValidator(1)], help_text="What the photo should show."
+    )
 
 
 class ImageSearchSerializer(SearchFiltersSerializer):
@@ -114,7 +121,7 @@ class ImageSearchSerializer(SearchFiltersSerializer):
 
 
 class HybridSearchSerializer(ImageSearchSerializer):
-    q = serializers.CharField(min_length=1, max_length=500)
+    q = serializers.CharField(max_length=500, validators=[MinVisibleLengthValidator(1)])
     image_weight = serializers.FloatField(
         min_value=0, max_value=1, default=0.5, help_text="0 uses only the text, 1 only the photo."
     )

@@ -1,8 +1,10 @@
 """The API under /api/."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
+
+from moderation.api.views import NotFoundView
 
 from . import views
 
@@ -18,4 +20,5 @@ urlpatterns = [
     path("search/similar/<int:pk>/", views.SimilarView.as_view(), name="search-similar"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    re_path(r"^.*/$", NotFoundView.as_view()),  # last: anything else under /api/ is a JSON 404
 ]

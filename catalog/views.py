@@ -7,6 +7,7 @@ from rest_framework.generics import GenericAPIView, get_object_or_404
 from rest_framework.response import Response
 
 from moderation import search
+from moderation.api.parsers import JSONParser
 from moderation.api.permissions import MODERATE
 from moderation.api.views import ModerationQueueViewSet
 from moderation.models import VECTOR_FIELDS
@@ -65,7 +66,7 @@ class ListingViewSet(viewsets.ModelViewSet):
 
     serializer_class = ListingSerializer
     permission_classes = [permissions.IsAuthenticated]
-    parser_classes = [parsers.MultiPartParser, parsers.FormParser, parsers.JSONParser]
+    parser_classes = [parsers.MultiPartParser, parsers.FormParser, JSONParser]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

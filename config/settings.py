@@ -190,6 +190,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
+    "DEFAULT_PARSER_CLASSES": [
+        "moderation.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "moderation.api.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "moderation.api.errors.exception_handler",

@@ -15,10 +15,12 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
@@ -41,30 +43,83 @@ STATUS_COLOURS = {
 }
 
 
-class StatusFilter(admin.SimpleListFilter):
+class ChoicesFilter(admin.SimpleListFilter):
+    """A list filter that takes only its own lookups. Any other value (``?flag_reason=%00``,
+    ``?moderation_status=bogus``) is a bad lookup, answered with the admin's ``?e=1``
+    redirect before the database sees it; subclasses filter by a value known to be valid."""
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value not in {str(choice) for choice, _label in self.lookup_choices}:
+            raise IncorrectLookupParameters(f"{self.parameter_name}={value!r} is not one of the filter's choices.")
+        return self.filter(queryset, value)
+
+    def filter(self, queryset, value: str):
+        raise NotImplementedError
+
+
+class StatusFilter(ChoicesFilter):
     title = _("moderation status")
     parameter_name = "moderation_status"
 
     def lookups(self, request, model_admin):
         return [("review", _("Needs review (flagged or error)")), *S.choices]
 
-    def queryset(self, request, queryset):
-        if self.value() == "review":
+    def filter(self, queryset, value):
+        if value == "review":
             return queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
-        if self.value():
-            return queryset.filter(moderation_status=self.value())
-        return queryset
+        return queryset.filter(moderation_status=value)
 
 
-class ReasonFilter(admin.SimpleListFilter):
+class ReasonFilter(ChoicesFilter):
     title = _("flag reason")
     parameter_name = "flag_reason"
 
     def lookups(self, request, model_admin):
         return FlagReason.choices
 
-    def queryset(self, request, queryset):
-        return queryset.filter(flag_reasons__contains=[self.value()]) if self.value() else queryset
+    def filter(self, queryset, value):
+        return queryset.filter(flag_reasons__contains=[value])
+
+
+class CheckedChangeList(ChangeList):
+    """Django's change list, with the query string's lookups checked before PostgreSQL runs them.
+
+    Django turns a lookup it cannot build into the ``?e=1`` redirect, but builds some
+    that fail only later, as a 500: a NUL character in any lookup value
+    (``?kind=%00``, ``?title=a%00b``) is a DataError in PostgreSQL, and a year beyond
+    Python's dates (``?created_at__year=99999999999999999999``) an OverflowError or
+    ValueError when the query is compiled. Both are bad lookups here.
+    """
+
+    def get_queryset(self, request, exclude_parameters=None):
+        for name, values in self.get_filters_params().items():
+            if any("\x00" in value for value in values):
+                raise IncorrectLookupParameters(f"{name} contains a NUL character.")
+        try:
+            queryset = super().get_queryset(request, exclude_parameters)
+            queryset.query.get_compiler(queryset.db).as_sql()  # compiles, runs nothing
+        except (OverflowError, ValueError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+        except EmptyResultSet:
+            pass  # a queryset that matches nothing (``none()``): an empty page
+        return queryset
+
+
+class CheckedLookupsMixin:
+    """For any ModelAdmin: its change list is a ``CheckedChangeList``, and a search term
+    PostgreSQL cannot hold (a NUL, e.g. the autocomplete's ``?term=%00``) finds nothing.
+    The change list's own search box already drops such a term; the autocomplete does not."""
+
+    def get_changelist(self, request, **kwargs):
+        return CheckedChangeList
+
+    def get_search_results(self, request, queryset, search_term):
+        if "\x00" in search_term:
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
 
 
 class DecisionForm(forms.Form):
@@ -77,7 +132,7 @@ class DecisionForm(forms.Form):
     )
 
 
-class ModerationAdminMixin:
+class ModerationAdminMixin(CheckedLookupsMixin):
     """Moderation for a host's ModelAdmin of a registered model."""
 
     change_form_template = "admin/moderation/change_form.html"
@@ -214,7 +269,9 @@ class ModerationAdminMixin:
             raise PermissionDenied
         if not self.has_moderate_permission(request):
             raise PermissionDenied
-        obj = get_object_or_404(self.get_queryset(request), pk=object_id)
+        obj = self.get_object(request, unquote(object_id))  # None for an id that is no object's, like "abc"
+        if obj is None:
+            raise Http404(_("No such object."))
         if verb == "rescan":
             services.decide(obj, verb, actor=request.user)
             self.message_user(request, _("Queued for scoring."), messages.SUCCESS)
@@ -346,7 +403,7 @@ class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
+class DecisionAdmin(CheckedLookupsMixin, admin.ModelAdmin):
     """The audit trail, read-only, and the moderation dashboard."""
 
     list_display = ["created_at", "content_type", "object_pk", "from_status", "to_status", "actor", "reason"]

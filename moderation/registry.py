@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from .visible_text import strip_invisible
+
 
 @dataclass(frozen=True)
 class ModerationSpec:
@@ -34,8 +36,10 @@ class ModerationSpec:
         return self.model._meta.label_lower
 
     def text_of(self, obj: models.Model) -> str:
-        """The text that is embedded: the declared fields, non-empty, in order."""
-        parts = [str(getattr(obj, name) or "").strip() for name in self.text_fields]
+        """The text that is embedded: the declared fields, non-empty, in order, without
+        invisible characters (a zero-width space would change the vector, not what a
+        reader sees)."""
+        parts = [strip_invisible(str(getattr(obj, name) or "")).strip() for name in self.text_fields]
         return ". ".join(part for part in parts if part)
 
     def category_of(self, obj: models.Model) -> str | None:

@@ -44,6 +44,67 @@ def test_the_queue_filters_by_reason_and_status_and_searches_by_seller(
     assert re.findall(r'<th class="field-title"><a [^>]*>([^<]+)</a>', page) == expected
 
 
+@pytest.mark.parametrize("page", [QUEUE, "/admin/catalog/listing/"])
+@pytest.mark.parametrize("parameter", ["moderation_status", "flag_reason"])
+def test_a_filter_value_outside_the_filters_choices_is_a_bad_lookup_not_a_500(
+    client, moderator, review_catalogue, page, parameter
+):
+    client.force_login(moderator)
+    for value in ("%00", "bogus"):
+        response = client.get(f"{page}?{parameter}={value}")
+        assert response.status_code == 302, value
+        assert response.url == f"{page}?e=1"
+
+
+LIST_PAGES = {
+    QUEUE: ["moderation_status", "flag_reason", "category__id__exact", "title", "created_at__year"],
+    "/admin/catalog/listing/": ["moderation_status", "flag_reason", "category__id__exact", "title", "created_at__year"],
+    "/admin/testapp/gadget/": ["moderation_status", "flag_reason", "kind", "name"],
+    "/admin/catalog/category/": ["name", "slug"],
+    "/admin/moderation/decision/": [
+        "to_status",
+        "content_type__id__exact",
+        "actor__isempty",
+        "reason",
+        "created_at__year",
+        "created_at__month",
+        "created_at__day",
+    ],
+    "/admin/moderation/decision/dashboard/": ["moderation_status"],
+}
+HOSTILE_VALUES = ["%00", "a%00b", "99999999999999999999999", "-1", "%ED%A0%80", "bogus"]
+
+
+@pytest.mark.parametrize(
+    ("page", "parameter"),
+    [(page, name) for page, names in LIST_PAGES.items() for name in [*names, "q", "o", "p", "all"]],
+)
+def test_hostile_query_parameters_on_admin_pages_are_bad_lookups_or_empty_pages_never_500s(
+    admin_client, review_catalogue, page, parameter
+):
+    for value in HOSTILE_VALUES:
+        response = admin_client.get(f"{page}?{parameter}={value}")
+        assert response.status_code in (200, 302), (value, response.status_code)
+        if response.status_code == 302:
+            assert response.url == f"{page}?e=1", value
+
+
+@pytest.mark.parametrize("object_id", ["%00", "abc", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE, "/admin/testapp/gadget/"])
+def test_a_decision_on_an_id_that_is_no_object_is_a_404(client, moderator, review_catalogue, page, object_id):
+    client.force_login(moderator)
+    assert client.post(f"{page}{object_id}/moderation/approve/", {"reason": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize("term", ["%00", "a%00b"])
+def test_a_category_autocomplete_term_the_database_cannot_hold_finds_nothing(admin_client, review_catalogue, term):
+    query = f"term={term}&app_label=catalog&model_name=listing&field_name=category"
+    response = admin_client.get(f"/admin/autocomplete/?{query}")
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+    assert admin_client.get(f"/admin/autocomplete/?{query.replace(term, 'kit')}").json()["results"]
+
+
 def test_the_listing_admin_has_a_needs_review_filter_and_a_category_filter(client, moderator, review_catalogue):
     client.force_login(moderator)
     page = client.get("/admin/catalog/listing/?moderation_status=review").content.decode()
@@ -64,6 +125,29 @@ def test_the_detail_page_puts_text_and_photo_side_by_side_with_scores_duplicate_
     assert original.image.url in page
     assert "pending &rarr; flagged" in page
     assert 'id="moderation-decide-form"' in page
+
+
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+@pytest.mark.parametrize("title", ["\u200b\u200b\u200b", "\u200e\u2060\ufeff\x01", "a\u200b\u200bb"])
+def test_a_title_without_three_visible_characters_is_a_form_error_in_the_admin(
+    client, moderator, review_catalogue, page, title
+):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    form = {
+        "seller": listing.seller_id,
+        "title": title,
+        "description": "",
+        "category": listing.category_id,
+        "price": "9.50",
+    }
+    response = client.post(f"{page}{listing.pk}/change/", form)
+    assert response.status_code == 200  # the form again, with its errors
+    assert "visible characters" in str(response.context["adminform"].form.errors["title"])
+    listing.refresh_from_db()
+    assert listing.title == "Red hiking boots"
+    form["title"] = "Red boots"
+    assert client.post(f"{page}{listing.pk}/change/", form).status_code == 302  # the same form, valid
 
 
 def test_a_mismatch_is_explained_in_plain_words(client, moderator, review_catalogue):

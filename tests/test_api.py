@@ -158,6 +158,32 @@ def test_bad_input_is_a_400_naming_the_field_and_nothing_is_saved(
     assert not Listing.objects.exists()
 
 
+INVISIBLE_TITLES = {
+    "zero-width-spaces": "\u200b\u200b\u200b",
+    "bidi-controls-and-joiners": "\u200e\u200f\u2060\u202e\u2066\ufeff",
+    "control-characters": "\x01\x02\x03\x7f",
+    "spaced-zero-width": " \u200b \u3000 \u200b ",
+    "hangul-fillers": "\u3164\u3164\u3164",
+    "two-visible": "a\u200b\u200b\u200bb",
+}
+
+
+@pytest.mark.parametrize("title", INVISIBLE_TITLES.values(), ids=INVISIBLE_TITLES.keys())
+def test_a_title_without_three_visible_characters_is_a_400_and_never_reaches_search(api, market, sellers, photo, title):
+    api.force_authenticate(sellers[0])
+    red_photo = SimpleUploadedFile("red.jpg", photo("red", "cup", seed="invisible"))
+    response = api.post("/api/listings/", new_listing_form(title=title, image=red_photo), format="multipart")
+    body = assert_error(response, 400, "invalid")
+    assert "visible characters" in body["fields"]["title"][0]
+    red_mug = market["red_mug"]
+    response = api.patch(f"/api/listings/{red_mug.pk}/", {"title": title}, format="json")
+    assert "title" in assert_error(response, 400, "invalid")["fields"]
+    for listing in Listing.objects.filter(moderation_status=S.PENDING):
+        score_now(listing)
+    assert Listing.objects.count() == len(market)
+    assert "Red mug" in titles(api.get("/api/search/text/", {"q": "red", "k": 10}))
+
+
 def test_a_photo_over_the_byte_cap_is_a_413(api, sellers, kitchen, media_root, settings, demo_moderation):
     settings.MODERATION = {**demo_moderation, "IMAGE_MAX_BYTES": 1000}
     api.force_authenticate(sellers[0])
@@ -229,10 +255,24 @@ def test_similar_items_of_a_flagged_listing_are_for_its_owner_and_moderators_onl
 
 
 @pytest.mark.parametrize(
-    "params", [{"q": "red", "k": 1000}, {"q": ""}, {"q": "x" * 501}, {"q": "red", "price_min": 5, "price_max": 1}]
+    "params",
+    [
+        {"q": "red", "k": 1000},
+        {"q": ""},
+        {"q": "\u200b\u200b"},
+        {"q": "\u2060\x7f \ufeff"},
+        {"q": "x" * 501},
+        {"q": "red", "price_min": 5, "price_max": 1},
+    ],
 )
 def test_search_limits_are_400s(api, market, params):
     assert_error(api.get("/api/search/text/", params), 400, "invalid")
+
+
+def test_a_hybrid_search_for_invisible_text_is_a_400(api, market, photo):
+    upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
+    response = api.post("/api/search/hybrid/", {"image": upload, "q": "\u200b\u200b"}, format="multipart")
+    assert "q" in assert_error(response, 400, "invalid")["fields"]
 
 
 def test_image_search_with_a_broken_upload_is_a_400(api, market):
@@ -292,12 +332,97 @@ def test_moderators_see_the_queue_and_decide_through_the_same_services(api, mark
     assert rescanned.status_code == 200
 
 
+@pytest.mark.parametrize("query", ["status=bogus", "reason=bogus", "status=%00", "reason=%00", "status=flagged%00"])
+def test_a_queue_filter_outside_its_enum_is_a_400(api, market, moderator, query):
+    api.force_authenticate(moderator)
+    body = assert_error(api.get(f"/api/moderation/listings/?{query}"), 400, "invalid")
+    assert query.split("=")[0] in body["fields"]
+
+
+HOSTILE_VALUES = ["%00", "a%00b", "99999999999999999999999999999", "1e400", "-1", "NaN", "%ED%A0%80", "bogus"]
+FILTERS = ["k", "category", "seller", "price_min", "price_max", "status"]
+# Every GET endpoint of the API, and the query parameters that reach its database query.
+QUERY_PARAMETERS = {
+    "/api/listings/?": ["page", "page_size"],
+    "/api/moderation/listings/?": ["page", "page_size", "status", "reason"],
+    "/api/search/text/?q=red&": ["q", *FILTERS],
+    "/api/search/similar/{red_mug}/?": FILTERS,
+}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "parameter"), [(endpoint, name) for endpoint, names in QUERY_PARAMETERS.items() for name in names]
+)
+def test_hostile_query_parameters_on_api_endpoints_are_400s_never_500s(api, market, moderator, endpoint, parameter):
+    api.force_authenticate(moderator)
+    endpoint = endpoint.format(red_mug=market["red_mug"].pk)
+    for value in HOSTILE_VALUES:
+        response = api.get(f"{endpoint}{parameter}={value}")
+        if parameter == "page":
+            assert_error(response, 404)  # DRF's "Invalid page.", in the one error body
+        elif parameter in ("status", "reason"):
+            assert_error(response, 400, "invalid")  # none of the values is in the enum
+        elif response.status_code != 200:
+            assert_error(response, 400, "invalid")
+
+
+@pytest.mark.parametrize("endpoint", ["/api/search/image/", "/api/search/hybrid/"])
+@pytest.mark.parametrize("parameter", [*FILTERS, "q", "image_weight"])
+def test_hostile_form_fields_on_photo_searches_are_400s_never_500s(api, market, photo, endpoint, parameter):
+    for value in ["\x00", "a\x00b", "99999999999999999999999999999", "1e400", "-1", "NaN", "bogus"]:
+        upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
+        response = api.post(endpoint, {"image": upload, "q": "red", parameter: value}, format="multipart")
+        if response.status_code != 200:
+            assert_error(response, 400, "invalid")
+
+
 def test_a_decision_reason_has_a_length_limit(api, market, moderator):
     api.force_authenticate(moderator)
     response = api.post(
         f"/api/moderation/listings/{market['flagged'].pk}/approve/", {"reason": "z" * 2001}, format="json"
     )
     assert_error(response, 400, "invalid")
+
+
+# -- bodies and URLs that are not what they should be ----------------------------------
+
+
+def nested(depth: int) -> str:
+    """``{"title": [[[...]]]}``: a JSON body ``depth`` lists deep (2 KB at 1000)."""
+    return '{"title": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000, 500], ids=["2kb-1000-deep", "200kb", "parses"])
+def test_a_deeply_nested_json_body_on_a_listing_patch_is_a_400(api, market, sellers, depth):
+    api.force_authenticate(sellers[0])
+    listing = market["red_mug"]
+    response = api.generic("PATCH", f"/api/listings/{listing.pk}/", nested(depth), content_type="application/json")
+    assert_error(response, 400, "invalid" if depth == 500 else "parse_error")
+    listing.refresh_from_db()
+    assert (listing.title, listing.moderation_version) == ("Red mug", 1)
+
+
+@pytest.mark.parametrize("depth", [1000, 500], ids=["2kb-1000-deep", "parses"])
+def test_a_deeply_nested_json_body_on_a_moderator_approval_is_a_400(api, market, moderator, depth):
+    api.force_authenticate(moderator)
+    flagged = market["flagged"]
+    url, body = f"/api/moderation/listings/{flagged.pk}/approve/", nested(depth).replace('"title"', '"reason"')
+    response = api.generic("POST", url, body, content_type="application/json")
+    assert_error(response, 400, "invalid" if depth == 500 else "parse_error")
+    flagged.refresh_from_db()
+    assert flagged.moderation_status == S.FLAGGED
+
+
+@pytest.mark.parametrize("path", ["/api/search/similar/abc/", "/api/nope/", "/api/listings/1/nope/", "/api/search/"])
+def test_an_api_url_that_matches_nothing_is_a_json_404(api, path):
+    for method in ("get", "post", "delete"):
+        assert_error(getattr(api, method)(path), 404, "not_found")
+
+
+def test_an_api_url_without_its_slash_is_still_redirected_to_it(api):
+    response = api.get("/api/search/text")
+    assert response.status_code == 301
+    assert response.url == "/api/search/text/"
 
 
 # -- the schema -----------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""The moderators' queue over the API, for one moderated model per viewset."""
+"""The moderators' queue over the API, for one moderated model per viewset, and the
+API's answer for a URL that matches nothing."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from moderation import services
 from moderation.models import FlagReason, ModerationStatus
@@ -17,18 +21,22 @@ S = ModerationStatus
 DECISION_EXAMPLE = OpenApiExample("With a reason", value={"reason": "The photo shows another product."})
 
 
+class QueueFiltersSerializer(serializers.Serializer):
+    """The queue's query string. A value outside the enums is a 400, not a filter ignored."""
+
+    status = serializers.ChoiceField(
+        choices=S.choices, required=False, help_text="Another status than the queue's (flagged and error)."
+    )
+    reason = serializers.ChoiceField(
+        choices=FlagReason.choices, required=False, help_text="Only objects flagged for this reason."
+    )
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="The review queue",
         description="Flagged and errored objects, most severe first. Moderators only.",
-        parameters=[
-            OpenApiParameter(
-                "status",
-                enum=[S.FLAGGED, S.ERROR, S.PENDING, S.OK, S.APPROVED, S.REJECTED],
-                description="Another status than the queue's (flagged and error).",
-            ),
-            OpenApiParameter("reason", enum=FlagReason.values, description="Only objects flagged for this reason."),
-        ],
+        parameters=[QueueFiltersSerializer],
     ),
     retrieve=extend_schema(summary="One object of the queue, with its decision history"),
 )
@@ -39,16 +47,20 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     serializer_class = QueueItemSerializer
 
     def get_queryset(self):
+        """The list's rows, filtered by the query string; raises ValidationError (400) for a
+        ``status`` or ``reason`` outside its enum."""
         queryset = super().get_queryset()
         if self.action != "list":
             return queryset
-        wanted = self.request.query_params.get("status")
-        if wanted in S.values:
+        filters = QueueFiltersSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        wanted = filters.validated_data.get("status")
+        if wanted:
             queryset = queryset.filter(moderation_status=wanted)
         else:
             queryset = queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
-        reason = self.request.query_params.get("reason")
-        if reason in FlagReason.values:
+        reason = filters.validated_data.get("reason")
+        if reason:
             queryset = queryset.filter(flag_reasons__contains=[reason])
         return queryset.order_by("-severity", "consistency_score", "pk")
 
@@ -83,3 +95,18 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
     @action(detail=True, methods=["post"])
     def rescan(self, request, pk=None):
         return self._decide(request, "rescan")
+
+
+class NotFoundView(APIView):
+    """The last URL of an API: a path under it that no endpoint matches (``search/similar/abc/``)
+    answers 404 with the one error body, by any method, instead of Django's HTML page::
+
+        re_path(r"^.*/$", NotFoundView.as_view())  # last in the API's urlpatterns
+
+    Only paths that end in a slash: one without is left to APPEND_SLASH's redirect."""
+
+    schema = None  # not an endpoint
+    permission_classes = [AllowAny]
+
+    def initial(self, request, *args, **kwargs):
+        raise NotFound("No endpoint of the API has this URL.")
