@@ -74,6 +74,9 @@ class ModeratedModel(models.Model):
     moderation_error = models.CharField(max_length=32, blank=True, editable=False)
     moderation_error_detail = models.TextField(blank=True, editable=False)
     moderation_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # Set when a task counts an attempt, before it decodes or embeds; cleared when the
+    # attempt's outcome is recorded. Still set when the next task comes: the worker died.
+    moderation_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderation_retry_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderation_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderated_at = models.DateTimeField(null=True, blank=True, editable=False)
