@@ -27,7 +27,7 @@ from .embedders import (
     decode_listing_image,
     get_embedder,
 )
-from .models import VECTOR_FIELDS, ModerationStatus
+from .models import VECTOR_FIELDS, ModerationStatus, vector_dimensions
 from .registry import ModerationSpec, get_spec, specs
 
 logger = logging.getLogger("moderation")
@@ -82,10 +82,7 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     try:
         embedder = get_embedder()
     except EmbedderConfigurationError as exc:
-        for pk, version in items:
-            services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
-        logger.error("cannot moderate: %s", exc)
-        return {"misconfigured": len(items)}
+        return _misconfigured(spec, items, exc)
     # Keys as the database writes them, so that a claim's lock key matches.
     wanted = {str(spec.model._meta.pk.to_python(pk)): version for pk, version in items}
     if not moderation_settings.COALESCE:
@@ -142,6 +139,12 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     along += [rows[pk] for pk in others if pk in rows and rows[pk].moderation_status == S.PENDING]
     if along:
         outcome["coalesced"] = len(along)
+    if due or along:
+        try:
+            check_dimensions(spec, embedder)
+        except EmbedderConfigurationError as exc:
+            outcome.update(_misconfigured(spec, [(obj.pk, obj.moderation_version) for obj in due + along], exc))
+            return dict(outcome), []
     max_attempts = moderation_settings.MAX_ATTEMPTS
     together, alone = [], []
     for obj in due + along:
@@ -163,6 +166,31 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     for objs in [together, *alone] if together else alone:
         scored += _attempt(spec, objs, embedder, force=force, outcome=outcome)
     return dict(outcome), scored
+
+
+def _misconfigured(spec: ModerationSpec, items: list, exc: EmbedderConfigurationError) -> dict:
+    """Record a configuration error on ``items`` = [(pk, version), ...]: they stay
+    pending, retried later, and it is not counted as an attempt."""
+    for pk, version in items:
+        services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
+    logger.error("cannot moderate: %s", exc)
+    return {"misconfigured": len(items)}
+
+
+def check_dimensions(spec: ModerationSpec, embedder) -> None:
+    """Raise ``EmbedderConfigurationError`` (``wrong_dimensions``) when the embedder's
+    vectors do not fit the model's vector columns as the database has them (a new
+    width without its migration), before a DataError could escape the write.
+    One catalog query per batch: a migration can change the width under a running cluster."""
+    wrong = {name: width for name, width in vector_dimensions(spec.model).items() if width != embedder.dimensions}
+    if wrong:
+        columns = ", ".join(f"{spec.model._meta.db_table}.{name} is halfvec({width})" for name, width in wrong.items())
+        raise EmbedderConfigurationError(
+            f"{embedder.model_id} makes {embedder.dimensions}-dimension vectors, but {columns}. Migrate the "
+            'columns to the embedder\'s width (docs/storage.md, "Changing the width"), or change '
+            "MODERATION['EMBEDDER'] back.",
+            code="wrong_dimensions",
+        )
 
 
 def _attempt(spec: ModerationSpec, objs: list, embedder, *, force: bool, outcome: Counter) -> list:

@@ -437,3 +437,32 @@ def test_counting_an_attempt_writes_no_column_an_index_covers(demo_moderation, l
     assert any("hnsw" in definition for definition in definitions)
     assert not [(column, d) for column in written for d in definitions if column in d]
     assert set(Listing.objects.values_list("moderation_attempts", flat=True)) == {1}
+
+
+def test_an_embedder_wider_than_the_vector_columns_leaves_listings_pending_with_wrong_dimensions(
+    settings, listing_factory, photo
+):
+    """Issue #10, fault 13: DIMENSIONS and an embedder of 768 without a migration: the
+    columns are still halfvec(512). A recorded configuration error, not a DataError,
+    not an attempt, and no embedder call spent on vectors that cannot be stored."""
+    from tests.fake_provider import FakeProvider
+
+    provider = FakeProvider(dims=768).start()
+    try:
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 768},
+            },
+            "DIMENSIONS": 768,
+        }
+        listing = listing_factory(image=photo("red"))
+        assert score_now(listing) == {"misconfigured": 1}
+        assert listing.moderation_status == S.PENDING
+        assert listing.moderation_error == "wrong_dimensions"
+        assert "catalog_listing.text_vector is halfvec(512)" in listing.moderation_error_detail
+        assert (listing.moderation_attempts, listing.moderation_started_at) == (0, None)
+        assert listing.moderation_retry_at > timezone.now()  # retried later, by the sweeper
+        assert provider.requests == []
+    finally:
+        provider.stop()
