@@ -141,7 +141,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
         outcome["coalesced"] = len(along)
     if due or along:
         try:
-            check_dimensions(spec, embedder)
+            _check_dimensions(spec, embedder)
         except EmbedderConfigurationError as exc:
             outcome.update(_misconfigured(spec, [(obj.pk, obj.moderation_version) for obj in due + along], exc))
             return dict(outcome), []
@@ -177,7 +177,7 @@ def _misconfigured(spec: ModerationSpec, items: list, exc: EmbedderConfiguration
     return {"misconfigured": len(items)}
 
 
-def check_dimensions(spec: ModerationSpec, embedder) -> None:
+def _check_dimensions(spec: ModerationSpec, embedder) -> None:
     """Raise ``EmbedderConfigurationError`` (``wrong_dimensions``) when the embedder's
     vectors do not fit the model's vector columns as the database has them (a new
     width without its migration), before a DataError could escape the write.
