@@ -145,6 +145,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 # The task queue. The ORM broker (the same PostgreSQL) is the default: it re-delivers
 # a task whose worker died. Set Q_REDIS_URL to use Redis instead. `retry` must exceed
 # `timeout`, or a slow task is delivered twice while it is still running.
+# `max_attempts` stops the re-delivery of a task that keeps raising: django-q2 counts the
+# failures its workers report. A worker killed mid-task reports nothing; moderation
+# counts those attempts on the object itself (docs/pipeline.md, "Errors and retries").
 Q_CLUSTER = {
     "name": os.environ.get("Q_CLUSTER_NAME", "moderation"),
     "workers": int(os.environ.get("Q_WORKERS", 2)),

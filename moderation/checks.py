@@ -2,11 +2,16 @@
 
 from django.conf import settings
 from django.core import checks
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
 
 from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
+from .models import VECTOR_FIELDS, vector_dimensions
 from .registry import specs
 from .uploads import ModeratedImageField
+
+WIDTH_HINT = 'Change the width as docs/storage.md ("Changing the width") says: a migration that clears the vectors.'
 
 
 @checks.register()
@@ -77,4 +82,73 @@ def check_image_fields(app_configs=None, **kwargs):
                     id="moderation.W003",
                 )
             )
+    return found
+
+
+def _migrated_dimensions(loader: MigrationLoader) -> dict:
+    """{(app_label, model_name): {field name: dimensions}} as the migration files leave them."""
+    state = loader.project_state()
+    return {
+        key: {name: getattr(model_state.fields.get(name), "dimensions", None) for name in VECTOR_FIELDS}
+        for key, model_state in state.models.items()
+    }
+
+
+def _moderated_models(app_configs):
+    return [spec.model for spec in specs() if app_configs is None or spec.model._meta.app_config in app_configs]
+
+
+@checks.register()
+def check_vector_migrations(app_configs=None, **kwargs):
+    """The vector fields' width (MODERATION['DIMENSIONS']) against the migration files."""
+    migrated = _migrated_dimensions(MigrationLoader(None, ignore_no_migrations=True))
+    found = []
+    for model in _moderated_models(app_configs):
+        fields = migrated.get((model._meta.app_label, model._meta.model_name), {})
+        for name, width in fields.items():
+            built = model._meta.get_field(name).dimensions
+            if width is not None and width != built:
+                found.append(
+                    checks.Error(
+                        f"{model._meta.label}.{name} is halfvec({built}) (MODERATION['DIMENSIONS']), "
+                        f"but its migrations make it halfvec({width}).",
+                        hint=f"Run makemigrations. {WIDTH_HINT}",
+                        obj=model,
+                        id="moderation.E003",
+                    )
+                )
+    return found
+
+
+@checks.register(checks.Tags.database)
+def check_vector_columns(app_configs=None, databases=None, **kwargs):
+    """The vector columns' width in the database against the embedder's (`check
+    --database default`, and `migrate`). A migration not applied yet that brings the
+    columns to the embedder's width is only a warning, so that `migrate` can apply it."""
+    if not databases:
+        return []
+    try:
+        dimensions = get_embedder().dimensions
+    except EmbedderError:
+        return []  # moderation.W001 says why
+    found = []
+    for alias in databases:
+        loader = MigrationLoader(connections[alias])
+        migrated = _migrated_dimensions(loader)
+        unapplied = {
+            app_label for app_label, name in loader.graph.nodes if (app_label, name) not in loader.applied_migrations
+        }
+        for model in _moderated_models(app_configs):
+            for name, width in vector_dimensions(model, using=alias).items():
+                if width == dimensions:
+                    continue
+                message = (
+                    f"The column {model._meta.db_table}.{name} in the database {alias!r} is halfvec({width}), "
+                    f"but the embedder makes {dimensions}-dimension vectors."
+                )
+                key = (model._meta.app_label, model._meta.model_name)
+                if model._meta.app_label in unapplied and migrated.get(key, {}).get(name) == dimensions:
+                    found.append(checks.Warning(message, hint="Run migrate.", obj=model, id="moderation.W004"))
+                else:
+                    found.append(checks.Error(message, hint=WIDTH_HINT, obj=model, id="moderation.E004"))
     return found

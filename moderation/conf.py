@@ -21,7 +21,8 @@ DEFAULTS: dict[str, Any] = {
         "OPTIONS": {},
     },
     # The width of the vector columns. Read when models are built and fixed in the host's
-    # migration; it must equal the embedder's `dimensions`.
+    # migration; it must equal the embedder's `dimensions`. Changing it on a table that
+    # holds vectors needs moderation.operations.ClearVectors (docs/storage.md).
     "DIMENSIONS": 512,
     # Untrusted photos: formats we decode, and the largest image we decode at all.
     "IMAGE_FORMATS": ["JPEG", "PNG", "WEBP", "GIF"],

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import connections, models
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HalfVectorField, HnswIndex
 
@@ -41,6 +41,24 @@ DIMENSIONS = moderation_settings.DIMENSIONS
 
 # The two vector columns: skipped when rows are loaded for anything but their vectors.
 VECTOR_FIELDS = ("text_vector", "image_vector")
+
+
+def vector_dimensions(model: type[models.Model], *, using: str = "default") -> dict[str, int]:
+    """The width of ``model``'s vector columns in the database: {field name: dimensions}.
+
+    Read from PostgreSQL's catalog (the type modifier of ``halfvec(n)`` is n), since
+    the model's own fields only say what its class was built with. Empty when the
+    table does not exist yet.
+    """
+    connection = connections[using]
+    columns = {model._meta.get_field(name).column: name for name in VECTOR_FIELDS}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, atttypmod FROM pg_attribute "
+            "WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped",
+            [connection.ops.quote_name(model._meta.db_table), list(columns)],
+        )
+        return {columns[column]: width for column, width in cursor.fetchall()}
 
 
 class ModeratedModel(models.Model):
@@ -74,6 +92,9 @@ class ModeratedModel(models.Model):
     moderation_error = models.CharField(max_length=32, blank=True, editable=False)
     moderation_error_detail = models.TextField(blank=True, editable=False)
     moderation_attempts = models.PositiveSmallIntegerField(default=0, editable=False)
+    # Set when a task counts an attempt, before it decodes or embeds; cleared when the
+    # attempt's outcome is recorded. Still set when the next task comes: the worker died.
+    moderation_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderation_retry_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderation_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderated_at = models.DateTimeField(null=True, blank=True, editable=False)

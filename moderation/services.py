@@ -17,7 +17,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .conf import moderation_settings
@@ -137,6 +137,7 @@ def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
         row.moderation_version = F("moderation_version") + 1
         row.moderation_status = S.PENDING
         row.moderation_attempts = 0
+        row.moderation_started_at = None
         row.moderation_error = ""
         row.moderation_error_detail = ""
         row.moderation_retry_at = None
@@ -147,6 +148,7 @@ def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
                 "moderation_version",
                 "moderation_status",
                 "moderation_attempts",
+                "moderation_started_at",
                 "moderation_error",
                 "moderation_error_detail",
                 "moderation_retry_at",
@@ -189,6 +191,7 @@ def record_scores(
         "moderation_error",
         "moderation_error_detail",
         "moderation_attempts",
+        "moderation_started_at",
         "moderation_retry_at",
     ]
     statuses: list[str | None] = []
@@ -219,7 +222,7 @@ def record_scores(
             row.severity = scores.severity
             row.moderated_at = now
             row.moderation_error, row.moderation_error_detail = "", ""
-            row.moderation_attempts, row.moderation_retry_at = 0, None
+            row.moderation_attempts, row.moderation_started_at, row.moderation_retry_at = 0, None, None
             if from_status not in DECIDED:
                 row.moderation_status = S.FLAGGED if scores.flag_reasons else S.OK
             changed.append(row)
@@ -263,6 +266,25 @@ def _update_rows(model: type[models.Model], rows: list[models.Model], field_name
         cursor.execute(sql, params)
 
 
+def start_attempt(model: type[models.Model], objs: list[models.Model]) -> None:
+    """Count an attempt on each of ``objs`` before a task decodes or embeds them.
+
+    One UPDATE, committed before the work starts, so that a worker killed during the
+    attempt (a photo that crashes the decoder, a model out of memory) has still spent
+    it: the next task finds ``moderation_started_at`` set and, after ``MAX_ATTEMPTS``,
+    records ``worker_crashed`` (``moderation.tasks``). It writes two columns that no
+    index covers and leaves the status alone, so PostgreSQL can make it a HOT update
+    that does not re-insert the row into the HNSW indexes (docs/pipeline.md). A row
+    whose version moved on since it was loaded is not counted.
+    """
+    versions = Q()
+    for obj in objs:
+        versions |= Q(pk=obj.pk, moderation_version=obj.moderation_version)
+    model._default_manager.filter(versions).update(
+        moderation_attempts=F("moderation_attempts") + 1, moderation_started_at=timezone.now()
+    )
+
+
 def record_failure(
     model: type[models.Model], pk, *, version: int, error, permanent: bool, configuration: bool = False
 ) -> str | None:
@@ -271,8 +293,10 @@ def record_failure(
     Permanent: ``error`` now, not retried until the content changes or a moderator
     rescans. Transient: stays ``pending`` and the sweeper retries it after a growing
     delay (the provider's ``retry_after`` when longer), up to ``MAX_ATTEMPTS``, then
-    ``error``, retried again after ``ERROR_RETRY_DELAY``. A configuration error does
-    not count as an attempt: nothing is wrong with the object.
+    ``error``, retried again after ``ERROR_RETRY_DELAY``. An attempt that
+    ``start_attempt`` counted is not counted again; a configuration error gives it
+    back, since nothing is wrong with the object. A Decision is written when the
+    status, or the code of an ``error``, changes.
     """
     conf = moderation_settings
     now = timezone.now()
@@ -280,9 +304,13 @@ def record_failure(
         row = _locked(model, pk)
         if row is None or row.moderation_version != version or row.moderation_status not in (S.PENDING, S.ERROR):
             return None
-        from_status = row.moderation_status
-        if not configuration:
+        from_status, from_error = row.moderation_status, row.moderation_error
+        counted = row.moderation_started_at is not None
+        if configuration and counted:
+            row.moderation_attempts = max(0, row.moderation_attempts - 1)
+        elif not configuration and not counted:
             row.moderation_attempts += 1
+        row.moderation_started_at = None
         row.moderation_error = getattr(error, "code", "") or type(error).__name__
         row.moderation_error_detail = str(error)[:2000]
         if permanent:
@@ -300,12 +328,15 @@ def record_failure(
             update_fields=[
                 "moderation_status",
                 "moderation_attempts",
+                "moderation_started_at",
                 "moderation_error",
                 "moderation_error_detail",
                 "moderation_retry_at",
             ]
         )
-        if row.moderation_status != from_status:
+        if row.moderation_status != from_status or (
+            row.moderation_status == S.ERROR and row.moderation_error != from_error
+        ):
             _decision(row, from_status=from_status, to_status=row.moderation_status, reason=row.moderation_error_detail)
         return row.moderation_status
 
@@ -379,11 +410,18 @@ def rescan(obj: models.Model, *, actor=None) -> None:
             raise InvalidTransition(f"{obj} no longer exists.")
         if row.moderation_status == S.ERROR:
             row.moderation_status = S.PENDING
-            row.moderation_attempts = 0
             row.moderation_retry_at = None
             _decision(row, from_status=S.ERROR, to_status=S.PENDING, actor=actor, reason="rescan")
+        # A fresh start, also for a decided object whose rescans crashed the worker.
+        row.moderation_attempts, row.moderation_started_at = 0, None
         row.moderation_queued_at = timezone.now()
         row.save(
-            update_fields=["moderation_status", "moderation_attempts", "moderation_retry_at", "moderation_queued_at"]
+            update_fields=[
+                "moderation_status",
+                "moderation_attempts",
+                "moderation_started_at",
+                "moderation_retry_at",
+                "moderation_queued_at",
+            ]
         )
         _enqueue_on_commit(spec, row.pk, row.moderation_version, force=True)

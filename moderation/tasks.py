@@ -27,7 +27,7 @@ from .embedders import (
     decode_listing_image,
     get_embedder,
 )
-from .models import VECTOR_FIELDS, ModerationStatus
+from .models import VECTOR_FIELDS, ModerationStatus, vector_dimensions
 from .registry import ModerationSpec, get_spec, specs
 
 logger = logging.getLogger("moderation")
@@ -82,10 +82,7 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     try:
         embedder = get_embedder()
     except EmbedderConfigurationError as exc:
-        for pk, version in items:
-            services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
-        logger.error("cannot moderate: %s", exc)
-        return {"misconfigured": len(items)}
+        return _misconfigured(spec, items, exc)
     # Keys as the database writes them, so that a claim's lock key matches.
     wanted = {str(spec.model._meta.pk.to_python(pk)): version for pk, version in items}
     if not moderation_settings.COALESCE:
@@ -114,7 +111,12 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
 
     With the objects ``claimed``, one whose version moved on since the task was queued
     is scored in its current version (the newer version's task may have found it
-    claimed). Returns the counts by outcome and the keys of the objects scored.
+    claimed). Each attempt is counted before the work starts. An object whose last
+    attempt has no outcome killed its worker, or shared a batch with one that did: it
+    is tried alone, as is one a crash would leave without attempts, so that a crash
+    is never charged to the others of a batch twice; once its attempts reach
+    ``MAX_ATTEMPTS`` it goes to ``error`` with ``worker_crashed``. Returns the counts by
+    outcome and the keys of the objects scored.
     """
     outcome: Counter = Counter()
     # The old vectors are not needed to compute new ones.
@@ -137,8 +139,66 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     along += [rows[pk] for pk in others if pk in rows and rows[pk].moderation_status == S.PENDING]
     if along:
         outcome["coalesced"] = len(along)
-    work = []
+    if due or along:
+        try:
+            _check_dimensions(spec, embedder)
+        except EmbedderConfigurationError as exc:
+            outcome.update(_misconfigured(spec, [(obj.pk, obj.moderation_version) for obj in due + along], exc))
+            return dict(outcome), []
+    max_attempts = moderation_settings.MAX_ATTEMPTS
+    together, alone = [], []
     for obj in due + along:
+        if obj.moderation_started_at is not None and obj.moderation_attempts >= max_attempts:
+            crashed = PermanentEmbedError(
+                f"The worker died during the last of {obj.moderation_attempts} attempts (MODERATION['MAX_ATTEMPTS'] "
+                f"= {max_attempts}): killed, out of memory, or crashed by this photo or text.",
+                code="worker_crashed",
+            )
+            if services.record_failure(
+                spec.model, obj.pk, version=obj.moderation_version, error=crashed, permanent=True
+            ):
+                outcome["error"] += 1
+        elif obj.moderation_started_at is not None or obj.moderation_attempts + 1 >= max_attempts:
+            alone.append([obj])
+        else:
+            together.append(obj)
+    scored = []
+    for objs in [together, *alone] if together else alone:
+        scored += _attempt(spec, objs, embedder, force=force, outcome=outcome)
+    return dict(outcome), scored
+
+
+def _misconfigured(spec: ModerationSpec, items: list, exc: EmbedderConfigurationError) -> dict:
+    """Record a configuration error on ``items`` = [(pk, version), ...]: they stay
+    pending, retried later, and it is not counted as an attempt."""
+    for pk, version in items:
+        services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
+    logger.error("cannot moderate: %s", exc)
+    return {"misconfigured": len(items)}
+
+
+def _check_dimensions(spec: ModerationSpec, embedder) -> None:
+    """Raise ``EmbedderConfigurationError`` (``wrong_dimensions``) when the embedder's
+    vectors do not fit the model's vector columns as the database has them (a new
+    width without its migration), before a DataError could escape the write.
+    One catalog query per batch: a migration can change the width under a running cluster."""
+    wrong = {name: width for name, width in vector_dimensions(spec.model).items() if width != embedder.dimensions}
+    if wrong:
+        columns = ", ".join(f"{spec.model._meta.db_table}.{name} is halfvec({width})" for name, width in wrong.items())
+        raise EmbedderConfigurationError(
+            f"{embedder.model_id} makes {embedder.dimensions}-dimension vectors, but {columns}. Migrate the "
+            'columns to the embedder\'s width (docs/storage.md, "Changing the width"), or change '
+            "MODERATION['EMBEDDER'] back.",
+            code="wrong_dimensions",
+        )
+
+
+def _attempt(spec: ModerationSpec, objs: list, embedder, *, force: bool, outcome: Counter) -> list:
+    """Count an attempt on ``objs``, decode their photos and score them with one
+    embedder call; ``outcome`` gets the counts. Returns the keys sent to the embedder."""
+    services.start_attempt(spec.model, objs)
+    work = []
+    for obj in objs:
         try:
             image = decode_listing_image(_read_image(spec, obj), embedder=embedder)
         except PermanentEmbedError as exc:
@@ -148,7 +208,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
         work.append((obj, spec.text_of(obj), image))
     if work:
         outcome.update(_embed_and_record(spec, work, embedder, force=force))
-    return dict(outcome), [obj.pk for obj, _text, _image in work]
+    return [obj.pk for obj, _text, _image in work]
 
 
 def _read_image(spec: ModerationSpec, obj) -> bytes:

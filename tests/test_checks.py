@@ -1,11 +1,16 @@
 """System checks: misconfiguration is a warning or an error with an id, a hint and obj=."""
 
-from django.db import models
+import json
+
+import pytest
+from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from moderation import registry
-from moderation.checks import check_image_fields
+from moderation.checks import check_image_fields, check_vector_columns, check_vector_migrations
 from moderation.models import ModeratedModel
+from tests.helpers import run_python
+from tests.testapp.models import Gadget
 
 
 def test_the_demo_and_test_models_store_photos_under_the_upload_rules():
@@ -29,3 +34,44 @@ def test_a_registered_model_with_a_plain_image_field_gets_a_warning(monkeypatch)
     assert warning.obj is Poster._meta.get_field("photo")
     assert "ModeratedImageField" in warning.hint
     assert "moderation_sanitize_images" in warning.hint
+
+
+WIDE = {
+    "EMBEDDER": {
+        "BACKEND": "moderation.embedders.http.HttpEmbedder",
+        "OPTIONS": {"base_url": "http://127.0.0.1:9", "dimensions": 768},
+    },
+    "DIMENSIONS": 768,
+}
+
+
+def test_a_new_dimensions_setting_without_its_migration_fails_the_check():
+    """Issue #10, fault 13: DIMENSIONS and an embedder of 768, no new migration."""
+    code = "import django; django.setup(); from django.core.management import call_command; call_command('check')"
+    result = run_python(code, env={"MODERATION_SETTINGS": json.dumps(WIDE)})
+    assert result.returncode != 0
+    assert "moderation.E003" in result.stderr
+    assert "catalog.Listing.text_vector is halfvec(768) (MODERATION['DIMENSIONS'])" in result.stderr
+    assert "but its migrations make it halfvec(512)" in result.stderr
+
+
+def test_the_migrations_check_passes_when_the_fields_match_the_migrations(demo_moderation):
+    assert check_vector_migrations() == []
+
+
+@pytest.mark.django_db
+def test_a_column_in_the_database_narrower_or_wider_than_the_embedder_is_an_error(demo_moderation):
+    """The migrations agree with the model, but the database does not (altered by hand,
+    or a migration faked): no migration will fix it."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE testapp_gadget ALTER COLUMN image_vector TYPE halfvec(768)")
+    found = check_vector_columns(databases=["default"])
+    assert [(m.id, m.obj) for m in found] == [("moderation.E004", Gadget)]
+    assert "testapp_gadget.image_vector in the database 'default' is halfvec(768)" in found[0].msg
+    assert "makes 512-dimension vectors" in found[0].msg
+
+
+@pytest.mark.django_db
+def test_the_database_check_is_quiet_when_the_columns_fit_the_embedder(demo_moderation):
+    assert check_vector_columns(databases=["default"]) == []
+    assert check_vector_columns(databases=None) == []  # `check` without --database

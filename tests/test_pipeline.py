@@ -9,7 +9,9 @@ from django_q.models import OrmQ
 from catalog.models import Listing
 from moderation import services, tasks
 from moderation.models import Decision, ModerationStatus
-from tests.helpers import score_now
+from moderation.registry import get_spec
+from tests.embedders import WorkerKilled
+from tests.helpers import demo_moderation_settings, score_now
 from tests.testapp.models import Gadget
 
 pytestmark = pytest.mark.django_db
@@ -332,3 +334,135 @@ def test_hashes_of_the_same_picture_share_a_lock_key(demo_moderation):
     unrelated = [scoring.picture_keys(spec, rng.getrandbits(64)) for _ in range(200)]
     assert not any(a & b for a, b in itertools.pairwise(unrelated))
     assert len(scoring.picture_keys(spec, 0)) == scoring.LOCKED_DISTANCE + 1
+
+
+@pytest.fixture
+def crashing_moderation(settings, demo_model_dir):
+    """The demo model, except that a text with CRASH kills the task (in this process:
+    raises WorkerKilled, which no ``except Exception`` catches); two attempts at most."""
+    settings.MODERATION = demo_moderation_settings(
+        demo_model_dir,
+        EMBEDDER={
+            "BACKEND": "tests.embedders.CrashingEmbedder",
+            "OPTIONS": {"model_dir": str(demo_model_dir), "threads": 1, "kill": False},
+        },
+        MAX_ATTEMPTS=2,
+    )
+    return settings.MODERATION
+
+
+def deliver_until_it_returns(items: list, *, deliveries: int = 6) -> tuple[int, dict]:
+    """Deliver one batch task again after each kill, as django-q2 re-delivers a task whose
+    worker died. Returns the kills and the outcome of the delivery that returned."""
+    for kills in range(deliveries):
+        try:
+            return kills, tasks.moderate_batch("catalog.listing", items)
+        except WorkerKilled:
+            continue
+    raise AssertionError(f"the task was killed on each of {deliveries} deliveries")
+
+
+def test_an_attempt_is_counted_in_the_database_before_the_embedder_runs(crashing_moderation, listing_factory, photo):
+    listing = listing_factory(title="Red mug CRASH", image=photo("red"))
+    with pytest.raises(WorkerKilled):
+        score_now(listing)
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    assert listing.moderation_attempts == 1
+    assert listing.moderation_started_at is not None  # no outcome was recorded
+
+
+def test_a_listing_that_kills_its_worker_on_every_delivery_ends_in_error_worker_crashed(
+    crashing_moderation, listing_factory, photo
+):
+    from datetime import timedelta
+
+    listing = listing_factory(title="Red mug CRASH", image=photo("red"))
+    kills, outcome = deliver_until_it_returns([(str(listing.pk), listing.moderation_version)])
+    assert (kills, outcome) == (2, {"error": 1})  # MAX_ATTEMPTS kills, then the delivery that ends it
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.ERROR
+    assert listing.moderation_error == "worker_crashed"
+    assert (listing.moderation_attempts, listing.moderation_started_at) == (2, None)
+    assert listing.moderation_retry_at is None
+    assert history(listing)[-1] == (S.PENDING, S.ERROR)
+    # The sweeper leaves it alone, however long ago it was queued.
+    Listing.objects.filter(pk=listing.pk).update(moderation_queued_at=timezone.now() - timedelta(days=1))
+    assert not tasks.due_for_work(get_spec(Listing)).filter(pk=listing.pk).exists()
+
+
+def test_listings_in_a_batch_with_one_that_kills_the_worker_are_scored_and_not_charged_for_its_crashes(
+    crashing_moderation, listing_factory, photo
+):
+    """The first kill charges the whole batch (no one knows yet which listing did it);
+    after that, a listing whose attempt had no outcome is scored alone, so only the
+    crasher is charged again. A listing one attempt from MAX_ATTEMPTS is scored alone
+    from the start: a crash of someone else's batch must not exhaust it."""
+    matching = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    mismatched = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    after_outage = listing_factory(title="Green vase", image=photo("green"))
+    Listing.objects.filter(pk=after_outage.pk).update(moderation_attempts=1, moderation_error="unavailable")
+    crasher = listing_factory(title="Red mug CRASH", image=photo("red", seed="crash"))
+    innocent = [matching, mismatched, after_outage]
+    items = [(str(x.pk), x.moderation_version) for x in [crasher, *innocent]]
+    kills, _outcome = deliver_until_it_returns(items)
+    assert kills == 2
+    crasher.refresh_from_db()
+    assert (crasher.moderation_status, crasher.moderation_error) == (S.ERROR, "worker_crashed")
+    for listing in innocent:
+        listing.refresh_from_db()
+        assert listing.moderation_status in (S.OK, S.FLAGGED)
+        assert (listing.moderation_attempts, listing.moderation_error, listing.moderation_started_at) == (0, "", None)
+        assert S.ERROR not in {to for _from, to in history(listing)}
+    assert mismatched.moderation_status == S.FLAGGED
+
+
+def test_counting_an_attempt_writes_no_column_an_index_covers(demo_moderation, listing_factory, photo):
+    """Then PostgreSQL can make it a heap-only (HOT) update, which does not re-insert the
+    row into the two HNSW indexes (when its page has room: docs/pipeline.md)."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    listings = [listing_factory(title=f"Red mug {i}", image=photo("red", seed=str(i))) for i in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        services.start_attempt(Listing, listings)
+    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    written = set(re.findall(r'"(\w+)" = ', update.split(" WHERE ")[0]))
+    assert written == {"moderation_attempts", "moderation_started_at"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'catalog_listing'::regclass")
+        definitions = [row[0] for row in cursor.fetchall()]
+    assert any("hnsw" in definition for definition in definitions)
+    assert not [(column, d) for column in written for d in definitions if column in d]
+    assert set(Listing.objects.values_list("moderation_attempts", flat=True)) == {1}
+
+
+def test_an_embedder_wider_than_the_vector_columns_leaves_listings_pending_with_wrong_dimensions(
+    settings, listing_factory, photo
+):
+    """Issue #10, fault 13: DIMENSIONS and an embedder of 768 without a migration: the
+    columns are still halfvec(512). A recorded configuration error, not a DataError,
+    not an attempt, and no embedder call spent on vectors that cannot be stored."""
+    from tests.fake_provider import FakeProvider
+
+    provider = FakeProvider(dims=768).start()
+    try:
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 768},
+            },
+            "DIMENSIONS": 768,
+        }
+        listing = listing_factory(image=photo("red"))
+        assert score_now(listing) == {"misconfigured": 1}
+        assert listing.moderation_status == S.PENDING
+        assert listing.moderation_error == "wrong_dimensions"
+        assert "catalog_listing.text_vector is halfvec(512)" in listing.moderation_error_detail
+        assert (listing.moderation_attempts, listing.moderation_started_at) == (0, None)
+        assert listing.moderation_retry_at > timezone.now()  # retried later, by the sweeper
+        assert provider.requests == []
+    finally:
+        provider.stop()

@@ -11,6 +11,7 @@ import uuid
 import psutil
 import pytest
 from django.db import connection
+from django_q.models import OrmQ
 
 from catalog.models import Listing
 from moderation import services, tasks
@@ -238,3 +239,44 @@ def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_whe
         lambda: not Listing.objects.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),
         what="every listing to be scored after the outage",
     )
+
+
+def test_a_listing_that_kills_its_worker_on_every_delivery_ends_in_error_and_the_others_are_scored(
+    start_cluster, demo_model_dir, listing_factory, photo, settings, tmp_path
+):
+    """Issue #10, fault 10: SIGKILL 1.5 s into every delivery of one listing's task.
+    The listings saved with it (and coalesced with it) are scored; it ends in
+    ``error``/``worker_crashed`` after MAX_ATTEMPTS deliveries, and neither the queue
+    nor the sweeper delivers it again."""
+    deliveries = tmp_path / "deliveries.log"
+    settings.MODERATION = demo_moderation_settings(
+        demo_model_dir,
+        EMBEDDER={
+            "BACKEND": "tests.embedders.CrashingEmbedder",
+            "OPTIONS": {
+                "model_dir": str(demo_model_dir),
+                "threads": 1,
+                "delay_seconds": 1.5,
+                "deliveries_log": str(deliveries),
+            },
+        },
+        MAX_ATTEMPTS=2,
+    )
+    # Saved before the cluster starts: their tasks wait, and the first one coalesces them.
+    crasher = listing_factory(title="Yellow lamp CRASH", image=photo("yellow"))
+    others = [
+        listing_factory(title="Red ceramic mug", image=photo("red", "cup")),
+        listing_factory(title="Red hiking boots", image=photo("blue", "shoe")),
+        listing_factory(title="Green vase", image=photo("green")),
+    ]
+    start_cluster(MODERATION_SETTINGS=json.dumps(settings.MODERATION), Q_TIMEOUT="4", Q_RETRY="5")
+    wait_for(lambda: status_of(crasher) == S.ERROR, timeout=90, what="the crasher to end in error")
+    wait_for(lambda: all(status_of(x) in (S.OK, S.FLAGGED) for x in others), what="the others to be scored")
+    crasher.refresh_from_db()
+    assert (crasher.moderation_error, crasher.moderation_attempts) == ("worker_crashed", 2)
+    assert all(Listing.objects.get(pk=x.pk).moderation_attempts == 0 for x in others)
+    wait_for(lambda: not OrmQ.objects.exists(), what="the queue to be empty")
+    time.sleep(6)  # longer than Q_RETRY: a task still held by the broker would come back
+    assert len(deliveries.read_text().splitlines()) == 2
+    assert tasks.sweep() == 0
+    assert status_of(crasher) == S.ERROR
