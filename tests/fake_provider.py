@@ -177,24 +177,25 @@ class FakeProvider:
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
-                if provider.drip and provider.drip.headers:
-                    self._drip(b"".join(self._headers_buffer) + b"\r\n" + payload)
+                drip = provider.drip  # as it was when the answer began: a test may reset it meanwhile
+                if drip and drip.headers:
+                    self._drip(b"".join(self._headers_buffer) + b"\r\n" + payload, drip.interval)
                     self._headers_buffer = []
                     return
                 self.end_headers()
-                if provider.drip:
-                    self._drip(payload)
+                if drip:
+                    self._drip(payload, drip.interval)
                     return
                 # A client killed mid-request (as a test meant it to be) is not an error here.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
 
-            def _drip(self, data: bytes):
-                """One byte every ``drip.interval`` seconds, until done, the client hangs up or the provider stops."""
+            def _drip(self, data: bytes, interval: float):
+                """One byte every ``interval`` seconds, until done, the client hangs up or the provider stops."""
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.flush()
                     for i in range(len(data)):
-                        if provider.stopping.wait(provider.drip.interval):
+                        if provider.stopping.wait(interval):
                             return
                         self.wfile.write(data[i : i + 1])
 
