@@ -152,3 +152,27 @@ def check_vector_columns(app_configs=None, databases=None, **kwargs):
                 else:
                     found.append(checks.Error(message, hint=WIDTH_HINT, obj=model, id="moderation.E004"))
     return found
+
+
+@checks.register()
+def check_embedder_deadline(app_configs=None, **kwargs):
+    """A task must finish its embedder calls before django-q2 kills its worker (which records nothing)."""
+    timeout = getattr(settings, "Q_CLUSTER", {}).get("timeout")
+    try:
+        embedder = get_embedder()
+    except EmbedderError:
+        return []  # moderation.W001
+    worst = embedder.worst_case_seconds(moderation_settings.BATCH_SIZE)
+    if timeout is None or worst is None or worst < timeout:
+        return []
+    return [
+        checks.Error(
+            f"A task scoring MODERATION['BATCH_SIZE'] = {moderation_settings.BATCH_SIZE} objects may wait "
+            f"{worst:.0f} s on {embedder.model_id}, not less than Q_CLUSTER['timeout'] = {timeout} s: django-q2 "
+            "would kill the worker before the task could record the failure.",
+            hint="Lower deadline_seconds, max_retries or max_wait in MODERATION['EMBEDDER']['OPTIONS'] (or "
+            "MODERATION['BATCH_SIZE']), or raise Q_CLUSTER['timeout'] and Q_CLUSTER['retry'].",
+            obj=embedder,
+            id="moderation.E005",
+        )
+    ]

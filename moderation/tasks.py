@@ -22,6 +22,7 @@ from . import claims, scoring, services
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
+    EmbedderError,
     PermanentEmbedError,
     TransientEmbedError,
     decode_listing_image,
@@ -236,23 +237,17 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
         )
         return Counter(error=1)
     except (TransientEmbedError, EmbedderConfigurationError) as exc:
-        configuration = isinstance(exc, EmbedderConfigurationError)
-        logger.warning("embedding %d object(s) of %s failed: %s", len(work), spec.label, exc)
-        for obj, _text, _image in work:
-            services.record_failure(
-                spec.model,
-                obj.pk,
-                version=obj.moderation_version,
-                error=exc,
-                permanent=False,
-                configuration=configuration,
-            )
-        return Counter(retry=len(work))
+        return _retry_later(spec, work, exc, configuration=isinstance(exc, EmbedderConfigurationError))
     objs = [obj for obj, _text, _image in work]
     phashes = [scoring.image_phash(image) for _obj, _text, image in work]
     labels = spec.category_labels()
-    # Outside the transaction: the categories' prompts are embedded once per model.
-    matrix = scoring.category_matrix(embedder, labels) if len(labels) > 1 else None
+    try:
+        # Outside the transaction: the categories' prompts are embedded once per model.
+        matrix = scoring.category_matrix(embedder, labels) if len(labels) > 1 else None
+    except EmbedderError as exc:
+        # No object is at fault: a refused prompt is a setting to fix (CATEGORY_PROMPT,
+        # a category's name), like a misconfigured embedder.
+        return _retry_later(spec, work, exc, configuration=not isinstance(exc, TransientEmbedError))
     with transaction.atomic():
         services.relax_commit()
         # Another task scoring the same picture waits here until this one committed,
@@ -277,6 +272,21 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
         statuses = services.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
     outcome.update(str(status) if status else "current" for status in statuses)
     return outcome
+
+
+def _retry_later(spec: ModerationSpec, work: list, exc: EmbedderError, *, configuration: bool) -> Counter:
+    """Record an embedder failure on every object of ``work``: they stay pending for the sweeper."""
+    logger.warning("embedding %d object(s) of %s failed: %s", len(work), spec.label, exc)
+    for obj, _text, _image in work:
+        services.record_failure(
+            spec.model,
+            obj.pk,
+            version=obj.moderation_version,
+            error=exc,
+            permanent=False,
+            configuration=configuration,
+        )
+    return Counter(retry=len(work))
 
 
 def due_for_work(spec: ModerationSpec, *, now=None):

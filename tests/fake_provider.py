@@ -1,8 +1,11 @@
 """A small embedding provider on 127.0.0.1 that speaks the three wire formats.
 
 It embeds for real, deterministically: a text by hashing its words, an image by its
-mean colour. Tests script faults with ``fail_next`` (status, headers, body) or a
-delay, and read back every request it received.
+mean colour. Tests script faults with ``fail_next`` (status, headers, body), with
+``fail_when`` (every request whose inputs match), a delay, a slow drip (``drip``: one
+byte every so many seconds, headers included or not), an endless body (``endless``) or a
+served ``model`` that refuses requests naming another, and read back every request it
+received.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ class Scripted:
     delay: float = 0.0
 
 
+@dataclass
+class Drip:
+    """Answer normally, but send one byte every ``interval`` seconds: the body, or everything."""
+
+    interval: float = 1.0
+    headers: bool = False
+
+
 class FakeProvider:
     def __init__(self, *, dims: int = 8) -> None:
         self.dims = dims
@@ -58,6 +69,11 @@ class FakeProvider:
         self.max_image_side: int | None = None  # answer 413 to larger images
         self.delay = 0.0
         self.down = False  # answer every request with 503 while True
+        self.rules: list[tuple] = []  # (predicate over [(kind, value), ...], Scripted), see fail_when
+        self.drip: Drip | None = None
+        self.endless = False  # status 200, then body bytes until the client hangs up
+        self.model: str | None = None  # when set, a request naming another model gets 400
+        self.stopping = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -73,11 +89,16 @@ class FakeProvider:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
     def fail_next(self, *answers: Scripted) -> None:
         self.script.extend(answers)
+
+    def fail_when(self, predicate, answer: Scripted) -> None:
+        """Give ``answer`` to every request whose inputs [(kind, value), ...] satisfy ``predicate``."""
+        self.rules.append((predicate, answer))
 
     def _handler(self):
         provider = self
@@ -95,12 +116,18 @@ class FakeProvider:
                     body = json.loads(raw)
                     provider.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
                     scripted = provider.script.pop(0) if provider.script else None
+                    items = self._items(body)
+                    scripted = scripted or next((answer for test, answer in provider.rules if test(items)), None)
                 try:
                     time.sleep(scripted.delay if scripted else provider.delay)
                     if scripted:
                         self._send(scripted.status, scripted.body, scripted.headers)
                     elif provider.down:
                         self._send(503, {"error": "temporarily unavailable"})
+                    elif provider.model and body.get("model") != provider.model:
+                        self._send(400, {"error": f"model {body.get('model')!r} not found"})
+                    elif provider.endless:
+                        self._send_endless()
                     else:
                         self._answer(body)
                 finally:
@@ -150,9 +177,37 @@ class FakeProvider:
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
+                drip = provider.drip  # as it was when the answer began: a test may reset it meanwhile
+                if drip and drip.headers:
+                    self._drip(b"".join(self._headers_buffer) + b"\r\n" + payload, drip.interval)
+                    self._headers_buffer = []
+                    return
                 self.end_headers()
+                if drip:
+                    self._drip(payload, drip.interval)
+                    return
                 # A client killed mid-request (as a test meant it to be) is not an error here.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
+
+            def _drip(self, data: bytes, interval: float):
+                """One byte every ``interval`` seconds, until done, the client hangs up or the provider stops."""
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.flush()
+                    for i in range(len(data)):
+                        if provider.stopping.wait(interval):
+                            return
+                        self.wfile.write(data[i : i + 1])
+
+            def _send_endless(self):
+                """A 200 whose JSON body never ends (no length: it ends when the connection does)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(b'{"data": [{"index": 0, "embedding": [')
+                    while not provider.stopping.is_set():
+                        self.wfile.write(b"0.5, " * 8192)
 
         return Handler

@@ -2,6 +2,7 @@
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from PIL import Image
 
 from moderation.embedders import EmbedderConfigurationError, PermanentEmbedError, TransientEmbedError
 from moderation.embedders.http import HttpEmbedder, parse_retry_after
-from tests.fake_provider import FakeProvider, Scripted
+from tests.fake_provider import Drip, FakeProvider, Scripted
 
 
 @pytest.fixture
@@ -160,7 +161,77 @@ def test_a_refused_input_is_permanent(embedder_factory, provider, status):
     provider.fail_next(Scripted(status, body={"error": "bad input"}))
     with pytest.raises(PermanentEmbedError, match="bad input"):
         embedder_factory().embed_texts(["a"])
-    assert len(provider.requests) == 1
+    assert len(provider.requests) == 2  # the input, then a known-good probe the provider accepts
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_a_provider_that_refuses_a_known_good_probe_too_is_a_configuration_error(embedder_factory, provider, kind):
+    provider.model = "clip-vit-large-patch14"  # the provider answers 400 to every request naming another model
+    embedder = embedder_factory(model="clip-vit-base-patch32")
+    with pytest.raises(EmbedderConfigurationError) as caught:
+        embedder.embed_texts(["a"]) if kind == "text" else embedder.embed_images([red()])
+    assert caught.value.code == "refuses_all_inputs"
+    assert "MODERATION['EMBEDDER']['OPTIONS']['model']" in str(caught.value)
+    assert len(provider.requests) == 2
+
+
+@pytest.mark.parametrize("headers", [False, True], ids=["body", "headers-and-body"])
+def test_a_provider_dripping_one_byte_a_second_is_cut_off_at_the_deadline(embedder_factory, provider, headers):
+    provider.drip = Drip(interval=1.0, headers=headers)
+    started = time.monotonic()
+    with pytest.raises(TransientEmbedError) as caught:
+        embedder_factory(timeout=5, deadline_seconds=2, max_retries=0).embed_texts(["a"])
+    elapsed = time.monotonic() - started
+    assert caught.value.code == "deadline_exceeded"
+    assert 2 <= elapsed < 3.5
+    assert "deadline_seconds" in str(caught.value)
+
+
+def test_each_attempt_has_its_own_deadline(embedder_factory, provider):
+    provider.drip = Drip(interval=0.5)
+    started = time.monotonic()
+    with pytest.raises(TransientEmbedError, match="2 attempt"):
+        embedder_factory(deadline_seconds=0.5, max_retries=1).embed_texts(["a"])
+    assert time.monotonic() - started < 2.5
+    assert len(provider.requests) == 2
+
+
+def test_an_endless_body_stops_at_the_byte_cap(embedder_factory, provider):
+    provider.endless = True
+    started = time.monotonic()
+    with pytest.raises(TransientEmbedError) as caught:
+        embedder_factory(max_response_bytes=1_000_000, max_retries=0).embed_texts(["a"])
+    assert caught.value.code == "response_too_large"
+    assert "max_response_bytes" in str(caught.value)
+    assert time.monotonic() - started < 2
+
+
+def test_a_declared_length_past_the_byte_cap_is_refused_before_reading(embedder_factory, provider):
+    provider.fail_next(Scripted(200, body={"data": [{"index": 0, "embedding": [0.1] * 8}], "padding": "x" * 5000}))
+    with pytest.raises(TransientEmbedError) as caught:
+        embedder_factory(max_response_bytes=4096, max_retries=0).embed_texts(["a"])
+    assert caught.value.code == "response_too_large"
+
+
+def test_a_connection_cut_off_at_the_deadline_is_not_reused(embedder_factory, provider):
+    embedder = embedder_factory(deadline_seconds=0.5, max_retries=0)
+    provider.drip = Drip(interval=0.2)
+    with pytest.raises(TransientEmbedError):
+        embedder.embed_texts(["a"])
+    provider.drip = None
+    assert embedder.embed_texts(["a"]).shape == (1, 8)
+
+
+def test_the_worst_case_of_one_task_counts_batches_prompts_attempts_and_waits(embedder_factory):
+    embedder = embedder_factory(max_batch=8, deadline_seconds=10, max_retries=2, backoff_max=4, max_wait=6)
+    # 16 objects: 2 sequential batches (texts and images go out at once), then the prompts.
+    # Each call: 3 attempts of 10 s and 2 waits of at most 6 s.
+    assert embedder.worst_case_seconds(16) == 3 * (3 * 10 + 2 * 6)
+    assert embedder.worst_case_seconds(8) == 2 * (3 * 10 + 2 * 6)
+
+
+def test_the_default_options_fit_the_default_task_timeout(provider):
+    assert HttpEmbedder(base_url=provider.url, dimensions=8).worst_case_seconds(16) < 120
 
 
 @pytest.mark.parametrize("status", [401, 403])

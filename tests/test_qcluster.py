@@ -16,7 +16,7 @@ from django_q.models import OrmQ
 from catalog.models import Listing
 from moderation import services, tasks
 from moderation.models import Decision, ModerationStatus
-from tests.fake_provider import FakeProvider
+from tests.fake_provider import Drip, FakeProvider, Scripted
 from tests.helpers import ROOT, demo_moderation_settings, run_python
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -180,12 +180,21 @@ def provider():
     server.stop()
 
 
-def http_settings(provider, **extra) -> str:
+def http_settings(provider, *, options=None, **extra) -> str:
+    # A task's worst case on the embedder (two calls of 2.5 s) stays under Q_TIMEOUT:
+    # check moderation.E005 would stop the cluster from starting otherwise.
     return json.dumps(
         {
             "EMBEDDER": {
                 "BACKEND": "moderation.embedders.http.HttpEmbedder",
-                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0, "timeout": 30},
+                "OPTIONS": {
+                    "base_url": provider.url,
+                    "dimensions": 512,
+                    "max_retries": 0,
+                    "timeout": 30,
+                    "deadline_seconds": 2.5,
+                    **(options or {}),
+                },
             },
             **extra,
         }
@@ -280,3 +289,73 @@ def test_a_listing_that_kills_its_worker_on_every_delivery_ends_in_error_and_the
     assert len(deliveries.read_text().splitlines()) == 2
     assert tasks.sweep() == 0
     assert status_of(crasher) == S.ERROR
+
+
+def cluster_processes(cluster) -> set[int]:
+    return {child.pid for child in psutil.Process(cluster.pid).children(recursive=True)}
+
+
+def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a_transient_error_in_time(
+    start_cluster, provider, listing_factory, photo, settings
+):
+    """With Q_TIMEOUT 6 s, a one-call deadline of 1 s: the task records the failure itself,
+    well before django-q2 would kill its worker."""
+    moderation = http_settings(provider, options={"deadline_seconds": 1, "timeout": 5})
+    settings.MODERATION = json.loads(moderation)
+    cluster = start_cluster(MODERATION_SETTINGS=moderation)
+    wait_for(lambda: len(cluster_processes(cluster)) >= 5, what="the cluster's workers")  # sentinel, pusher, monitor, 2
+    processes = cluster_processes(cluster)
+    provider.drip = Drip(interval=1.0)
+    saved = time.monotonic()
+    listing = listing_factory(image=photo("red"))
+    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_attempts == 1, timeout=20, what="the attempt")
+    assert time.monotonic() - saved < 6
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    assert listing.moderation_error == "deadline_exceeded"
+    assert listing.moderation_retry_at is not None
+    time.sleep(6)  # past Q_TIMEOUT: a worker still blocked would now be killed and replaced
+    assert cluster_processes(cluster) == processes
+
+
+def test_a_provider_refusing_every_input_leaves_listings_pending_and_they_are_scored_once_it_is_fixed(
+    start_cluster, provider, listing_factory, photo, settings
+):
+    moderation = http_settings(provider, RETRY_MAX_DELAY=1)
+    settings.MODERATION = json.loads(moderation)
+    start_cluster(MODERATION_SETTINGS=moderation)
+    provider.model = "clip-vit-large-patch14"  # settings name another model: 400 to every input
+    listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(3)]
+    rows = Listing.objects.filter(pk__in=[x.pk for x in listings])
+    wait_for(
+        lambda: set(rows.values_list("moderation_error", flat=True)) == {"refuses_all_inputs"},
+        what="the configuration error on every listing",
+    )
+    assert set(rows.values_list("moderation_status", "moderation_attempts")) == {(S.PENDING, 0)}
+    assert not rows.filter(moderation_retry_at__isnull=True).exists()
+
+    provider.model = None  # the provider serves the model the settings name
+    time.sleep(1.1)  # RETRY_MAX_DELAY
+    tasks.sweep()
+    wait_for(
+        lambda: not rows.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),
+        what="every listing to be scored once the provider accepts them",
+    )
+
+
+def test_a_failed_call_for_the_category_prompts_is_recorded_on_the_listing_with_a_retry_time(
+    start_cluster, provider, listing_factory, category_factory, photo, settings
+):
+    moderation = http_settings(provider)
+    settings.MODERATION = json.loads(moderation)
+    category_factory("Garden")  # two categories: a fresh worker embeds their prompts once
+    provider.fail_when(
+        lambda items: items[0][1].startswith("a photo of"), Scripted(200, body="<html>Gateway login</html>")
+    )
+    start_cluster(MODERATION_SETTINGS=moderation)
+    listing = listing_factory(image=photo("red"), category=category_factory("Kitchen"))
+    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_attempts == 1, what="the recorded attempt")
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    assert listing.moderation_error == "bad_response"
+    assert listing.moderation_retry_at is not None

@@ -83,6 +83,12 @@ class Embedder(ABC):
     @abstractmethod
     def _embed_images(self, images: list[Image.Image]) -> np.ndarray: ...
 
+    def worst_case_seconds(self, batch_size: int) -> float | None:
+        """The longest one task scoring ``batch_size`` objects can wait on calls out of the
+        process, in seconds; None for an embedder that makes none. Checked against the
+        queue's timeout (``moderation.checks``)."""
+        return None
+
     def validate(self, vectors, expected_count: int) -> np.ndarray:
         """Check shape and values, then L2-normalise. Raises instead of returning a bad row."""
         try:
