@@ -231,14 +231,15 @@ def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_whe
     start_cluster(MODERATION_SETTINGS=http_settings(provider, **extra))
     provider.down = True
     listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(4)]
+    # An attempt is counted when it starts (fault 10): wait for its failure to be recorded.
     wait_for(
-        lambda: all(row.moderation_attempts >= 1 for row in Listing.objects.filter(pk__in=[x.pk for x in listings])),
+        lambda: not Listing.objects.filter(pk__in=[x.pk for x in listings], moderation_error="").exists(),
         what="the first failed attempts",
     )
     assert set(Listing.objects.values_list("moderation_status", flat=True)) <= {S.PENDING, S.ERROR}
     assert set(Listing.objects.values_list("moderation_error", flat=True)) == {"unavailable"}
     tasks.sweep()  # the schedule does this every minute; retries still fail while it is down
-    wait_for(lambda: Listing.objects.filter(moderation_attempts__gte=2).count() == 4, what="second attempts")
+    wait_for(lambda: Listing.objects.filter(moderation_status=S.ERROR).count() == 4, what="second attempts")
     assert Listing.objects.filter(moderation_status=S.ERROR).count() == 4
 
     provider.down = False
@@ -308,10 +309,10 @@ def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a
     provider.drip = Drip(interval=1.0)
     saved = time.monotonic()
     listing = listing_factory(image=photo("red"))
-    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_attempts == 1, timeout=20, what="the attempt")
+    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_error, timeout=20, what="the failed attempt")
     assert time.monotonic() - saved < 6
     listing.refresh_from_db()
-    assert listing.moderation_status == S.PENDING
+    assert (listing.moderation_status, listing.moderation_attempts) == (S.PENDING, 1)
     assert listing.moderation_error == "deadline_exceeded"
     assert listing.moderation_retry_at is not None
     time.sleep(6)  # past Q_TIMEOUT: a worker still blocked would now be killed and replaced
@@ -354,8 +355,8 @@ def test_a_failed_call_for_the_category_prompts_is_recorded_on_the_listing_with_
     )
     start_cluster(MODERATION_SETTINGS=moderation)
     listing = listing_factory(image=photo("red"), category=category_factory("Kitchen"))
-    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_attempts == 1, what="the recorded attempt")
+    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_error, what="the recorded failure")
     listing.refresh_from_db()
-    assert listing.moderation_status == S.PENDING
+    assert (listing.moderation_status, listing.moderation_attempts) == (S.PENDING, 1)
     assert listing.moderation_error == "bad_response"
     assert listing.moderation_retry_at is not None
