@@ -4,7 +4,7 @@ A host site adds ``ModerationAdminMixin`` to its own ModelAdmin to get moderatio
 columns, filters, the review panel on the change page and the approve / reject /
 rescan actions; ``ReviewQueueAdmin`` is the same, limited to what needs a person
 (flagged and errored objects, most severe first), for a proxy model. Actions call
-``moderation.services``: the admin holds no state rules of its own.
+``moderation.transitions``: the admin holds no state rules of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import search, services
+from . import search, transitions
+from .exceptions import InvalidTransition
 from .models import Decision, FlagReason, ModerationStatus
 from .registry import get_spec, specs
 
@@ -215,7 +216,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
     @admin.action(description=_("Rescan selected"), permissions=["moderate"])
     def rescan_selected(self, request, queryset):
         for obj in queryset:
-            services.rescan(obj, actor=request.user)
+            transitions.rescan(obj, actor=request.user)
         self.message_user(request, _("%(count)d queued for scoring.") % {"count": len(queryset)}, messages.SUCCESS)
 
     def _decide_with_reason(self, request, queryset, verb: str):
@@ -240,9 +241,9 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         done, refused = 0, []
         for obj in objects:
             try:
-                services.decide(obj, verb, actor=request.user, reason=reason)
+                transitions.decide(obj, verb, actor=request.user, reason=reason)
                 done += 1
-            except services.InvalidTransition as exc:
+            except InvalidTransition as exc:
                 refused.append(str(exc))
         if done:
             message = _("%(count)d approved.") if verb == "approve" else _("%(count)d rejected.")
@@ -273,7 +274,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         if obj is None:
             raise Http404(_("No such object."))
         if verb == "rescan":
-            services.decide(obj, verb, actor=request.user)
+            transitions.decide(obj, verb, actor=request.user)
             self.message_user(request, _("Queued for scoring."), messages.SUCCESS)
         else:
             form = DecisionForm(request.POST)
@@ -309,7 +310,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
                     (hit, _admin_url(hit.object), getattr(hit.object, spec.image_field).url)
                     for hit in search.similar_to(obj, k=6, statuses=None)
                 ],
-                "history": services.history(obj).select_related("actor"),
+                "history": transitions.history(obj).select_related("actor"),
                 "can_moderate": self.has_moderate_permission(request),
                 "decide_url": reverse(
                     f"{self.admin_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_moderation_decide",

@@ -28,6 +28,13 @@ class ModerationStatus(models.TextChoices):
     ERROR = "error", _("Error")
 
 
+# Which statuses each part of the app means (the QuerySet vocabulary below names the queries).
+PUBLIC_STATUSES = (ModerationStatus.OK, ModerationStatus.APPROVED)  # anyone may see them
+REVIEW_STATUSES = (ModerationStatus.FLAGGED, ModerationStatus.ERROR)  # they need a person
+UNSCORED_STATUSES = (ModerationStatus.PENDING, ModerationStatus.ERROR)  # a task has work to do
+DECIDED_STATUSES = (ModerationStatus.APPROVED, ModerationStatus.REJECTED)  # a moderator's; a rescan keeps them
+
+
 class FlagReason(models.TextChoices):
     TEXT_IMAGE_MISMATCH = "text_image_mismatch", _("The photo does not match the title and description")
     CATEGORY_MISMATCH = "category_mismatch", _("The photo does not look like the listed category")
@@ -63,7 +70,7 @@ def vector_dimensions(model: type[models.Model], *, using: str = "default") -> d
 
 class ModeratedModel(models.Model):
     """Abstract fields a moderated model carries. State changes go through
-    ``moderation.services``, never through direct assignment."""
+    ``moderation.transitions``, never through direct assignment."""
 
     moderation_status = models.CharField(
         _("moderation status"),

@@ -7,7 +7,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from . import tasks
+from . import queue, tasks
 from .conf import moderation_settings
 from .registry import ModerationSpec, get_spec, specs
 
@@ -59,7 +59,7 @@ def run_in_batches(
             if sync:
                 outcome.update(tasks.moderate_batch(spec.label, chunk, force))
             else:
-                tasks.enqueue_batch(spec.label, chunk, force=force)
+                queue.enqueue_batch(spec.label, chunk, force=force)
                 outcome["queued"] += len(chunk)
             bar.update(len(chunk))
     summary = ", ".join(f"{key}: {value}" for key, value in sorted(outcome.items())) or "nothing to do"

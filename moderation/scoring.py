@@ -22,11 +22,12 @@ from .conf import moderation_settings
 from .embedders import Embedder
 from .models import FlagReason
 from .registry import ModerationSpec
+from .vectors import vector_literal
 
 
 @dataclass
 class Scores:
-    consistency: float
+    consistency: float | None
     category_rank: int | None = None
     category_score: float | None = None
     suggested_categories: list[dict] = field(default_factory=list)
@@ -36,7 +37,22 @@ class Scores:
     severity: int = 0
 
     def as_dict(self) -> dict:
+        """The scores as a ``Decision`` keeps them (``Decision.scores``): these keys, always."""
         return asdict(self)
+
+    @classmethod
+    def stored_on(cls, obj: Model) -> Scores:
+        """The scores a moderated object holds in its own fields (None where not scored)."""
+        return cls(
+            consistency=obj.consistency_score,
+            category_rank=obj.category_rank,
+            category_score=obj.category_score,
+            suggested_categories=list(obj.suggested_categories),
+            duplicate_of=obj.duplicate_of,
+            duplicate_similarity=obj.duplicate_similarity,
+            flag_reasons=list(obj.flag_reasons),
+            severity=obj.severity,
+        )
 
 
 def thresholds_for(category: str | None) -> dict:
@@ -123,7 +139,7 @@ def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, m
         "SELECT q.i, c.* FROM unnest(%s::halfvec[], %s::text[], %s::text[]) WITH ORDINALITY AS q(v, pk, owner, i) "
         f"CROSS JOIN LATERAL ({inner_sql}) AS c"
     )
-    vectors = [search.vector_literal(vector) for vector in image_vectors]
+    vectors = [vector_literal(vector) for vector in image_vectors]
     return sql, [vectors, [str(obj.pk) for obj in objs], owners, *inner_params]
 
 

@@ -28,6 +28,7 @@ from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
 from .models import VECTOR_FIELDS, ModerationStatus
 from .registry import get_spec
+from .vectors import vector_literal
 
 MAX_K = 100
 RRF_K = 60  # the usual constant of reciprocal rank fusion
@@ -54,16 +55,6 @@ def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
     if exclude_pk is not None:
         queryset = queryset.exclude(pk=exclude_pk)
     return queryset
-
-
-def to_db(vector) -> list[float]:
-    """A vector as the list pgvector's field writes fastest, rounded to what halfvec keeps."""
-    return np.asarray(vector, dtype=np.float32).round(5).tolist()
-
-
-def vector_literal(vector) -> str:
-    """A vector as pgvector's text form, for a query parameter."""
-    return "[" + ",".join(map(str, to_db(vector))) + "]"
 
 
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):

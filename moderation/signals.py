@@ -13,7 +13,7 @@ from django.db.models.signals import post_save
 
 from .embedders import EmbedderError, get_embedder
 from .registry import get_spec, is_registered
-from .services import content_changed, content_hash
+from .transitions import content_changed
 
 logger = logging.getLogger("moderation")
 
@@ -33,7 +33,7 @@ def on_save(sender, instance, created, raw=False, update_fields=None, **kwargs) 
     spec = get_spec(sender)
     if update_fields is not None and not set(update_fields) & {*spec.text_fields, spec.image_field}:
         return  # e.g. our own score writes, or a price change saved with update_fields
-    new_hash = content_hash(spec, instance, model_id=current_model_id())
+    new_hash = spec.content_hash(instance, model_id=current_model_id())
     if created or new_hash != instance.content_hash:
         content_changed(instance, new_hash=new_hash, created=created)
 

@@ -203,11 +203,11 @@ def test_bulk_reject_asks_for_a_reason_then_rejects_every_selected_listing(clien
 
 
 def test_bulk_approve_skips_what_cannot_be_approved_and_says_why(client, moderator, review_catalogue):
-    from moderation import services
+    from moderation import transitions
 
     client.force_login(moderator)
     mismatch, duplicate = review_catalogue["mismatch"], review_catalogue["duplicate"]
-    services.approve(duplicate, actor=moderator)
+    transitions.approve(duplicate, actor=moderator)
     response = client.post(
         "/admin/catalog/listing/",
         {

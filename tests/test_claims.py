@@ -7,7 +7,7 @@ from django.db import connection
 from django_q.models import OrmQ
 
 from catalog.models import Listing
-from moderation import services, tasks
+from moderation import tasks, transitions
 from moderation.models import ModerationStatus
 from tests.helpers import score_now
 
@@ -147,6 +147,6 @@ def test_holding_the_claim_a_task_for_an_old_version_scores_the_current_one(demo
     assert outcome == {"superseded": 1, "coalesced": 1, "flagged": 1}  # a green kettle in a blue photo
     listing.refresh_from_db()
     assert listing.moderation_status == S.FLAGGED
-    decision = services.history(listing).first()
+    decision = transitions.history(listing).first()
     assert decision.content_version == old_version + 1
     assert score_now(listing) == {"current": 1}

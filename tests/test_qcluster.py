@@ -14,7 +14,7 @@ from django.db import connection
 from django_q.models import OrmQ
 
 from catalog.models import Listing
-from moderation import services, tasks
+from moderation import queue, tasks, transitions
 from moderation.models import Decision, ModerationStatus
 from tests.fake_provider import Drip, FakeProvider, Scripted
 from tests.helpers import ROOT, demo_moderation_settings, run_python
@@ -128,7 +128,7 @@ def test_saves_and_edits_arriving_while_tasks_coalesce_are_all_scored_in_their_l
     )
     assert set(Listing.objects.values_list("moderation_status", flat=True)) == {S.OK}
     for listing in Listing.objects.all():
-        last = services.history(listing).first()
+        last = transitions.history(listing).first()
         assert (last.reason, last.content_version) == ("scored", listing.moderation_version)
 
 
@@ -137,12 +137,12 @@ def test_a_decision_survives_a_rescan_and_a_task_run_twice_writes_once(
 ):
     start_cluster()
     listing = listing_factory(title="Yellow rain jacket", image=photo("purple", "shirt"))
-    tasks.enqueue("catalog.listing", listing.pk, 1)  # the same task a second time
+    queue.enqueue("catalog.listing", listing.pk, 1)  # the same task a second time
     wait_for(lambda: status_of(listing) == S.FLAGGED, what="scoring")
     listing.refresh_from_db()
     scored_at = listing.moderated_at
-    services.reject(listing, actor=admin_user, reason="wrong photo")
-    services.rescan(listing, actor=admin_user)
+    transitions.reject(listing, actor=admin_user, reason="wrong photo")
+    transitions.rescan(listing, actor=admin_user)
     wait_for(lambda: Listing.objects.get(pk=listing.pk).moderated_at > scored_at, what="the rescan")
     listing.refresh_from_db()
     assert listing.moderation_status == S.REJECTED

@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from moderation import services
+from moderation import transitions
 from moderation.models import FlagReason, ModerationStatus
 
 from .permissions import IsModerator
@@ -66,14 +66,14 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
 
     def retrieve(self, request, *args, **kwargs):
         obj = self.get_object()
-        decisions = services.history(obj).select_related("actor")
+        decisions = transitions.history(obj).select_related("actor")
         return Response({**self.get_serializer(obj).data, "history": DecisionSerializer(decisions, many=True).data})
 
     def _decide(self, request, verb: str):
         obj = self.get_object()
         form = DecisionRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
+        transitions.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
         obj.refresh_from_db()
         return Response(self.get_serializer(obj).data)
 
