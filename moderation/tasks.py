@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import claims, db, queue, scoring, transitions
+from . import claims, db, duplicates, queue, scoring, transitions
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -207,7 +207,7 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
     except (TransientEmbedError, EmbedderConfigurationError) as exc:
         return _retry_later(spec, work, exc, configuration=isinstance(exc, EmbedderConfigurationError))
     objs = [obj for obj, _text, _image in work]
-    phashes = [scoring.image_phash(image) for _obj, _text, image in work]
+    phashes = [duplicates.image_phash(image) for _obj, _text, image in work]
     labels = spec.category_labels()
     try:
         # Outside the transaction: the categories' prompts are embedded once per model.
@@ -220,16 +220,16 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
         db.relax_commit()
         # Another task scoring the same picture waits here until this one committed,
         # and then finds it among the duplicate candidates.
-        scoring.lock_pictures(spec, phashes)
+        claims.lock_pictures(spec, phashes)
         scores = scoring.score_batch(
             spec,
             objs,
             text_vectors=text_vectors,
             image_vectors=image_vectors,
             phashes=phashes,
-            model_id=embedder.model_id,
             labels=labels,
             matrix=matrix,
+            candidates=duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id),
         )
         results = [
             transitions.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)

@@ -324,17 +324,17 @@ def test_hashes_of_the_same_picture_share_a_lock_key(demo_moderation):
     import itertools
     import random
 
-    from moderation import scoring
+    from moderation import claims
     from moderation.registry import get_spec
 
     spec, rng = get_spec(Listing), random.Random(7)
     for _ in range(300):
         phash = rng.getrandbits(64)
-        near = phash ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, scoring.LOCKED_DISTANCE)))
-        assert scoring.picture_keys(spec, phash) & scoring.picture_keys(spec, near)
-    unrelated = [scoring.picture_keys(spec, rng.getrandbits(64)) for _ in range(200)]
+        near = phash ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, claims.LOCKED_DISTANCE)))
+        assert claims.picture_keys(spec, phash) & claims.picture_keys(spec, near)
+    unrelated = [claims.picture_keys(spec, rng.getrandbits(64)) for _ in range(200)]
     assert not any(a & b for a, b in itertools.pairwise(unrelated))
-    assert len(scoring.picture_keys(spec, 0)) == scoring.LOCKED_DISTANCE + 1
+    assert len(claims.picture_keys(spec, 0)) == claims.LOCKED_DISTANCE + 1
 
 
 @pytest.fixture

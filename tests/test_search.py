@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Category, Listing
-from moderation import scoring, search
+from moderation import duplicates, search, vectors
 from moderation.models import ModerationStatus
 from moderation.registry import get_spec
 from moderation.search import Hit
@@ -54,7 +54,7 @@ def test_the_hnsw_index_serves_the_nearest_neighbour_query(many_listings):
         embedding_model="demo:colour-words-v1", moderation_status__in=search.PUBLIC_STATUSES
     )
     with transaction.atomic():
-        search.search_settings(k=10)
+        vectors.set_index_options(k=10)
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")  # only the HNSW index returns rows in order
@@ -67,9 +67,9 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
     neighbours found through the HNSW index (LATERAL join), never by a scan."""
     spec = get_spec(Listing)
     batch = list(Listing.objects.order_by("pk")[:3])
-    sql, params = scoring.duplicate_query(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
+    sql, params = duplicates.duplicate_query(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
     with transaction.atomic():
-        search.search_settings(k=10)
+        vectors.set_index_options(k=10)
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")
@@ -77,7 +77,7 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
             plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
     assert "Seq Scan on catalog_listing" not in plan, plan
-    found = scoring.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
+    found = duplicates.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
     # Every listing here has the same seller: no candidates from the same owner.
     assert found == [[], [], []]
 
@@ -143,7 +143,7 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
         search.similar_to(listing, k=5)
     union = next(query["sql"] for query in queries.captured_queries if "UNION ALL" in query["sql"])
     with transaction.atomic():
-        search.search_settings(k=5)
+        vectors.set_index_options(k=5)
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")
