@@ -29,11 +29,10 @@ from django.utils.translation import gettext_lazy as _
 
 from . import search, transitions
 from .exceptions import InvalidTransition
-from .models import Decision, FlagReason, ModerationStatus
+from .models import MODERATE_PERMISSION, REVIEW_ORDER, Decision, FlagReason, ModerationStatus
 from .registry import get_spec, specs
 
 S = ModerationStatus
-MODERATE_PERMISSION = "moderation.moderate"
 STATUS_COLOURS = {
     S.PENDING: "#777",
     S.OK: "#2e7d32",
@@ -70,7 +69,7 @@ class StatusFilter(ChoicesFilter):
 
     def filter(self, queryset, value):
         if value == "review":
-            return queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
+            return queryset.needs_review()
         return queryset.filter(moderation_status=value)
 
 
@@ -82,7 +81,7 @@ class ReasonFilter(ChoicesFilter):
         return FlagReason.choices
 
     def filter(self, queryset, value):
-        return queryset.filter(flag_reasons__contains=[value])
+        return queryset.flagged_for(value)
 
 
 class CheckedChangeList(ChangeList):
@@ -376,10 +375,10 @@ class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
     """
 
     list_per_page = 50
-    ordering = ["-severity", "consistency_score"]
+    ordering = REVIEW_ORDER  # the change list orders by the admin's ordering, not the queryset's
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(moderation_status__in=[S.FLAGGED, S.ERROR])
+        return super().get_queryset(request).needs_review()
 
     def get_list_display(self, request):
         spec = get_spec(self.model)

@@ -7,7 +7,7 @@ from django.db.migrations.loader import MigrationLoader
 
 from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
-from .models import VECTOR_FIELDS, vector_dimensions
+from .models import VECTOR_FIELDS, ModeratedQuerySet, vector_dimensions
 from .registry import specs
 from .uploads import ModeratedImageField
 
@@ -96,6 +96,29 @@ def _migrated_dimensions(loader: MigrationLoader) -> dict:
 
 def _moderated_models(app_configs):
     return [spec.model for spec in specs() if app_configs is None or spec.model._meta.app_config in app_configs]
+
+
+@checks.register(checks.Tags.models)
+def check_managers(app_configs=None, **kwargs):
+    """The admin, the API and search call the moderation queries on a moderated model's
+    default manager (``needs_review()``, ``public()``, ...): a host's own manager must keep them."""
+    found = []
+    for model in _moderated_models(app_configs):
+        manager = model._default_manager
+        queryset = manager.get_queryset()  # builds a QuerySet; runs no query
+        if not isinstance(queryset, ModeratedQuerySet):
+            found.append(
+                checks.Error(
+                    f"The default manager of {model._meta.label}, {manager.name}, makes a {type(queryset).__name__}, "
+                    "not a moderation.models.ModeratedQuerySet: the review queue, the API and search would fail "
+                    "on its needs_review(), public(), flagged_for() and visible_to().",
+                    hint="Build the manager's queryset on ModeratedQuerySet: "
+                    "class MyQuerySet(ModeratedQuerySet), and objects = MyQuerySet.as_manager().",
+                    obj=model,
+                    id="moderation.E006",
+                )
+            )
+    return found
 
 
 @checks.register()

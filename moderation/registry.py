@@ -128,6 +128,7 @@ def register(
             except Exception as exc:
                 raise ImproperlyConfigured(f"{model.__name__} has no field {name!r} to moderate.") from exc
         _registry[spec.label] = spec
+        model.moderation_spec = spec
         return model
 
     return declare(model) if model is not None else declare

@@ -27,13 +27,12 @@ from django.db.models import Subquery, Value
 from pgvector.django import CosineDistance
 
 from .embedders import decode_listing_image, get_embedder
-from .models import VECTOR_FIELDS, ModerationStatus
+from .models import PUBLIC_STATUSES, VECTOR_FIELDS
 from .registry import get_spec
 from .vectors import nearest_first, set_index_options, vector_literal
 
 MAX_K = 100
 RRF_K = 60  # the usual constant of reciprocal rank fusion
-PUBLIC_STATUSES = (ModerationStatus.OK, ModerationStatus.APPROVED)
 
 
 @dataclass

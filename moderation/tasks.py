@@ -27,7 +27,7 @@ from .embedders import (
     decode_listing_image,
     get_embedder,
 )
-from .models import VECTOR_FIELDS, ModerationStatus, vector_dimensions
+from .models import UNSCORED_STATUSES, VECTOR_FIELDS, ModerationStatus, vector_dimensions
 from .registry import ModerationSpec, get_spec, specs
 
 logger = logging.getLogger("moderation")
@@ -101,7 +101,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
             outcome["superseded"] += 1
             if claimed and obj is not None and obj.moderation_status == S.PENDING:
                 along.append(obj)
-        elif not force and obj.moderation_status not in (S.PENDING, S.ERROR) and obj.embedding_model == model_id:
+        elif not force and obj.moderation_status not in UNSCORED_STATUSES and obj.embedding_model == model_id:
             outcome["current"] += 1
         else:
             due.append(obj)
@@ -264,7 +264,7 @@ def due_for_work(spec: ModerationSpec, *, now=None):
     return spec.model._default_manager.filter(
         Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True)
         & (Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale))
-        | Q(moderation_status__in=[S.PENDING, S.ERROR], moderation_retry_at__lte=now)
+        | Q(moderation_status__in=UNSCORED_STATUSES, moderation_retry_at__lte=now)
     )
 
 

@@ -10,6 +10,7 @@ from moderation import checks, registry
 from moderation.checks import check_image_fields, check_vector_columns, check_vector_migrations
 from moderation.embedders import get_embedder
 from moderation.models import ModeratedModel
+from moderation.uploads import ModeratedImageField
 from tests.helpers import run_python
 from tests.testapp.models import Gadget
 
@@ -109,3 +110,25 @@ def test_a_task_that_may_wait_on_the_embedder_past_the_queue_timeout_is_an_error
 def test_an_embedder_whose_worst_case_fits_the_queue_timeout_passes(hosted):
     hosted(timeout=120)  # the HTTP embedder's defaults: 100 s
     assert checks.check_embedder_deadline() == []
+
+
+@isolate_apps("tests.testapp")
+def test_a_registered_model_whose_own_manager_drops_the_moderation_queries_is_an_error(monkeypatch):
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+
+    @registry.register(text_fields=["name"], image_field="photo")
+    class Flyer(ModeratedModel):
+        name = models.CharField(max_length=50)
+        photo = ModeratedImageField()
+        objects = models.Manager()
+
+        class Meta(ModeratedModel.Meta):
+            app_label = "testapp"
+
+    [error] = checks.check_managers()
+    assert (error.id, error.obj) == ("moderation.E006", Flyer)
+    assert "ModeratedQuerySet" in error.hint
+
+
+def test_a_manager_built_on_the_moderated_queryset_passes():
+    assert checks.check_managers() == []

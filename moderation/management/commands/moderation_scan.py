@@ -1,4 +1,4 @@
-from moderation.models import ModerationStatus
+from moderation.models import UNSCORED_STATUSES
 from moderation.pipeline_commands import BatchCommand
 
 
@@ -14,4 +14,4 @@ class Command(BatchCommand):
         queryset = spec.model._default_manager.all()
         if every:
             return queryset
-        return queryset.filter(moderation_status__in=[ModerationStatus.PENDING, ModerationStatus.ERROR])
+        return queryset.filter(moderation_status__in=UNSCORED_STATUSES)
