@@ -270,3 +270,15 @@ def test_another_model_gets_the_queue_with_the_mixin_alone(client, moderator, de
     assert "approve_selected" in page
     detail = client.get(f"/admin/testapp/gadget/{gadget.pk}/change/").content.decode()
     assert 'id="moderation-review"' in detail
+
+
+@pytest.mark.parametrize("page", [QUEUE, "/admin/moderation/decision/dashboard/"])
+def test_status_colours_and_the_chart_are_styled_by_the_static_stylesheet_alone(
+    client, moderator, review_catalogue, page
+):
+    client.force_login(moderator)
+    html = client.get(page).content.decode()
+    assert "/static/moderation/admin.css" in html
+    assert not re.search(r"<style|style=\"|fill=\"#", html.split("<body", 1)[1])
+    if page == QUEUE:
+        assert '<span class="moderation-status flagged">Flagged</span>' in html
