@@ -17,7 +17,7 @@ tasks then take no locks (a task and its re-delivery may both score an object, a
 the result is written once).
 
 Two keys that hash alike (32 bits) only make a task skip an object that another
-holds; the sweeper re-queues it after ``STALE_AFTER``.
+holds; the sweeper re-queues it after ``STALE_AFTER_SECONDS``.
 
 Picture locks order two tasks scoring the same picture at the same moment: the second
 waits until the first has committed, then finds its photo among the duplicate

@@ -260,7 +260,7 @@ def _retry_later(spec: ModerationSpec, work: list, exc: EmbedderError, *, config
 def due_for_work(spec: ModerationSpec, *, now=None):
     """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are due."""
     now = now or timezone.now()
-    stale = now - timedelta(seconds=moderation_settings.STALE_AFTER)
+    stale = now - timedelta(seconds=moderation_settings.STALE_AFTER_SECONDS)
     return spec.model._default_manager.filter(
         Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True)
         & (Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale))

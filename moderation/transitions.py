@@ -225,7 +225,7 @@ def record_failure(
     Permanent: ``error`` now, not retried until the content changes or a moderator
     rescans. Transient: stays ``pending`` and the sweeper retries it after a growing
     delay (the provider's ``retry_after`` when longer), up to ``MAX_ATTEMPTS``, then
-    ``error``, retried again after ``ERROR_RETRY_DELAY``. An attempt that
+    ``error``, retried again after ``ERROR_RETRY_DELAY_SECONDS``. An attempt that
     ``start_attempt`` counted is not counted again; a configuration error gives it
     back, since nothing is wrong with the object. A Decision is written when the
     status, or the code of an ``error``, changes.
@@ -248,12 +248,14 @@ def record_failure(
         if permanent:
             row.moderation_status, row.moderation_retry_at = S.ERROR, None
         elif configuration:
-            row.moderation_retry_at = now + timedelta(seconds=conf.RETRY_MAX_DELAY)
+            row.moderation_retry_at = now + timedelta(seconds=conf.RETRY_MAX_DELAY_SECONDS)
         elif row.moderation_attempts >= conf.MAX_ATTEMPTS:
             row.moderation_status = S.ERROR
-            row.moderation_retry_at = now + timedelta(seconds=conf.ERROR_RETRY_DELAY)
+            row.moderation_retry_at = now + timedelta(seconds=conf.ERROR_RETRY_DELAY_SECONDS)
         else:
-            delay = min(conf.RETRY_MAX_DELAY, conf.RETRY_BASE_DELAY * 2 ** (row.moderation_attempts - 1))
+            delay = min(
+                conf.RETRY_MAX_DELAY_SECONDS, conf.RETRY_BASE_DELAY_SECONDS * 2 ** (row.moderation_attempts - 1)
+            )
             delay = max(delay, getattr(error, "retry_after", None) or 0)
             row.moderation_retry_at = now + timedelta(seconds=delay)
         row.save(

@@ -34,10 +34,9 @@ from django.utils.crypto import salted_hmac
 from PIL import Image, JpegImagePlugin
 
 from .conf import moderation_settings
-from .embedders import PermanentEmbedError, open_listing_image
+from .embedders import PermanentEmbedError, current_model_id, open_listing_image
 from .embedders.images import check_size, upright
 from .registry import ModerationSpec
-from .signals import current_model_id
 
 # WebP is written again at quality 90, which costs no visible detail of a marketplace
 # photo. JPEG keeps the seller's own quantization tables: the same size and about half

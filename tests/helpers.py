@@ -1,5 +1,6 @@
 """Helpers for tests that are not fixtures: subprocesses and generated images."""
 
+import functools
 import io
 import os
 import subprocess
@@ -7,6 +8,9 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+
+from moderation.conf import DEFAULTS
+from moderation.embedders import images
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +49,16 @@ def demo_moderation_settings(model_dir, **extra) -> dict:
         "THRESHOLDS": DEMO_THRESHOLDS,
         **extra,
     }
+
+
+# images.decode_image with the app's default formats and pixel cap, and no byte cap (the
+# reference tests decode large PNGs); a test may pass its own limits.
+decode_image = functools.partial(
+    images.decode_image,
+    formats=DEFAULTS["IMAGE_FORMATS"],
+    max_pixels=DEFAULTS["IMAGE_MAX_PIXELS"],
+    max_bytes=None,
+)
 
 
 def image_bytes(color=(200, 30, 30), *, size=(64, 64), fmt="PNG") -> bytes:

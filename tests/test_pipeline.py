@@ -241,7 +241,7 @@ def test_a_provider_outage_leaves_listings_pending_with_growing_retry_delays_the
                 "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0},
             },
             "MAX_ATTEMPTS": 3,
-            "RETRY_BASE_DELAY": 30,
+            "RETRY_BASE_DELAY_SECONDS": 30,
         }
         provider.fail_next(*[Scripted(503, body={"error": "down"})] * 20)
         listing = listing_factory(image=photo("red"))

@@ -226,7 +226,7 @@ def test_a_worker_killed_mid_task_does_not_lose_the_listing(start_cluster, provi
 def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_when_it_returns(
     start_cluster, provider, listing_factory, photo, settings
 ):
-    extra = {"RETRY_BASE_DELAY": 1, "MAX_ATTEMPTS": 2, "ERROR_RETRY_DELAY": 1}
+    extra = {"RETRY_BASE_DELAY_SECONDS": 1, "MAX_ATTEMPTS": 2, "ERROR_RETRY_DELAY_SECONDS": 1}
     settings.MODERATION = json.loads(http_settings(provider, **extra))
     start_cluster(MODERATION_SETTINGS=http_settings(provider, **extra))
     provider.down = True
@@ -242,7 +242,7 @@ def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_whe
     assert Listing.objects.filter(moderation_status=S.ERROR).count() == 4
 
     provider.down = False
-    time.sleep(1.1)  # ERROR_RETRY_DELAY
+    time.sleep(1.1)  # ERROR_RETRY_DELAY_SECONDS
     assert tasks.sweep() == 4
     wait_for(
         lambda: not Listing.objects.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),
@@ -321,7 +321,7 @@ def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a
 def test_a_provider_refusing_every_input_leaves_listings_pending_and_they_are_scored_once_it_is_fixed(
     start_cluster, provider, listing_factory, photo, settings
 ):
-    moderation = http_settings(provider, RETRY_MAX_DELAY=1)
+    moderation = http_settings(provider, RETRY_MAX_DELAY_SECONDS=1)
     settings.MODERATION = json.loads(moderation)
     start_cluster(MODERATION_SETTINGS=moderation)
     provider.model = "clip-vit-large-patch14"  # settings name another model: 400 to every input
@@ -335,7 +335,7 @@ def test_a_provider_refusing_every_input_leaves_listings_pending_and_they_are_sc
     assert not rows.filter(moderation_retry_at__isnull=True).exists()
 
     provider.model = None  # the provider serves the model the settings name
-    time.sleep(1.1)  # RETRY_MAX_DELAY
+    time.sleep(1.1)  # RETRY_MAX_DELAY_SECONDS
     tasks.sweep()
     wait_for(
         lambda: not rows.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),

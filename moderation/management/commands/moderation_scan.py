@@ -1,5 +1,5 @@
+from moderation.management.base import BatchCommand
 from moderation.models import UNSCORED_STATUSES
-from moderation.pipeline_commands import BatchCommand
 
 
 class Command(BatchCommand):
