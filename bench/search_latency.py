@@ -182,7 +182,7 @@ def main() -> None:
         f"\n{'query kind':32} {'SQL p50':>8} {'SQL p95':>8} {'service p50':>11} {'service p95':>11} "
         f"{'recall@10':>9} {'returned k':>10}"
     )
-    base = Listing.objects.filter(embedding_model=MODEL_ID, moderation_status__in=search.PUBLIC_STATUSES)
+    base = Listing.objects.public().filter(embedding_model=MODEL_ID)
     for name, (column, vector_of, mask) in kinds.items():
         queryset = base.filter(category__slug="rare") if mask is not None else base
         matrix = images if column == "image_vector" else texts

@@ -75,3 +75,10 @@ def score_now(obj, *, force: bool = False) -> dict:
     result = tasks.moderate_object(obj._meta.label_lower, str(obj.pk), obj.moderation_version, force)
     obj.refresh_from_db()
     return result
+
+
+def history(obj) -> list[tuple[str, str]]:
+    """(from, to) of the object's decisions, oldest first."""
+    from moderation import transitions
+
+    return list(transitions.history(obj).order_by("created_at", "id").values_list("from_status", "to_status"))

@@ -150,3 +150,22 @@ def test_holding_the_claim_a_task_for_an_old_version_scores_the_current_one(demo
     decision = transitions.history(listing).first()
     assert decision.content_version == old_version + 1
     assert score_now(listing) == {"current": 1}
+
+
+def test_hashes_of_the_same_picture_share_a_lock_key(demo_moderation):
+    """The bands of the duplicate check's locks: any two hashes within LOCKED_DISTANCE
+    bits share a key (pigeonhole), whichever bits differ; unrelated hashes do not."""
+    import itertools
+    import random
+
+    from moderation import claims
+    from moderation.registry import get_spec
+
+    spec, rng = get_spec(Listing), random.Random(7)
+    for _ in range(300):
+        phash = rng.getrandbits(64)
+        near = phash ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, claims.LOCKED_DISTANCE)))
+        assert claims.picture_keys(spec, phash) & claims.picture_keys(spec, near)
+    unrelated = [claims.picture_keys(spec, rng.getrandbits(64)) for _ in range(200)]
+    assert not any(a & b for a, b in itertools.pairwise(unrelated))
+    assert len(claims.picture_keys(spec, 0)) == claims.LOCKED_DISTANCE + 1

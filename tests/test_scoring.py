@@ -5,9 +5,12 @@ import pytest
 
 from catalog.models import Category, Listing
 from moderation import scoring
+from moderation.models import ModerationStatus
 from moderation.registry import get_spec
-from tests.helpers import DEMO_THRESHOLDS
+from tests.helpers import DEMO_THRESHOLDS, score_now
+from tests.testapp.models import Gadget
 
+S = ModerationStatus
 LABELS = ["Kitchen", "Clothing", "Furniture", "Toys"]
 
 
@@ -48,3 +51,16 @@ def test_a_batch_is_scored_from_vectors_and_candidates_without_the_database(sett
     assert (scores[1].category_rank, scores[1].suggested_categories[0]["category"]) == (4, "Toys")
     assert (scores[1].duplicate_of, scores[1].duplicate_similarity) == ("99", 0.97)
     assert (scores[2].duplicate_of, scores[2].duplicate_similarity) == ("1", pytest.approx(1.0))
+
+
+@pytest.mark.django_db
+def test_a_photo_unlike_its_category_is_flagged_with_the_categories_it_looks_like(
+    settings, demo_moderation, gadget_factory, photo
+):
+    settings.MODERATION = {**demo_moderation, "CATEGORY_THRESHOLDS": {"Red gear": {"CATEGORY_MAX_RANK": 1}}}
+    gadget = gadget_factory(name="Lamp", kind=Gadget.Kind.RED, picture=photo("blue"))
+    score_now(gadget)
+    assert gadget.moderation_status == S.FLAGGED
+    assert "category_mismatch" in gadget.flag_reasons
+    assert gadget.category_rank > 1
+    assert gadget.suggested_categories[0]["category"] == "Blue gear"
