@@ -231,14 +231,22 @@ def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_whe
     start_cluster(MODERATION_SETTINGS=http_settings(provider, **extra))
     provider.down = True
     listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(4)]
+    # An attempt is counted before the embedder call and its outcome recorded after it:
+    # wait for both (moderation_started_at is cleared with the outcome).
     wait_for(
-        lambda: all(row.moderation_attempts >= 1 for row in Listing.objects.filter(pk__in=[x.pk for x in listings])),
+        lambda: all(
+            row.moderation_attempts >= 1 and row.moderation_started_at is None
+            for row in Listing.objects.filter(pk__in=[x.pk for x in listings])
+        ),
         what="the first failed attempts",
     )
     assert set(Listing.objects.values_list("moderation_status", flat=True)) <= {S.PENDING, S.ERROR}
     assert set(Listing.objects.values_list("moderation_error", flat=True)) == {"unavailable"}
     tasks.sweep()  # the schedule does this every minute; retries still fail while it is down
-    wait_for(lambda: Listing.objects.filter(moderation_attempts__gte=2).count() == 4, what="second attempts")
+    wait_for(
+        lambda: Listing.objects.filter(moderation_attempts__gte=2, moderation_started_at__isnull=True).count() == 4,
+        what="second attempts",
+    )
     assert Listing.objects.filter(moderation_status=S.ERROR).count() == 4
 
     provider.down = False
