@@ -222,7 +222,7 @@ def with_model(listings: int) -> None:
     from django_q.models import OrmQ
 
     from catalog.models import Listing
-    from moderation import tasks
+    from moderation import queue
 
     make_listings(16, lambda i: jpegs[i])  # to warm the worker up
     warm = [(str(pk), 1) for pk in Listing.objects.order_by("pk").values_list("pk", flat=True)[:16]]
@@ -231,7 +231,7 @@ def with_model(listings: int) -> None:
     cluster = start_cluster(env, workers=1)
     try:
         # The worker loads the model on its first task, once per process: not measured.
-        tasks.enqueue_batch("catalog.listing", warm)
+        queue.enqueue_batch("catalog.listing", warm)
         wait_until_scored(time.time(), 16, scored_since=0)
         started = time.time()
         call_command("moderation_scan", verbosity=0, stdout=io.StringIO(), stderr=io.StringIO())

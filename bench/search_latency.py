@@ -153,7 +153,7 @@ def main() -> None:
     from django.db import connection, transaction
 
     from catalog.models import Listing
-    from moderation import search
+    from moderation import search, vectors
 
     call_command("migrate", verbosity=0)
     images, texts, queries = clustered(args.rows, args.queries)
@@ -182,7 +182,7 @@ def main() -> None:
         f"\n{'query kind':32} {'SQL p50':>8} {'SQL p95':>8} {'service p50':>11} {'service p95':>11} "
         f"{'recall@10':>9} {'returned k':>10}"
     )
-    base = Listing.objects.filter(embedding_model=MODEL_ID, moderation_status__in=search.PUBLIC_STATUSES)
+    base = Listing.objects.public().filter(embedding_model=MODEL_ID)
     for name, (column, vector_of, mask) in kinds.items():
         queryset = base.filter(category__slug="rare") if mask is not None else base
         matrix = images if column == "image_vector" else texts
@@ -191,7 +191,7 @@ def main() -> None:
             vector = vector_of(i)
             sql, params = search.nearest_queryset(queryset, column, vector, k=k).query.sql_with_params()
             with transaction.atomic(), connection.cursor() as cursor:
-                search.search_settings(k=k)
+                vectors.set_index_options(k=k)
                 started = time.perf_counter()
                 cursor.execute(sql, params)
                 cursor.fetchall()
@@ -208,7 +208,7 @@ def main() -> None:
             f"{statistics.mean(recall):9.3f} {full:>5}/{args.queries}"
         )
     with transaction.atomic():
-        search.search_settings(k=k)
+        vectors.set_index_options(k=k)
         plan = search.nearest_queryset(base, "image_vector", queries[0], k=k).explain()
     print("\nplan (no planner hints):", " / ".join(line.strip() for line in plan.splitlines()[:3]))
     connection.close()

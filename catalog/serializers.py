@@ -5,6 +5,7 @@ from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from moderation.api.serializers import ModerationStateSerializer, SafeImageField
+from moderation.models import ModerationStatus
 from moderation.search import MAX_K
 from moderation.visible_text import MinVisibleLengthValidator
 
@@ -87,7 +88,7 @@ class SearchFiltersSerializer(serializers.Serializer):
     price_max = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
     seller = serializers.CharField(required=False, max_length=150, help_text="The seller's username.")
     status = serializers.MultipleChoiceField(
-        choices=["pending", "ok", "flagged", "approved", "rejected", "error"],
+        choices=ModerationStatus.values,
         required=False,
         help_text="Moderators only: search these statuses instead of the public ones (ok, approved).",
     )

@@ -1,6 +1,5 @@
 """The demo marketplace's API: sellers' listings, and similar-item search."""
 
-from django.db.models import Q
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import parsers, permissions, viewsets
 from rest_framework.generics import GenericAPIView, get_object_or_404
@@ -8,9 +7,8 @@ from rest_framework.response import Response
 
 from moderation import search
 from moderation.api.parsers import JSONParser
-from moderation.api.permissions import MODERATE
 from moderation.api.views import ModerationQueueViewSet
-from moderation.models import VECTOR_FIELDS
+from moderation.models import MODERATE_PERMISSION, PUBLIC_STATUSES, VECTOR_FIELDS
 
 from .models import Listing
 from .serializers import (
@@ -97,9 +95,9 @@ class SearchView(GenericAPIView):
     def statuses(self, params):
         """Public searches see ok and approved listings; moderators may ask for others."""
         wanted = params.validated_data.get("status")
-        if wanted and self.request.user.has_perm(MODERATE):
+        if wanted and self.request.user.has_perm(MODERATE_PERMISSION):
             return sorted(wanted)
-        return search.PUBLIC_STATUSES
+        return PUBLIC_STATUSES
 
     def respond(self, hits):
         return Response({"results": SearchHitSerializer(hits, many=True, context={"request": self.request}).data})
@@ -171,11 +169,8 @@ class SimilarView(SearchView):
     def get(self, request, pk):
         params = self.get_serializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        visible = Q(moderation_status__in=search.PUBLIC_STATUSES)
-        if request.user.is_authenticated:
-            visible |= Q(seller=request.user)
-        queryset = Listing.objects.all() if request.user.has_perm(MODERATE) else Listing.objects.filter(visible)
-        listing = get_object_or_404(queryset.defer(*VECTOR_FIELDS), pk=pk)  # they stay in the database
+        visible = Listing.objects.visible_to(request.user)
+        listing = get_object_or_404(visible.defer(*VECTOR_FIELDS), pk=pk)  # they stay in the database
         hits = search.similar_to(
             listing,
             k=params.validated_data["k"],

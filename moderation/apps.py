@@ -8,8 +8,8 @@ class ModerationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, signals  # noqa: F401  (checks registers itself)
+        from . import checks, signal_handlers  # noqa: F401  (checks registers itself)
         from .tasks import ensure_sweep_schedule
 
-        signals.connect()
+        signal_handlers.connect()
         post_migrate.connect(ensure_sweep_schedule, sender=self, dispatch_uid="moderation.sweep_schedule")

@@ -1,4 +1,10 @@
-"""System checks for settings that would make moderation silently wrong."""
+"""System checks for settings that would make moderation silently wrong.
+
+Every check is tagged ``moderation`` (``manage.py check --tag moderation``), with
+Django's own tag where one fits: ``models`` for the moderated models' fields and
+managers, ``database`` for the columns in the database (``check --database``).
+The demo model's warning is deployment advice (``check --deploy``).
+"""
 
 from django.conf import settings
 from django.core import checks
@@ -7,15 +13,17 @@ from django.db.migrations.loader import MigrationLoader
 
 from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
-from .models import VECTOR_FIELDS, vector_dimensions
+from .models import VECTOR_FIELDS, ModeratedQuerySet, vector_dimensions
 from .registry import specs
 from .uploads import ModeratedImageField
 
+TAG = "moderation"
 WIDTH_HINT = 'Change the width as docs/storage.md ("Changing the width") says: a migration that clears the vectors.'
 
 
-@checks.register()
+@checks.register(TAG)
 def check_embedder(app_configs=None, **kwargs):
+    """The embedder can be built, and makes vectors as wide as the columns."""
     try:
         embedder = get_embedder()
     except EmbedderError as exc:
@@ -27,9 +35,8 @@ def check_embedder(app_configs=None, **kwargs):
                 hint="Objects stay pending until MODERATION['EMBEDDER'] is fixed.",
             )
         ]
-    found = []
     if embedder.dimensions != moderation_settings.DIMENSIONS:
-        found.append(
+        return [
             checks.Error(
                 f"The embedder {embedder.model_id} makes {embedder.dimensions}-dimension vectors, but the vector "
                 f"columns have MODERATION['DIMENSIONS'] = {moderation_settings.DIMENSIONS}.",
@@ -37,19 +44,29 @@ def check_embedder(app_configs=None, **kwargs):
                 "or choose another model.",
                 id="moderation.E001",
             )
-        )
-    if embedder.model_id.startswith("demo:") and not settings.DEBUG:
-        found.append(
+        ]
+    return []
+
+
+@checks.register(TAG, deploy=True)
+def check_demo_model(app_configs=None, **kwargs):
+    """The demo model is no moderation model: deployment advice."""
+    try:
+        embedder = get_embedder()
+    except EmbedderError:
+        return []  # moderation.W001
+    if embedder.model_id.startswith("demo:"):
+        return [
             checks.Warning(
                 f"The embedder is the demo model {embedder.model_id}; it only understands colours.",
                 hint="Configure a real CLIP model in MODERATION['EMBEDDER'] (see docs/embedders.md).",
                 id="moderation.W002",
             )
-        )
-    return found
+        ]
+    return []
 
 
-@checks.register()
+@checks.register(TAG)
 def check_queue(app_configs=None, **kwargs):
     cluster = getattr(settings, "Q_CLUSTER", {})
     timeout, retry = cluster.get("timeout"), cluster.get("retry")
@@ -65,7 +82,7 @@ def check_queue(app_configs=None, **kwargs):
     return []
 
 
-@checks.register()
+@checks.register(TAG, checks.Tags.models)
 def check_image_fields(app_configs=None, **kwargs):
     found = []
     for spec in specs():
@@ -98,7 +115,30 @@ def _moderated_models(app_configs):
     return [spec.model for spec in specs() if app_configs is None or spec.model._meta.app_config in app_configs]
 
 
-@checks.register()
+@checks.register(TAG, checks.Tags.models)
+def check_managers(app_configs=None, **kwargs):
+    """The admin, the API and search call the moderation queries on a moderated model's
+    default manager (``needs_review()``, ``public()``, ...): a host's own manager must keep them."""
+    found = []
+    for model in _moderated_models(app_configs):
+        manager = model._default_manager
+        queryset = manager.get_queryset()  # builds a QuerySet; runs no query
+        if not isinstance(queryset, ModeratedQuerySet):
+            found.append(
+                checks.Error(
+                    f"The default manager of {model._meta.label}, {manager.name}, makes a {type(queryset).__name__}, "
+                    "not a moderation.models.ModeratedQuerySet: the review queue, the API and search would fail "
+                    "on its needs_review(), public(), flagged_for() and visible_to().",
+                    hint="Build the manager's queryset on ModeratedQuerySet: "
+                    "class MyQuerySet(ModeratedQuerySet), and objects = MyQuerySet.as_manager().",
+                    obj=model,
+                    id="moderation.E006",
+                )
+            )
+    return found
+
+
+@checks.register(TAG, checks.Tags.models)
 def check_vector_migrations(app_configs=None, **kwargs):
     """The vector fields' width (MODERATION['DIMENSIONS']) against the migration files."""
     migrated = _migrated_dimensions(MigrationLoader(None, ignore_no_migrations=True))
@@ -120,7 +160,7 @@ def check_vector_migrations(app_configs=None, **kwargs):
     return found
 
 
-@checks.register(checks.Tags.database)
+@checks.register(TAG, checks.Tags.database)
 def check_vector_columns(app_configs=None, databases=None, **kwargs):
     """The vector columns' width in the database against the embedder's (`check
     --database default`, and `migrate`). A migration not applied yet that brings the
@@ -154,7 +194,7 @@ def check_vector_columns(app_configs=None, databases=None, **kwargs):
     return found
 
 
-@checks.register()
+@checks.register(TAG)
 def check_embedder_deadline(app_configs=None, **kwargs):
     """A task must finish its embedder calls before django-q2 kills its worker (which records nothing)."""
     timeout = getattr(settings, "Q_CLUSTER", {}).get("timeout")

@@ -1,4 +1,5 @@
-"""Which task scores which object: claims held as PostgreSQL session advisory locks.
+"""Which task scores which object (claims: session advisory locks), and which task
+writes a picture first (picture locks: transaction advisory locks).
 
 A task claims the objects it was queued for and, when ``COALESCE`` is on, up to
 ``BATCH_SIZE`` in all with other ``pending`` objects still waiting for their own
@@ -16,11 +17,16 @@ tasks then take no locks (a task and its re-delivery may both score an object, a
 the result is written once).
 
 Two keys that hash alike (32 bits) only make a task skip an object that another
-holds; the sweeper re-queues it after ``STALE_AFTER``.
+holds; the sweeper re-queues it after ``STALE_AFTER_SECONDS``.
+
+Picture locks order two tasks scoring the same picture at the same moment: the second
+waits until the first has committed, then finds its photo among the duplicate
+candidates (``lock_pictures``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import contextmanager
 
@@ -88,3 +94,41 @@ def release(spec: ModerationSpec, pks: list[str]) -> None:
             )
     except DatabaseError:  # a broken session: its locks went with it
         logger.warning("could not release the claims of %d object(s) of %s", len(pks), spec.label, exc_info=True)
+
+
+# Copies of one picture (re-encoded, resized) hash within a few bits of each other. The
+# locks cover copies within this many bits: with more, a hash is cut into so many short
+# bands that unrelated batches share keys and two workers' writes take turns (measured:
+# bands for 6 bits halved the pipeline's rate; docs/benchmarks.md). A concurrent pair of
+# copies further apart than this may still both be scored as originals.
+LOCKED_DISTANCE = 2
+
+
+def picture_keys(spec: ModerationSpec, phash: int) -> set[int]:
+    """Lock keys that two hashes of the same picture share.
+
+    The 64-bit hash is cut into ``LOCKED_DISTANCE`` + 1 bands: two hashes that differ
+    in at most that many bits agree on one band at least (pigeonhole), so they share
+    that band's key.
+    """
+    bands = LOCKED_DISTANCE + 1
+    bits = phash & ((1 << 64) - 1)
+    keys, start = set(), 0
+    for band in range(bands):
+        width = 64 // bands + (band < 64 % bands)
+        value = (bits >> start) & ((1 << width) - 1)
+        start += width
+        digest = hashlib.blake2b(f"{spec.label}:{band}:{value}".encode(), digest_size=8).digest()
+        keys.add(int.from_bytes(digest, "big", signed=True))
+    return keys
+
+
+def lock_pictures(spec: ModerationSpec, phashes: list) -> None:
+    """Inside the transaction that checks duplicates and writes the scores: wait for any
+    other task scoring the same picture to commit (transaction advisory locks, single
+    bigint keys, a key space apart from the two-integer keys of ``claim``). Taken in
+    sorted order, so two tasks cannot deadlock on them."""
+    keys = sorted(set().union(*(picture_keys(spec, phash) for phash in phashes if phash is not None)))
+    if keys:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])

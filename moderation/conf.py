@@ -2,7 +2,8 @@
 
 Each key has a default here. Values are read once and cached; the cache is reset on
 Django's ``setting_changed`` signal, so ``override_settings(MODERATION=...)`` works in
-tests.
+tests. Caches built from the settings elsewhere (the embedder, the category prompts)
+reset themselves on the same signal, beside their own definitions.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 DEFAULTS: dict[str, Any] = {
@@ -24,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
     # migration; it must equal the embedder's `dimensions`. Changing it on a table that
     # holds vectors needs moderation.operations.ClearVectors (docs/storage.md).
     "DIMENSIONS": 512,
-    # Untrusted photos: formats we decode, and the largest image we decode at all.
+    # Untrusted photos: formats we decode, and the largest image we decode at all. The
+    # pixel cap stays below Pillow's own bomb limit, so ours is the one that answers.
     "IMAGE_FORMATS": ["JPEG", "PNG", "WEBP", "GIF"],
     "IMAGE_MAX_PIXELS": 40_000_000,
     "IMAGE_MAX_BYTES": 15 * 1024 * 1024,
@@ -55,11 +58,20 @@ DEFAULTS: dict[str, Any] = {
     # BATCH_SIZE in all (moderation/claims.py). False behind PgBouncer's transaction pooling.
     "COALESCE": True,
     "MAX_ATTEMPTS": 5,
-    "RETRY_BASE_DELAY": 30,
-    "RETRY_MAX_DELAY": 3600,
-    "ERROR_RETRY_DELAY": 6 * 3600,
-    "STALE_AFTER": 600,
+    "RETRY_BASE_DELAY_SECONDS": 30,
+    "RETRY_MAX_DELAY_SECONDS": 3600,
+    "ERROR_RETRY_DELAY_SECONDS": 6 * 3600,
+    # The sweeper re-queues a pending object whose task seems lost after this long.
+    "STALE_AFTER_SECONDS": 600,
     "SWEEP_EVERY_MINUTES": 1,
+}
+
+# Keys of earlier versions: refused with their new name.
+RENAMED = {
+    "RETRY_BASE_DELAY": "RETRY_BASE_DELAY_SECONDS",
+    "RETRY_MAX_DELAY": "RETRY_MAX_DELAY_SECONDS",
+    "ERROR_RETRY_DELAY": "ERROR_RETRY_DELAY_SECONDS",
+    "STALE_AFTER": "STALE_AFTER_SECONDS",
 }
 
 
@@ -71,13 +83,15 @@ class ModerationSettings:
 
     @property
     def _merged(self) -> dict[str, Any]:
+        """Raises ``ImproperlyConfigured`` for a key that is not in ``DEFAULTS`` (an
+        AttributeError here would be swallowed by ``__getattr__``, and its message lost)."""
         if self._cache is None:
             user = getattr(settings, "MODERATION", {}) or {}
-            unknown = set(user) - set(DEFAULTS)
+            unknown = sorted(set(user) - set(DEFAULTS))
             if unknown:
-                raise AttributeError(
-                    f"Unknown MODERATION setting(s): {', '.join(sorted(unknown))}. "
-                    f"Known settings: {', '.join(sorted(DEFAULTS))}."
+                named = [f"{key} (renamed to {RENAMED[key]})" if key in RENAMED else key for key in unknown]
+                raise ImproperlyConfigured(
+                    f"Unknown MODERATION setting(s): {', '.join(named)}. Known settings: {', '.join(sorted(DEFAULTS))}."
                 )
             self._cache = {**DEFAULTS, **user}
         return self._cache
@@ -100,9 +114,6 @@ moderation_settings = ModerationSettings()
 def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting == "MODERATION":
         moderation_settings.reload()
-        from moderation.embedders import get_embedder
-
-        get_embedder.cache_clear()
 
 
 setting_changed.connect(_reload)

@@ -28,6 +28,15 @@ class ModerationStatus(models.TextChoices):
     ERROR = "error", _("Error")
 
 
+# Which statuses each part of the app means (ModeratedQuerySet names the queries).
+PUBLIC_STATUSES = (ModerationStatus.OK, ModerationStatus.APPROVED)  # anyone may see them
+REVIEW_STATUSES = (ModerationStatus.FLAGGED, ModerationStatus.ERROR)  # they need a person
+UNSCORED_STATUSES = (ModerationStatus.PENDING, ModerationStatus.ERROR)  # a task has work to do
+DECIDED_STATUSES = (ModerationStatus.APPROVED, ModerationStatus.REJECTED)  # a moderator's; a rescan keeps them
+# The review queue's order: the most severe first, then the worst text/photo agreement.
+REVIEW_ORDER = ("-severity", "consistency_score", "pk")
+
+
 class FlagReason(models.TextChoices):
     TEXT_IMAGE_MISMATCH = "text_image_mismatch", _("The photo does not match the title and description")
     CATEGORY_MISMATCH = "category_mismatch", _("The photo does not look like the listed category")
@@ -61,9 +70,46 @@ def vector_dimensions(model: type[models.Model], *, using: str = "default") -> d
         return {columns[column]: width for column, width in cursor.fetchall()}
 
 
+class ModeratedQuerySet(models.QuerySet):
+    """The queries of moderated objects, named once for the admin, the API and search.
+
+    ``ModeratedModel.objects`` is built from it. A host model with its own manager keeps
+    them by building its queryset on this class (system check ``moderation.E006``)::
+
+        class ProductQuerySet(ModeratedQuerySet):
+            def in_stock(self): ...
+
+        class Product(ModeratedModel):
+            objects = ProductQuerySet.as_manager()
+    """
+
+    def needs_review(self):
+        """What needs a person (flagged and error), most severe first (``REVIEW_ORDER``)."""
+        return self.filter(moderation_status__in=REVIEW_STATUSES).order_by(*REVIEW_ORDER)
+
+    def public(self):
+        """What anyone may see: ok and approved."""
+        return self.filter(moderation_status__in=PUBLIC_STATUSES)
+
+    def flagged_for(self, reason: str):
+        """Objects whose flag reasons include ``reason`` (a ``FlagReason`` code)."""
+        return self.filter(flag_reasons__contains=[reason])
+
+    def visible_to(self, user):
+        """What ``user`` may see: everything for a moderator (``MODERATE_PERMISSION``), else
+        the public objects and the user's own (through the registered ``owner_field``)."""
+        if user.has_perm(MODERATE_PERMISSION):
+            return self.all()
+        visible = models.Q(moderation_status__in=PUBLIC_STATUSES)
+        owner_field = self.model.moderation_spec.owner_field
+        if owner_field and user.is_authenticated:
+            visible |= models.Q(**{owner_field: user})
+        return self.filter(visible)
+
+
 class ModeratedModel(models.Model):
     """Abstract fields a moderated model carries. State changes go through
-    ``moderation.services``, never through direct assignment."""
+    ``moderation.transitions``, never through direct assignment."""
 
     moderation_status = models.CharField(
         _("moderation status"),
@@ -99,6 +145,12 @@ class ModeratedModel(models.Model):
     moderation_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     moderated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    objects = ModeratedQuerySet.as_manager()
+
+    # Set by ``moderation.registry.register``: which fields hold the text, the photo, the
+    # category and the owner (a ``ModerationSpec``).
+    moderation_spec = None
+
     class Meta:
         abstract = True
         indexes = [
@@ -121,6 +173,10 @@ class ModeratedModel(models.Model):
     @property
     def flag_reason_labels(self) -> list[str]:
         return [str(FlagReason(code).label) if code in FlagReason.values else code for code in self.flag_reasons]
+
+
+# Who may approve, reject and rescan: the "moderate" permission of Decision's Meta.
+MODERATE_PERMISSION = "moderation.moderate"
 
 
 class Decision(models.Model):

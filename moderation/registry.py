@@ -13,12 +13,14 @@ A host site declares its model once, without forking this app::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from .models import ModeratedModel
 from .visible_text import strip_invisible
 
 
@@ -41,6 +43,25 @@ class ModerationSpec:
         reader sees)."""
         parts = [strip_invisible(str(getattr(obj, name) or "")).strip() for name in self.text_fields]
         return ". ".join(part for part in parts if part)
+
+    def content_hash(self, obj: models.Model, *, model_id: str) -> str:
+        """sha256 (64 hex) over the text fields as stored, the photo's bytes and the
+        embedding model's id: what decides whether a save needs scoring."""
+        digest = hashlib.sha256()
+        for name in self.text_fields:
+            digest.update(str(getattr(obj, name) or "").encode())
+            digest.update(b"\x00")
+        image = getattr(obj, self.image_field)
+        if image:
+            image.open("rb")
+            try:
+                image.seek(0)
+                for chunk in image.chunks():
+                    digest.update(chunk)
+            finally:
+                image.seek(0)
+        digest.update(b"\x00" + model_id.encode())
+        return digest.hexdigest()
 
     def category_of(self, obj: models.Model) -> str | None:
         if not self.category_field:
@@ -94,8 +115,6 @@ def register(
     """Declare a ``ModeratedModel`` subclass as moderated. Usable as a class decorator."""
 
     def declare(model: type[models.Model]) -> type[models.Model]:
-        from .models import ModeratedModel
-
         if not issubclass(model, ModeratedModel):
             raise ImproperlyConfigured(
                 f"{model.__name__} must inherit moderation.models.ModeratedModel to be moderated."
@@ -109,6 +128,7 @@ def register(
             except Exception as exc:
                 raise ImproperlyConfigured(f"{model.__name__} has no field {name!r} to moderate.") from exc
         _registry[spec.label] = spec
+        model.moderation_spec = spec
         return model
 
     return declare(model) if model is not None else declare

@@ -5,9 +5,10 @@ can add ``select_related`` or its own conditions.
 
 Every query runs on one model's rows whose vectors were made by the configured
 embedder (vectors of two models are never compared), through the HNSW index. Inside
-the query's transaction, ``hnsw.ef_search`` is raised with ``k`` and pgvector's
-iterative index scan is switched on, so that a filtered search still returns ``k``
-results instead of the few that survived the filter among the first candidates.
+the query's transaction, ``vectors.set_index_options`` raises ``hnsw.ef_search`` with
+``k`` and switches pgvector's iterative index scan on, so that a filtered search still
+returns ``k`` results instead of the few that survived the filter among the first
+candidates.
 
 Scores of different modalities are not comparable (a text-to-photo cosine of 0.3 is
 a strong match, a photo-to-photo cosine of 0.3 a weak one), so hybrid and
@@ -18,20 +19,20 @@ adding cosines.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 
 import numpy as np
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Subquery, Value
 from pgvector.django import CosineDistance
 
-from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
-from .models import VECTOR_FIELDS, ModerationStatus
+from .models import PUBLIC_STATUSES, VECTOR_FIELDS
 from .registry import get_spec
+from .vectors import nearest_first, set_index_options, vector_literal
 
 MAX_K = 100
 RRF_K = 60  # the usual constant of reciprocal rank fusion
-PUBLIC_STATUSES = (ModerationStatus.OK, ModerationStatus.APPROVED)
 
 
 @dataclass
@@ -56,14 +57,9 @@ def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
     return queryset
 
 
-def to_db(vector) -> list[float]:
-    """A vector as the list pgvector's field writes fastest, rounded to what halfvec keeps."""
-    return np.asarray(vector, dtype=np.float32).round(5).tolist()
-
-
-def vector_literal(vector) -> str:
-    """A vector as pgvector's text form, for a query parameter."""
-    return "[" + ",".join(map(str, to_db(vector))) + "]"
+def capped(k: int) -> int:
+    """``k`` within 1..``MAX_K``."""
+    return max(1, min(int(k), MAX_K))
 
 
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
@@ -75,32 +71,22 @@ def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
         queryset.filter(**{f"{column}__isnull": False})
         .defer(*VECTOR_FIELDS)
         .annotate(moderation_distance=CosineDistance(column, Value(vector_literal(vector))))
-        .order_by("moderation_distance")[: max(1, min(int(k), MAX_K))]
+        .order_by("moderation_distance")[: capped(k)]
     )
-
-
-def search_settings(*, k: int) -> None:
-    """Per-query index settings; call inside the query's transaction (SET LOCAL)."""
-    with connection.cursor() as cursor:
-        # set_config(..., true) is SET LOCAL; both in one round trip.
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-            [str(max(moderation_settings.SEARCH_EF, 4 * min(int(k), MAX_K)))],
-        )
 
 
 def nearest(queryset, column: str, vector: np.ndarray, *, k: int, configure: bool = True) -> list[Hit]:
     """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine).
 
-    ``configure=False`` when the caller already called ``search_settings`` in its
-    transaction (several searches, one round trip for the settings)."""
+    ``configure=False`` when the caller already called ``set_index_options`` in its
+    transaction (several searches, one round trip for the options)."""
     # SET LOCAL needs a transaction; inside a caller's one, no savepoint is needed.
     with transaction.atomic(savepoint=False):
         if configure:
-            search_settings(k=k)
-        rows = list(nearest_queryset(queryset, column, vector, k=k))
-    # relaxed_order may return neighbours slightly out of order.
-    rows.sort(key=lambda row: row.moderation_distance)
+            set_index_options(k=capped(k))
+        rows = nearest_first(
+            nearest_queryset(queryset, column, vector, k=k), distance=attrgetter("moderation_distance")
+        )
     return [Hit(row, 1.0 - float(row.moderation_distance)) for row in rows]
 
 
@@ -128,7 +114,7 @@ def similar_to(
     if obj.embedding_model != get_embedder().model_id:
         return []  # not scored yet, or by another model: nothing comparable
     queryset = _queryset(type(obj) if source is None else source, filters=filters, statuses=statuses, exclude_pk=obj.pk)
-    k = max(1, min(int(k), MAX_K))
+    k = capped(k)
     own = queryset.model._default_manager.filter(pk=obj.pk)
     image, text = (
         queryset.filter(**{f"{column}__isnull": False})
@@ -141,12 +127,11 @@ def similar_to(
         for column, kind in (("image_vector", "image"), ("text_vector", "text"))
     )
     with transaction.atomic(savepoint=False):
-        search_settings(k=k)
+        set_index_options(k=k)
         rows = list(image.union(text, all=True))
     objects = queryset.defer(*VECTOR_FIELDS).in_bulk({pk for pk, _kind, _distance in rows})
     lists: dict[str, list[Hit]] = {"image": [], "text": []}
-    # relaxed_order may return neighbours slightly out of order.
-    for pk, kind, distance in sorted(rows, key=lambda row: row[2]):
+    for pk, kind, distance in nearest_first(rows, distance=itemgetter(2)):
         if pk in objects:
             lists[kind].append(Hit(objects[pk], 1.0 - float(distance)))
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
@@ -182,7 +167,7 @@ def hybrid(
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
     with transaction.atomic(savepoint=False):
-        search_settings(k=k)
+        set_index_options(k=capped(k))
         lists = {
             "text": nearest(queryset, "image_vector", text_vector[0], k=k, configure=False),
             "image": nearest(queryset, "image_vector", image_vector[0], k=k, configure=False),

@@ -1,7 +1,7 @@
 """The django-q2 tasks: moderate one object, moderate a batch, sweep what was lost.
 
 A task embeds outside any transaction (an embedder call may take seconds), then
-writes each result through ``services.record_scores``, which checks under a row lock
+writes each result through ``transitions.record_scores``, which checks under a row lock
 that the content it scored is still current. Running a task twice writes once.
 A task first claims what it scores and, when objects queue up, scores waiting ones
 with its own in the same embedder call (``moderation.claims``).
@@ -16,9 +16,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.tasks import async_task
 
-from . import claims, scoring, services
+from . import claims, db, duplicates, queue, scoring, transitions
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -28,42 +27,11 @@ from .embedders import (
     decode_listing_image,
     get_embedder,
 )
-from .models import VECTOR_FIELDS, ModerationStatus, vector_dimensions
+from .models import UNSCORED_STATUSES, VECTOR_FIELDS, ModerationStatus, vector_dimensions
 from .registry import ModerationSpec, get_spec, specs
 
 logger = logging.getLogger("moderation")
 S = ModerationStatus
-
-
-# django-q2 stores a successful task's result and, with the default ``save_limit``,
-# counts and prunes the stored ones after every task: that bookkeeping cost more than
-# scoring a listing (docs/benchmarks.md). The outcome of a moderation task is already
-# on the object and in its Decision rows, so successes are not stored; failures are.
-TASK_OPTIONS = {"group": "moderation", "save": False}
-
-
-def enqueue(label: str, pk, version: int, *, force: bool = False) -> None:
-    """Queue the scoring of one object (called on commit by ``services``)."""
-    async_task(
-        "moderation.tasks.moderate_object",
-        label,
-        str(pk),
-        version,
-        force,
-        task_name=f"moderate {label} {pk} v{version}",
-        **TASK_OPTIONS,
-    )
-
-
-def enqueue_batch(label: str, items: list[tuple[str, int]], *, force: bool = False) -> None:
-    async_task(
-        "moderation.tasks.moderate_batch",
-        label,
-        items,
-        force,
-        task_name=f"moderate {label} x{len(items)}",
-        **TASK_OPTIONS,
-    )
 
 
 def moderate_object(label: str, pk: str, version: int, force: bool = False) -> dict:
@@ -102,7 +70,7 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
         ).values_list("pk", "moderation_version")
     )
     if edited:
-        enqueue_batch(spec.label, [(str(pk), version) for pk, version in edited])
+        queue.enqueue_batch(spec.label, [(str(pk), version) for pk, version in edited])
         outcome["requeued"] = len(edited)
     return outcome
 
@@ -133,7 +101,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
             outcome["superseded"] += 1
             if claimed and obj is not None and obj.moderation_status == S.PENDING:
                 along.append(obj)
-        elif not force and obj.moderation_status not in (S.PENDING, S.ERROR) and obj.embedding_model == model_id:
+        elif not force and obj.moderation_status not in UNSCORED_STATUSES and obj.embedding_model == model_id:
             outcome["current"] += 1
         else:
             due.append(obj)
@@ -155,7 +123,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
                 f"= {max_attempts}): killed, out of memory, or crashed by this photo or text.",
                 code="worker_crashed",
             )
-            if services.record_failure(
+            if transitions.record_failure(
                 spec.model, obj.pk, version=obj.moderation_version, error=crashed, permanent=True
             ):
                 outcome["error"] += 1
@@ -173,7 +141,7 @@ def _misconfigured(spec: ModerationSpec, items: list, exc: EmbedderConfiguration
     """Record a configuration error on ``items`` = [(pk, version), ...]: they stay
     pending, retried later, and it is not counted as an attempt."""
     for pk, version in items:
-        services.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
+        transitions.record_failure(spec.model, pk, version=version, error=exc, permanent=False, configuration=True)
     logger.error("cannot moderate: %s", exc)
     return {"misconfigured": len(items)}
 
@@ -197,13 +165,13 @@ def _check_dimensions(spec: ModerationSpec, embedder) -> None:
 def _attempt(spec: ModerationSpec, objs: list, embedder, *, force: bool, outcome: Counter) -> list:
     """Count an attempt on ``objs``, decode their photos and score them with one
     embedder call; ``outcome`` gets the counts. Returns the keys sent to the embedder."""
-    services.start_attempt(spec.model, objs)
+    transitions.start_attempt(spec.model, objs)
     work = []
     for obj in objs:
         try:
             image = decode_listing_image(_read_image(spec, obj), embedder=embedder)
         except PermanentEmbedError as exc:
-            services.record_failure(spec.model, obj.pk, version=obj.moderation_version, error=exc, permanent=True)
+            transitions.record_failure(spec.model, obj.pk, version=obj.moderation_version, error=exc, permanent=True)
             outcome["error"] += 1
             continue
         work.append((obj, spec.text_of(obj), image))
@@ -232,14 +200,14 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
             for item in work:
                 outcome.update(_embed_and_record(spec, [item], embedder, force=force))
             return outcome
-        services.record_failure(
+        transitions.record_failure(
             spec.model, work[0][0].pk, version=work[0][0].moderation_version, error=exc, permanent=True
         )
         return Counter(error=1)
     except (TransientEmbedError, EmbedderConfigurationError) as exc:
         return _retry_later(spec, work, exc, configuration=isinstance(exc, EmbedderConfigurationError))
     objs = [obj for obj, _text, _image in work]
-    phashes = [scoring.image_phash(image) for _obj, _text, image in work]
+    phashes = [duplicates.image_phash(image) for _obj, _text, image in work]
     labels = spec.category_labels()
     try:
         # Outside the transaction: the categories' prompts are embedded once per model.
@@ -249,27 +217,27 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
         # a category's name), like a misconfigured embedder.
         return _retry_later(spec, work, exc, configuration=not isinstance(exc, TransientEmbedError))
     with transaction.atomic():
-        services.relax_commit()
+        db.relax_commit()
         # Another task scoring the same picture waits here until this one committed,
         # and then finds it among the duplicate candidates.
-        scoring.lock_pictures(spec, phashes)
+        claims.lock_pictures(spec, phashes)
         scores = scoring.score_batch(
             spec,
             objs,
             text_vectors=text_vectors,
             image_vectors=image_vectors,
             phashes=phashes,
-            model_id=embedder.model_id,
             labels=labels,
             matrix=matrix,
+            candidates=duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id),
         )
         results = [
-            services.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)
+            transitions.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)
             for obj, text_vector, image_vector, phash, object_scores in zip(
                 objs, text_vectors, image_vectors, phashes, scores, strict=True
             )
         ]
-        statuses = services.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
+        statuses = transitions.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
     outcome.update(str(status) if status else "current" for status in statuses)
     return outcome
 
@@ -278,7 +246,7 @@ def _retry_later(spec: ModerationSpec, work: list, exc: EmbedderError, *, config
     """Record an embedder failure on every object of ``work``: they stay pending for the sweeper."""
     logger.warning("embedding %d object(s) of %s failed: %s", len(work), spec.label, exc)
     for obj, _text, _image in work:
-        services.record_failure(
+        transitions.record_failure(
             spec.model,
             obj.pk,
             version=obj.moderation_version,
@@ -292,11 +260,11 @@ def _retry_later(spec: ModerationSpec, work: list, exc: EmbedderError, *, config
 def due_for_work(spec: ModerationSpec, *, now=None):
     """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are due."""
     now = now or timezone.now()
-    stale = now - timedelta(seconds=moderation_settings.STALE_AFTER)
+    stale = now - timedelta(seconds=moderation_settings.STALE_AFTER_SECONDS)
     return spec.model._default_manager.filter(
         Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True)
         & (Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale))
-        | Q(moderation_status__in=[S.PENDING, S.ERROR], moderation_retry_at__lte=now)
+        | Q(moderation_status__in=UNSCORED_STATUSES, moderation_retry_at__lte=now)
     )
 
 
@@ -316,7 +284,7 @@ def sweep() -> int:
             spec.model._default_manager.filter(pk__in=[pk for pk, _ in chunk]).update(
                 moderation_queued_at=now, moderation_retry_at=None
             )
-            enqueue_batch(spec.label, [(str(pk), version) for pk, version in chunk])
+            queue.enqueue_batch(spec.label, [(str(pk), version) for pk, version in chunk])
             queued += len(chunk)
     if queued:
         logger.info("sweep re-queued %d object(s)", queued)

@@ -34,11 +34,9 @@ from django.utils.crypto import salted_hmac
 from PIL import Image, JpegImagePlugin
 
 from .conf import moderation_settings
-from .embedders import PermanentEmbedError, open_listing_image
+from .embedders import PermanentEmbedError, current_model_id, open_listing_image
 from .embedders.images import check_size, upright
 from .registry import ModerationSpec
-from .services import content_hash
-from .signals import current_model_id
 
 # WebP is written again at quality 90, which costs no visible detail of a marketplace
 # photo. JPEG keeps the seller's own quantization tables: the same size and about half
@@ -203,7 +201,7 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
     ``ValidationError`` for a file the rules refuse; it is left where it is.
 
     The new file is saved and the row points at it before the old file is deleted.
-    The moderation state stays: it is the same picture, so ``content_hash`` is
+    The moderation state stays: it is the same picture, so ``spec.content_hash`` is
     recomputed over it and a later save is not taken for a new photo.
     """
     field_file = getattr(obj, spec.image_field)
@@ -223,7 +221,7 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
     field = obj._meta.get_field(spec.image_field)
     new_name = storage.save(field.generate_filename(obj, name), ContentFile(clean), max_length=field.max_length)
     setattr(obj, field.attname, new_name)
-    new_hash = content_hash(spec, obj, model_id=current_model_id())
+    new_hash = spec.content_hash(obj, model_id=current_model_id())
     # Only if the row still holds the old file: a seller's new photo wins.
     updated = (
         type(obj)

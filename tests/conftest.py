@@ -179,6 +179,42 @@ def review_catalogue(demo_moderation, listing_factory, user_factory, category_fa
     return {"ok": ok, "mismatch": mismatch, "duplicate": duplicate, "broken": broken}
 
 
+@pytest.fixture
+def many_listings(demo_moderation, user_factory, category_factory):
+    """1,000 scored listings with random unit vectors, 10% of them in "Rare"; bulk-made.
+    Returns the vectors, in the order of the listings' keys."""
+    import numpy as np
+    from django.db import connection
+
+    from catalog.models import Listing
+    from moderation.models import ModerationStatus
+
+    rng = np.random.default_rng(3)
+    seller = user_factory()
+    common, rare = category_factory("Common"), category_factory("Rare")
+    vectors = rng.standard_normal((1000, 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    Listing.objects.bulk_create(
+        [
+            Listing(
+                seller=seller,
+                category=rare if i % 10 == 0 else common,
+                title=f"item {i}",
+                price=i,
+                image="x.jpg",
+                moderation_status=ModerationStatus.OK,
+                embedding_model="demo:colour-words-v1",
+                image_vector=vector,
+                text_vector=vector,
+            )
+            for i, vector in enumerate(vectors)
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_listing")
+    return vectors
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's test database, plus one step before it is dropped: end the

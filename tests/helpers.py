@@ -1,5 +1,6 @@
 """Helpers for tests that are not fixtures: subprocesses and generated images."""
 
+import functools
 import io
 import os
 import subprocess
@@ -7,6 +8,9 @@ import sys
 from pathlib import Path
 
 from PIL import Image
+
+from moderation.conf import DEFAULTS
+from moderation.embedders import images
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +51,16 @@ def demo_moderation_settings(model_dir, **extra) -> dict:
     }
 
 
+# images.decode_image with the app's default formats and pixel cap, and no byte cap (the
+# reference tests decode large PNGs); a test may pass its own limits.
+decode_image = functools.partial(
+    images.decode_image,
+    formats=DEFAULTS["IMAGE_FORMATS"],
+    max_pixels=DEFAULTS["IMAGE_MAX_PIXELS"],
+    max_bytes=None,
+)
+
+
 def image_bytes(color=(200, 30, 30), *, size=(64, 64), fmt="PNG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format=fmt)
@@ -61,3 +75,10 @@ def score_now(obj, *, force: bool = False) -> dict:
     result = tasks.moderate_object(obj._meta.label_lower, str(obj.pk), obj.moderation_version, force)
     obj.refresh_from_db()
     return result
+
+
+def history(obj) -> list[tuple[str, str]]:
+    """(from, to) of the object's decisions, oldest first."""
+    from moderation import transitions
+
+    return list(transitions.history(obj).order_by("created_at", "id").values_list("from_status", "to_status"))

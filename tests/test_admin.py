@@ -203,11 +203,11 @@ def test_bulk_reject_asks_for_a_reason_then_rejects_every_selected_listing(clien
 
 
 def test_bulk_approve_skips_what_cannot_be_approved_and_says_why(client, moderator, review_catalogue):
-    from moderation import services
+    from moderation import transitions
 
     client.force_login(moderator)
     mismatch, duplicate = review_catalogue["mismatch"], review_catalogue["duplicate"]
-    services.approve(duplicate, actor=moderator)
+    transitions.approve(duplicate, actor=moderator)
     response = client.post(
         "/admin/catalog/listing/",
         {
@@ -270,3 +270,15 @@ def test_another_model_gets_the_queue_with_the_mixin_alone(client, moderator, de
     assert "approve_selected" in page
     detail = client.get(f"/admin/testapp/gadget/{gadget.pk}/change/").content.decode()
     assert 'id="moderation-review"' in detail
+
+
+@pytest.mark.parametrize("page", [QUEUE, "/admin/moderation/decision/dashboard/"])
+def test_status_colours_and_the_chart_are_styled_by_the_static_stylesheet_alone(
+    client, moderator, review_catalogue, page
+):
+    client.force_login(moderator)
+    html = client.get(page).content.decode()
+    assert "/static/moderation/admin.css" in html
+    assert not re.search(r"<style|style=\"|fill=\"#", html.split("<body", 1)[1])
+    if page == QUEUE:
+        assert '<span class="moderation-status flagged">Flagged</span>' in html

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from django.core.checks import run_checks
+from django.core.checks.registry import registry as check_registry
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
@@ -10,6 +12,7 @@ from moderation import checks, registry
 from moderation.checks import check_image_fields, check_vector_columns, check_vector_migrations
 from moderation.embedders import get_embedder
 from moderation.models import ModeratedModel
+from moderation.uploads import ModeratedImageField
 from tests.helpers import run_python
 from tests.testapp.models import Gadget
 
@@ -109,3 +112,79 @@ def test_a_task_that_may_wait_on_the_embedder_past_the_queue_timeout_is_an_error
 def test_an_embedder_whose_worst_case_fits_the_queue_timeout_passes(hosted):
     hosted(timeout=120)  # the HTTP embedder's defaults: 100 s
     assert checks.check_embedder_deadline() == []
+
+
+@isolate_apps("tests.testapp")
+def test_a_registered_model_whose_own_manager_drops_the_moderation_queries_is_an_error(monkeypatch):
+    monkeypatch.setattr(registry, "_registry", dict(registry._registry))
+
+    @registry.register(text_fields=["name"], image_field="photo")
+    class Flyer(ModeratedModel):
+        name = models.CharField(max_length=50)
+        photo = ModeratedImageField()
+        objects = models.Manager()
+
+        class Meta(ModeratedModel.Meta):
+            app_label = "testapp"
+
+    [error] = checks.check_managers()
+    assert (error.id, error.obj) == ("moderation.E006", Flyer)
+    assert "ModeratedQuerySet" in error.hint
+
+
+def test_a_manager_built_on_the_moderated_queryset_passes():
+    assert checks.check_managers() == []
+
+
+def test_an_embedder_that_cannot_be_built_is_a_warning_so_migrate_still_runs(settings):
+    settings.MODERATION = {"EMBEDDER": {"BACKEND": "moderation.embedders.nowhere.Embedder"}}
+    [warning] = checks.check_embedder()
+    assert warning.id == "moderation.W001"
+    assert "MODERATION['EMBEDDER']['BACKEND']" in warning.msg
+
+
+def test_an_embedder_wider_than_the_dimensions_setting_is_an_error(settings):
+    settings.MODERATION = {"EMBEDDER": WIDE["EMBEDDER"]}  # 768 against the default 512
+    [error] = checks.check_embedder()
+    assert error.id == "moderation.E001"
+    assert "MODERATION['DIMENSIONS'] = 512" in error.msg
+
+
+def test_the_demo_model_is_deployment_advice(demo_moderation):
+    [warning] = checks.check_demo_model()
+    assert warning.id == "moderation.W002"
+    ids = {message.id for message in run_checks(tags=[checks.TAG])}
+    assert "moderation.W002" not in ids
+    assert "moderation.W002" in {m.id for m in run_checks(tags=[checks.TAG], include_deployment_checks=True)}
+
+
+def test_a_queue_that_would_deliver_a_running_task_twice_is_an_error(settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 120, "retry": 120}
+    [error] = checks.check_queue()
+    assert error.id == "moderation.E002"
+    assert "retry larger than timeout" in error.hint
+
+
+@pytest.mark.django_db
+def test_a_column_that_an_unapplied_migration_brings_to_the_embedders_width_is_a_warning(demo_moderation):
+    """The database is behind its migration files: `migrate` will fix it, so it must still run."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE testapp_gadget ALTER COLUMN text_vector TYPE halfvec(768)")
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'testapp' AND name = '0003_moderation_started_at'")
+    found = check_vector_columns(databases=["default"])
+    assert [(m.id, m.obj, m.hint) for m in found] == [("moderation.W004", Gadget, "Run migrate.")]
+
+
+def test_every_check_is_tagged_moderation_and_the_model_and_database_ones_with_djangos_tags():
+    ours = {
+        check.__name__: check.tags
+        for check in check_registry.registered_checks | check_registry.deployment_checks
+        if check.__module__ == "moderation.checks"
+    }
+    assert len(ours) == 8
+    assert all(checks.TAG in tags for tags in ours.values())
+    assert {"check_image_fields", "check_managers", "check_vector_migrations"} <= {
+        name for name, tags in ours.items() if "models" in tags
+    }
+    assert "database" in ours["check_vector_columns"]
+    assert check_registry.deployment_checks & {checks.check_demo_model}

@@ -7,7 +7,7 @@ from django.db import connection
 from django_q.models import OrmQ
 
 from catalog.models import Listing
-from moderation import services, tasks
+from moderation import tasks, transitions
 from moderation.models import ModerationStatus
 from tests.helpers import score_now
 
@@ -147,6 +147,25 @@ def test_holding_the_claim_a_task_for_an_old_version_scores_the_current_one(demo
     assert outcome == {"superseded": 1, "coalesced": 1, "flagged": 1}  # a green kettle in a blue photo
     listing.refresh_from_db()
     assert listing.moderation_status == S.FLAGGED
-    decision = services.history(listing).first()
+    decision = transitions.history(listing).first()
     assert decision.content_version == old_version + 1
     assert score_now(listing) == {"current": 1}
+
+
+def test_hashes_of_the_same_picture_share_a_lock_key(demo_moderation):
+    """The bands of the duplicate check's locks: any two hashes within LOCKED_DISTANCE
+    bits share a key (pigeonhole), whichever bits differ; unrelated hashes do not."""
+    import itertools
+    import random
+
+    from moderation import claims
+    from moderation.registry import get_spec
+
+    spec, rng = get_spec(Listing), random.Random(7)
+    for _ in range(300):
+        phash = rng.getrandbits(64)
+        near = phash ^ sum(1 << bit for bit in rng.sample(range(64), rng.randint(0, claims.LOCKED_DISTANCE)))
+        assert claims.picture_keys(spec, phash) & claims.picture_keys(spec, near)
+    unrelated = [claims.picture_keys(spec, rng.getrandbits(64)) for _ in range(200)]
+    assert not any(a & b for a, b in itertools.pairwise(unrelated))
+    assert len(claims.picture_keys(spec, 0)) == claims.LOCKED_DISTANCE + 1

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from moderation.embedders.images import decode_image
 from moderation.embedders.onnx_clip import OnnxClipEmbedder
+from tests.helpers import decode_image
 from tests.model_builders import CLIP_CONTEXT, build_clip_reference_model
 
 START, END = 49406, 49407

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from moderation import scoring, tasks
+from moderation import duplicates, tasks
 from moderation.embedders import decode_listing_image, get_embedder
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +24,7 @@ def test_two_tasks_scoring_the_same_picture_at_once_still_find_the_duplicate(
     copy = listing_factory(title="Red mug!", image=photo("red", "cup"), seller=user_factory())
 
     checked, go_on = threading.Event(), threading.Event()
-    real = scoring.duplicate_candidates
+    real = duplicates.duplicate_candidates
 
     def pausing_after_the_check(spec, objs, *args, **kwargs):
         found = real(spec, objs, *args, **kwargs)
@@ -33,7 +33,7 @@ def test_two_tasks_scoring_the_same_picture_at_once_still_find_the_duplicate(
             go_on.wait(10)
         return found
 
-    monkeypatch.setattr(scoring, "duplicate_candidates", pausing_after_the_check)
+    monkeypatch.setattr(duplicates, "duplicate_candidates", pausing_after_the_check)
     results = {}
 
     def run(listing):

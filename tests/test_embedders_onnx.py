@@ -14,8 +14,8 @@ from PIL import Image
 
 from catalog.demo import draw_photo
 from moderation.embedders import EmbedderConfigurationError, get_embedder
-from moderation.embedders.images import decode_image
 from moderation.embedders.onnx_clip import ClipVisual, OnnxClipEmbedder
+from tests.helpers import decode_image
 
 
 def photo(colour: str, shape: str = "cup") -> Image.Image:

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from moderation.embedders import PermanentEmbedError
-from moderation.embedders.images import decode_image, to_rgb
+from moderation.embedders.images import to_rgb
 from moderation.models import ModerationStatus
-from tests.helpers import image_bytes, score_now
+from tests.helpers import decode_image, image_bytes, score_now
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:

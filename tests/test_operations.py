@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from catalog.demo import draw_photo
 from catalog.models import Category, Listing
-from moderation import services
+from moderation import transitions
 from moderation.models import Decision
 call_command("migrate", verbosity=0)
 seller, moderator = User.objects.create(username="seller"), User.objects.create(username="moderator")
@@ -31,7 +31,7 @@ for title, colour in [("Red mug", "red"), ("Blue mug", "blue"), ("Red boots", "g
     listing.image.save(f"{colour}.jpg", ContentFile(draw_photo(colour, "cup", seed=title)), save=False)
     listing.save()
 call_command("moderation_scan", "--sync")
-services.reject(Listing.objects.get(title="Red boots"), actor=moderator, reason="wrong photo")
+transitions.reject(Listing.objects.get(title="Red boots"), actor=moderator, reason="wrong photo")
 print(json.dumps(Decision.objects.count()))
 """
 

@@ -14,7 +14,7 @@ from django.db import connection
 from django_q.models import OrmQ
 
 from catalog.models import Listing
-from moderation import services, tasks
+from moderation import queue, tasks, transitions
 from moderation.models import Decision, ModerationStatus
 from tests.fake_provider import Drip, FakeProvider, Scripted
 from tests.helpers import ROOT, demo_moderation_settings, run_python
@@ -128,7 +128,7 @@ def test_saves_and_edits_arriving_while_tasks_coalesce_are_all_scored_in_their_l
     )
     assert set(Listing.objects.values_list("moderation_status", flat=True)) == {S.OK}
     for listing in Listing.objects.all():
-        last = services.history(listing).first()
+        last = transitions.history(listing).first()
         assert (last.reason, last.content_version) == ("scored", listing.moderation_version)
 
 
@@ -137,12 +137,12 @@ def test_a_decision_survives_a_rescan_and_a_task_run_twice_writes_once(
 ):
     start_cluster()
     listing = listing_factory(title="Yellow rain jacket", image=photo("purple", "shirt"))
-    tasks.enqueue("catalog.listing", listing.pk, 1)  # the same task a second time
+    queue.enqueue("catalog.listing", listing.pk, 1)  # the same task a second time
     wait_for(lambda: status_of(listing) == S.FLAGGED, what="scoring")
     listing.refresh_from_db()
     scored_at = listing.moderated_at
-    services.reject(listing, actor=admin_user, reason="wrong photo")
-    services.rescan(listing, actor=admin_user)
+    transitions.reject(listing, actor=admin_user, reason="wrong photo")
+    transitions.rescan(listing, actor=admin_user)
     wait_for(lambda: Listing.objects.get(pk=listing.pk).moderated_at > scored_at, what="the rescan")
     listing.refresh_from_db()
     assert listing.moderation_status == S.REJECTED
@@ -226,24 +226,31 @@ def test_a_worker_killed_mid_task_does_not_lose_the_listing(start_cluster, provi
 def test_an_embedder_outage_leaves_work_pending_or_errored_and_all_is_scored_when_it_returns(
     start_cluster, provider, listing_factory, photo, settings
 ):
-    extra = {"RETRY_BASE_DELAY": 1, "MAX_ATTEMPTS": 2, "ERROR_RETRY_DELAY": 1}
+    extra = {"RETRY_BASE_DELAY_SECONDS": 1, "MAX_ATTEMPTS": 2, "ERROR_RETRY_DELAY_SECONDS": 1}
     settings.MODERATION = json.loads(http_settings(provider, **extra))
     start_cluster(MODERATION_SETTINGS=http_settings(provider, **extra))
     provider.down = True
     listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(4)]
-    # An attempt is counted when it starts (fault 10): wait for its failure to be recorded.
+    # An attempt is counted before the embedder call and its outcome recorded after it:
+    # wait for both (moderation_started_at is cleared with the outcome).
     wait_for(
-        lambda: not Listing.objects.filter(pk__in=[x.pk for x in listings], moderation_error="").exists(),
+        lambda: all(
+            row.moderation_attempts >= 1 and row.moderation_started_at is None
+            for row in Listing.objects.filter(pk__in=[x.pk for x in listings])
+        ),
         what="the first failed attempts",
     )
     assert set(Listing.objects.values_list("moderation_status", flat=True)) <= {S.PENDING, S.ERROR}
     assert set(Listing.objects.values_list("moderation_error", flat=True)) == {"unavailable"}
     tasks.sweep()  # the schedule does this every minute; retries still fail while it is down
-    wait_for(lambda: Listing.objects.filter(moderation_status=S.ERROR).count() == 4, what="second attempts")
+    wait_for(
+        lambda: Listing.objects.filter(moderation_attempts__gte=2, moderation_started_at__isnull=True).count() == 4,
+        what="second attempts",
+    )
     assert Listing.objects.filter(moderation_status=S.ERROR).count() == 4
 
     provider.down = False
-    time.sleep(1.1)  # ERROR_RETRY_DELAY
+    time.sleep(1.1)  # ERROR_RETRY_DELAY_SECONDS
     assert tasks.sweep() == 4
     wait_for(
         lambda: not Listing.objects.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),
@@ -296,6 +303,12 @@ def cluster_processes(cluster) -> set[int]:
     return {child.pid for child in psutil.Process(cluster.pid).children(recursive=True)}
 
 
+def first_attempt_recorded(listing) -> bool:
+    """The attempt is counted before the embedder call and its outcome recorded after it,
+    when ``moderation_started_at`` is cleared: both are done."""
+    return Listing.objects.filter(pk=listing.pk, moderation_attempts=1, moderation_started_at__isnull=True).exists()
+
+
 def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a_transient_error_in_time(
     start_cluster, provider, listing_factory, photo, settings
 ):
@@ -309,7 +322,7 @@ def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a
     provider.drip = Drip(interval=1.0)
     saved = time.monotonic()
     listing = listing_factory(image=photo("red"))
-    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_error, timeout=20, what="the failed attempt")
+    wait_for(lambda: first_attempt_recorded(listing), timeout=20, what="the attempt")
     assert time.monotonic() - saved < 6
     listing.refresh_from_db()
     assert (listing.moderation_status, listing.moderation_attempts) == (S.PENDING, 1)
@@ -322,7 +335,7 @@ def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a
 def test_a_provider_refusing_every_input_leaves_listings_pending_and_they_are_scored_once_it_is_fixed(
     start_cluster, provider, listing_factory, photo, settings
 ):
-    moderation = http_settings(provider, RETRY_MAX_DELAY=1)
+    moderation = http_settings(provider, RETRY_MAX_DELAY_SECONDS=1)
     settings.MODERATION = json.loads(moderation)
     start_cluster(MODERATION_SETTINGS=moderation)
     provider.model = "clip-vit-large-patch14"  # settings name another model: 400 to every input
@@ -336,7 +349,7 @@ def test_a_provider_refusing_every_input_leaves_listings_pending_and_they_are_sc
     assert not rows.filter(moderation_retry_at__isnull=True).exists()
 
     provider.model = None  # the provider serves the model the settings name
-    time.sleep(1.1)  # RETRY_MAX_DELAY
+    time.sleep(1.1)  # RETRY_MAX_DELAY_SECONDS
     tasks.sweep()
     wait_for(
         lambda: not rows.exclude(moderation_status__in=[S.OK, S.FLAGGED]).exists(),
@@ -355,7 +368,7 @@ def test_a_failed_call_for_the_category_prompts_is_recorded_on_the_listing_with_
     )
     start_cluster(MODERATION_SETTINGS=moderation)
     listing = listing_factory(image=photo("red"), category=category_factory("Kitchen"))
-    wait_for(lambda: Listing.objects.get(pk=listing.pk).moderation_error, what="the recorded failure")
+    wait_for(lambda: first_attempt_recorded(listing), what="the recorded attempt")
     listing.refresh_from_db()
     assert (listing.moderation_status, listing.moderation_attempts) == (S.PENDING, 1)
     assert listing.moderation_error == "bad_response"

@@ -7,42 +7,12 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Category, Listing
-from moderation import scoring, search
+from moderation import search, vectors
 from moderation.models import ModerationStatus
-from moderation.registry import get_spec
 from moderation.search import Hit
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
-
-
-@pytest.fixture
-def many_listings(demo_moderation, user_factory, category_factory):
-    """1,000 scored listings with random unit vectors, 10% of them in "Rare"; bulk-made."""
-    rng = np.random.default_rng(3)
-    seller = user_factory()
-    common, rare = category_factory("Common"), category_factory("Rare")
-    vectors = rng.standard_normal((1000, 512)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    Listing.objects.bulk_create(
-        [
-            Listing(
-                seller=seller,
-                category=rare if i % 10 == 0 else common,
-                title=f"item {i}",
-                price=i,
-                image="x.jpg",
-                moderation_status=S.OK,
-                embedding_model="demo:colour-words-v1",
-                image_vector=vector,
-                text_vector=vector,
-            )
-            for i, vector in enumerate(vectors)
-        ]
-    )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE catalog_listing")
-    return vectors
 
 
 def test_the_hnsw_index_serves_the_nearest_neighbour_query(many_listings):
@@ -54,32 +24,12 @@ def test_the_hnsw_index_serves_the_nearest_neighbour_query(many_listings):
         embedding_model="demo:colour-words-v1", moderation_status__in=search.PUBLIC_STATUSES
     )
     with transaction.atomic():
-        search.search_settings(k=10)
+        vectors.set_index_options(k=10)
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")  # only the HNSW index returns rows in order
         plan = search.nearest_queryset(queryset, "image_vector", many_listings[0], k=10).explain()
     assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
-
-
-def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listings):
-    """The pipeline's duplicate check: one statement for a batch, each photo's
-    neighbours found through the HNSW index (LATERAL join), never by a scan."""
-    spec = get_spec(Listing)
-    batch = list(Listing.objects.order_by("pk")[:3])
-    sql, params = scoring.duplicate_query(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
-    with transaction.atomic():
-        search.search_settings(k=10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
-            cursor.execute("EXPLAIN " + sql, params)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
-    assert "Seq Scan on catalog_listing" not in plan, plan
-    found = scoring.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
-    # Every listing here has the same seller: no candidates from the same owner.
-    assert found == [[], [], []]
 
 
 def test_a_filtered_search_still_returns_k_results(many_listings):
@@ -143,7 +93,7 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
         search.similar_to(listing, k=5)
     union = next(query["sql"] for query in queries.captured_queries if "UNION ALL" in query["sql"])
     with transaction.atomic():
-        search.search_settings(k=5)
+        vectors.set_index_options(k=5)
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")

@@ -276,11 +276,11 @@ def test_the_api_refuses_a_photo_cut_to_half_with_a_400_and_stores_nothing(selle
 @pytest.fixture
 def legacy(demo_moderation, listing_factory, media_root, photo, admin_user):
     """Listings whose files were stored under the seller's name, as before the upload rules."""
-    from moderation import services
+    from moderation import transitions
 
     polyglot_listing = listing_factory(stored_image=photo("red", "cup") + SCRIPT)
     score_now(polyglot_listing)
-    services.approve(polyglot_listing, actor=admin_user)
+    transitions.approve(polyglot_listing, actor=admin_user)
     html_name = default_storage.save("listings/legacy/x.html", ContentFile(image_bytes((200, 30, 30))))
     renamed = listing_factory(title="Red box")
     Listing.objects.filter(pk=renamed.pk).update(image=html_name)

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from moderation.embedders import EmbedderError, PermanentEmbedError, TransientEmbedError
-from moderation.services import InvalidTransition
+from moderation.exceptions import InvalidTransition
 
 
 class PayloadTooLarge(exceptions.APIException):

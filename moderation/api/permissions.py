@@ -1,6 +1,6 @@
 from rest_framework.permissions import BasePermission
 
-MODERATE = "moderation.moderate"
+from moderation.models import MODERATE_PERMISSION
 
 
 class IsModerator(BasePermission):
@@ -9,4 +9,4 @@ class IsModerator(BasePermission):
     message = "Only moderators may do this."
 
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.has_perm(MODERATE))
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm(MODERATE_PERMISSION))

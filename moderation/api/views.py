@@ -11,8 +11,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from moderation import services
-from moderation.models import FlagReason, ModerationStatus
+from moderation import transitions
+from moderation.models import REVIEW_ORDER, FlagReason, ModerationStatus
 
 from .permissions import IsModerator
 from .serializers import DecisionRequestSerializer, DecisionSerializer, QueueItemSerializer
@@ -41,7 +41,8 @@ class QueueFiltersSerializer(serializers.Serializer):
     retrieve=extend_schema(summary="One object of the queue, with its decision history"),
 )
 class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Set ``queryset`` to the moderated model's rows (e.g. ``Listing.objects.all()``)."""
+    """Set ``queryset`` to the moderated model's rows (e.g. ``Listing.objects.all()``), a
+    ``ModeratedQuerySet``."""
 
     permission_classes = [IsModerator]
     serializer_class = QueueItemSerializer
@@ -56,24 +57,22 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data.get("status")
         if wanted:
-            queryset = queryset.filter(moderation_status=wanted)
+            queryset = queryset.filter(moderation_status=wanted).order_by(*REVIEW_ORDER)
         else:
-            queryset = queryset.filter(moderation_status__in=[S.FLAGGED, S.ERROR])
+            queryset = queryset.needs_review()
         reason = filters.validated_data.get("reason")
-        if reason:
-            queryset = queryset.filter(flag_reasons__contains=[reason])
-        return queryset.order_by("-severity", "consistency_score", "pk")
+        return queryset.flagged_for(reason) if reason else queryset
 
     def retrieve(self, request, *args, **kwargs):
         obj = self.get_object()
-        decisions = services.history(obj).select_related("actor")
+        decisions = transitions.history(obj).select_related("actor")
         return Response({**self.get_serializer(obj).data, "history": DecisionSerializer(decisions, many=True).data})
 
     def _decide(self, request, verb: str):
         obj = self.get_object()
         form = DecisionRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
+        transitions.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
         obj.refresh_from_db()
         return Response(self.get_serializer(obj).data)
 

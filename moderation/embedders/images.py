@@ -19,9 +19,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .base import PermanentEmbedError
 
-# Keep our own cap below Pillow's bomb limit, so ours is the one that answers.
-DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -37,13 +34,17 @@ def check_size(size: int, *, max_bytes: int | None) -> None:
 def open_image(
     data: bytes,
     *,
-    formats: Iterable[str] = DEFAULT_FORMATS,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_bytes: int | None = None,
+    formats: Iterable[str],
+    max_pixels: int,
+    max_bytes: int | None,
     draft_size: int | None = None,
 ) -> Image.Image:
     """Check ``data`` and decode it fully: the first frame, in its own mode, ``format`` set,
     orientation not applied (``upright`` does that).
+
+    The limits are the caller's (the app's come from ``IMAGE_FORMATS``,
+    ``IMAGE_MAX_PIXELS`` and ``IMAGE_MAX_BYTES``: ``embedders.open_listing_image``):
+    the Pillow format names accepted, the most pixels decoded, the most bytes read.
 
     ``draft_size`` lets JPEG decoding scale down by 2, 4 or 8 while the result stays
     at least that many pixels on its shorter side: a large photo that will be resized
@@ -110,9 +111,13 @@ def upright(image: Image.Image) -> Image.Image:
     return image
 
 
-def decode_image(data: bytes, **options) -> Image.Image:
-    """Decode ``data`` into an upright RGB image; ``options`` and errors as ``open_image``."""
-    return to_rgb(upright(open_image(data, **options)))
+def decode_image(
+    data: bytes, *, formats: Iterable[str], max_pixels: int, max_bytes: int | None, draft_size: int | None = None
+) -> Image.Image:
+    """Decode ``data`` into an upright RGB image; options and errors as ``open_image``."""
+    return to_rgb(
+        upright(open_image(data, formats=formats, max_pixels=max_pixels, max_bytes=max_bytes, draft_size=draft_size))
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

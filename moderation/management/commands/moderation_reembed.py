@@ -1,5 +1,5 @@
 from moderation.embedders import get_embedder
-from moderation.pipeline_commands import BatchCommand
+from moderation.management.base import BatchCommand
 
 
 class Command(BatchCommand):

@@ -3,7 +3,7 @@ from collections import Counter
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
-from moderation.pipeline_commands import target_specs
+from moderation.management.base import target_specs
 from moderation.uploads import restore_photo
 
 VERBS = {"restored": "re-stored", "safe": "already stored safely", "refused": "refused"}

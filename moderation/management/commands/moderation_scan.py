@@ -1,5 +1,5 @@
-from moderation.models import ModerationStatus
-from moderation.pipeline_commands import BatchCommand
+from moderation.management.base import BatchCommand
+from moderation.models import UNSCORED_STATUSES
 
 
 class Command(BatchCommand):
@@ -14,4 +14,4 @@ class Command(BatchCommand):
         queryset = spec.model._default_manager.all()
         if every:
             return queryset
-        return queryset.filter(moderation_status__in=[ModerationStatus.PENDING, ModerationStatus.ERROR])
+        return queryset.filter(moderation_status__in=UNSCORED_STATUSES)

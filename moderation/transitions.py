@@ -1,35 +1,34 @@
-"""State changes of moderated objects: small guarded functions, each atomic, each audited.
+"""Every change of ``moderation_status``: small guarded functions, each atomic, each audited.
 
-Every change of ``moderation_status`` goes through here, whoever asks: the signal on
-save, the tasks, the admin and the API. Each function locks the row, checks the
-current state, writes the change and a ``Decision`` row in one transaction.
+Whoever asks (the signal handler on save, the tasks, the admin, the API), a state
+changes here and nowhere else. Each function locks the row, checks the current state,
+writes the change and a ``Decision`` row in one transaction, and queues a scoring task
+on commit where the change needs one.
 
     pending -> ok | flagged -> approved | rejected;  error (with a code)
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import queue
 from .conf import moderation_settings
-from .models import VECTOR_FIELDS, Decision, ModerationStatus
-from .registry import ModerationSpec, get_spec
-from .search import to_db
-
-logger = logging.getLogger("moderation")
+from .db import update_rows
+from .exceptions import InvalidTransition
+from .models import DECIDED_STATUSES, UNSCORED_STATUSES, VECTOR_FIELDS, Decision, ModerationStatus
+from .registry import get_spec
+from .scoring import Scores
+from .vectors import to_db
 
 S = ModerationStatus
-DECIDED = {S.APPROVED, S.REJECTED}
-
 
 SCORE_FIELDS = [
     "embedding_model",
@@ -48,50 +47,17 @@ SCORE_FIELDS = [
 ]
 
 
-class InvalidTransition(Exception):
-    """The object is not in a state this change can start from."""
-
-
-def content_hash(spec: ModerationSpec, obj: models.Model, *, model_id: str) -> str:
-    """sha256 over the text fields, the photo's bytes and the embedding model's id."""
-    digest = hashlib.sha256()
-    for name in spec.text_fields:
-        digest.update(str(getattr(obj, name) or "").encode())
-        digest.update(b"\x00")
-    image = getattr(obj, spec.image_field)
-    if image:
-        image.open("rb")
-        try:
-            image.seek(0)
-            for chunk in image.chunks():
-                digest.update(chunk)
-        finally:
-            image.seek(0)
-    digest.update(b"\x00" + model_id.encode())
-    return digest.hexdigest()
-
-
-def relax_commit() -> None:
-    """Inside a transaction of scores: commit without waiting for the WAL flush.
-
-    Scores can always be computed again. If the database crashes within the last few
-    hundred milliseconds, a committed result may be lost; the object is then still
-    ``pending`` and the sweeper scores it again. Moderators' decisions never use this.
-    """
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit = off")
-
-
 def _decision(obj, **change) -> Decision:
     decision = _decision_row(obj, **change)
     decision.save()
     return decision
 
 
-def _decision_row(obj, *, from_status: str, to_status: str, actor=None, reason: str = "", scores=None) -> Decision:
-    """An unsaved Decision for a state change of ``obj``."""
+def _decision_row(
+    obj, *, from_status: str, to_status: str, actor=None, reason: str = "", with_scores: bool = False
+) -> Decision:
+    """An unsaved Decision for a state change of ``obj``. ``with_scores``: it keeps the
+    object's scores (``Scores.as_dict()``'s keys, from the object's own fields)."""
     return Decision(
         content_type=ContentType.objects.get_for_model(obj),
         object_pk=str(obj.pk),
@@ -100,7 +66,7 @@ def _decision_row(obj, *, from_status: str, to_status: str, actor=None, reason: 
         to_status=to_status,
         reason=reason,
         flag_reasons=list(obj.flag_reasons),
-        scores=scores or {},
+        scores=Scores.stored_on(obj).as_dict() if with_scores else {},
         content_version=obj.moderation_version,
     )
 
@@ -113,12 +79,6 @@ def _rows_for_update(model: type[models.Model]):
 
 def _locked(model: type[models.Model], pk) -> models.Model | None:
     return _rows_for_update(model).filter(pk=pk).first()
-
-
-def _enqueue_on_commit(spec: ModerationSpec, pk, version: int, *, force: bool = False) -> None:
-    from .tasks import enqueue
-
-    transaction.on_commit(lambda: enqueue(spec.label, pk, version, force=force))
 
 
 def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
@@ -157,7 +117,7 @@ def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
         )
         row.refresh_from_db(fields=["moderation_version"])
         _decision(row, from_status=from_status, to_status=S.PENDING, reason="created" if created else "content changed")
-        _enqueue_on_commit(spec, row.pk, row.moderation_version)
+        queue.enqueue_on_commit(spec.label, row.pk, row.moderation_version)
     for name in ("content_hash", "moderation_version", "moderation_status", "moderation_queued_at"):
         setattr(obj, name, getattr(row, name))
     return True
@@ -172,7 +132,7 @@ class ScoredObject:
     text_vector: Any
     image_vector: Any
     phash: int | None
-    scores: Any  # scoring.Scores
+    scores: Scores
 
 
 def record_scores(
@@ -203,7 +163,7 @@ def record_scores(
             if row is None or row.moderation_version != result.version:
                 statuses.append(None)
                 continue
-            up_to_date = row.moderation_status not in (S.PENDING, S.ERROR) and row.embedding_model == model_id
+            up_to_date = row.moderation_status not in UNSCORED_STATUSES and row.embedding_model == model_id
             if up_to_date and not force:
                 statuses.append(None)
                 continue
@@ -223,47 +183,19 @@ def record_scores(
             row.moderated_at = now
             row.moderation_error, row.moderation_error_detail = "", ""
             row.moderation_attempts, row.moderation_started_at, row.moderation_retry_at = 0, None, None
-            if from_status not in DECIDED:
+            if from_status not in DECIDED_STATUSES:
                 row.moderation_status = S.FLAGGED if scores.flag_reasons else S.OK
             changed.append(row)
             if row.moderation_status != from_status:
                 decisions.append(
                     _decision_row(
-                        row,
-                        from_status=from_status,
-                        to_status=row.moderation_status,
-                        reason="scored",
-                        scores=scores.as_dict(),
+                        row, from_status=from_status, to_status=row.moderation_status, reason="scored", with_scores=True
                     )
                 )
             statuses.append(row.moderation_status)
-        _update_rows(model, changed, fields)
+        update_rows(model, changed, fields)
         Decision.objects.bulk_create(decisions)
     return statuses
-
-
-def _update_rows(model: type[models.Model], rows: list[models.Model], field_names: list[str]) -> None:
-    """Write ``field_names`` of ``rows`` in one UPDATE ... FROM (VALUES ...).
-
-    What ``bulk_update`` does, without its CASE WHEN per column and row: for a batch
-    of 50 scored rows, building and running those took longer than everything else
-    a batch task does (docs/benchmarks.md).
-    """
-    if not rows:
-        return
-    fields = [model._meta.pk, *(model._meta.get_field(name) for name in field_names)]
-    quote = connection.ops.quote_name
-    cells = ", ".join(f"%s::{field.db_type(connection)}" for field in fields)
-    columns = ", ".join(quote(field.column) for field in fields)
-    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
-    sql = (
-        f"UPDATE {table} SET "
-        + ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields[1:])
-        + f" FROM (VALUES {', '.join(f'({cells})' for _ in rows)}) AS v({columns}) WHERE {table}.{pk} = v.{pk}"
-    )
-    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def start_attempt(model: type[models.Model], objs: list[models.Model]) -> None:
@@ -293,7 +225,7 @@ def record_failure(
     Permanent: ``error`` now, not retried until the content changes or a moderator
     rescans. Transient: stays ``pending`` and the sweeper retries it after a growing
     delay (the provider's ``retry_after`` when longer), up to ``MAX_ATTEMPTS``, then
-    ``error``, retried again after ``ERROR_RETRY_DELAY``. An attempt that
+    ``error``, retried again after ``ERROR_RETRY_DELAY_SECONDS``. An attempt that
     ``start_attempt`` counted is not counted again; a configuration error gives it
     back, since nothing is wrong with the object. A Decision is written when the
     status, or the code of an ``error``, changes.
@@ -302,7 +234,7 @@ def record_failure(
     now = timezone.now()
     with transaction.atomic():
         row = _locked(model, pk)
-        if row is None or row.moderation_version != version or row.moderation_status not in (S.PENDING, S.ERROR):
+        if row is None or row.moderation_version != version or row.moderation_status not in UNSCORED_STATUSES:
             return None
         from_status, from_error = row.moderation_status, row.moderation_error
         counted = row.moderation_started_at is not None
@@ -316,12 +248,14 @@ def record_failure(
         if permanent:
             row.moderation_status, row.moderation_retry_at = S.ERROR, None
         elif configuration:
-            row.moderation_retry_at = now + timedelta(seconds=conf.RETRY_MAX_DELAY)
+            row.moderation_retry_at = now + timedelta(seconds=conf.RETRY_MAX_DELAY_SECONDS)
         elif row.moderation_attempts >= conf.MAX_ATTEMPTS:
             row.moderation_status = S.ERROR
-            row.moderation_retry_at = now + timedelta(seconds=conf.ERROR_RETRY_DELAY)
+            row.moderation_retry_at = now + timedelta(seconds=conf.ERROR_RETRY_DELAY_SECONDS)
         else:
-            delay = min(conf.RETRY_MAX_DELAY, conf.RETRY_BASE_DELAY * 2 ** (row.moderation_attempts - 1))
+            delay = min(
+                conf.RETRY_MAX_DELAY_SECONDS, conf.RETRY_BASE_DELAY_SECONDS * 2 ** (row.moderation_attempts - 1)
+            )
             delay = max(delay, getattr(error, "retry_after", None) or 0)
             row.moderation_retry_at = now + timedelta(seconds=delay)
         row.save(
@@ -341,63 +275,33 @@ def record_failure(
         return row.moderation_status
 
 
-def _decide(obj: models.Model, *, to_status: str, allowed: set, actor, reason: str) -> models.Model:
+def _decide(obj: models.Model, *, to_status: str, actor, reason: str) -> models.Model:
+    """A moderator's decision: ``to_status`` from any other status."""
     with transaction.atomic():
         row = _locked(type(obj), obj.pk)
         if row is None:
             raise InvalidTransition(f"{obj} no longer exists.")
-        if row.moderation_status not in allowed:
+        if row.moderation_status == to_status:
             raise InvalidTransition(
                 f"{row} is {row.get_moderation_status_display().lower()}; it cannot become {to_status}."
             )
         from_status = row.moderation_status
         row.moderation_status = to_status
         row.save(update_fields=["moderation_status"])
-        _decision(
-            row,
-            from_status=from_status,
-            to_status=to_status,
-            actor=actor,
-            reason=reason,
-            scores={
-                "consistency": row.consistency_score,
-                "category_rank": row.category_rank,
-                "duplicate_similarity": row.duplicate_similarity,
-            },
-        )
+        _decision(row, from_status=from_status, to_status=to_status, actor=actor, reason=reason, with_scores=True)
     obj.moderation_status = to_status
     return row
 
 
 def approve(obj: models.Model, *, actor, reason: str = "") -> models.Model:
-    """A moderator accepts the object as it is."""
-    return _decide(
-        obj, to_status=S.APPROVED, allowed={S.PENDING, S.OK, S.FLAGGED, S.ERROR, S.REJECTED}, actor=actor, reason=reason
-    )
+    """A moderator accepts the object as it is. Raises ``InvalidTransition`` if it is approved already."""
+    return _decide(obj, to_status=S.APPROVED, actor=actor, reason=reason)
 
 
 def reject(obj: models.Model, *, actor, reason: str = "") -> models.Model:
-    """A moderator refuses the object; it leaves public search."""
-    return _decide(
-        obj, to_status=S.REJECTED, allowed={S.PENDING, S.OK, S.FLAGGED, S.ERROR, S.APPROVED}, actor=actor, reason=reason
-    )
-
-
-def decide(obj: models.Model, verb: str, *, actor, reason: str = ""):
-    """A moderator's ``verb`` ("approve", "reject" or "rescan") on ``obj``: what the admin
-    and the API call, so both follow the same rules."""
-    if verb == "rescan":
-        return rescan(obj, actor=actor)
-    if verb == "approve":
-        return approve(obj, actor=actor, reason=reason)
-    if verb == "reject":
-        return reject(obj, actor=actor, reason=reason)
-    raise ValueError(f"Unknown moderation verb {verb!r}: use approve, reject or rescan.")
-
-
-def history(obj: models.Model):
-    """The object's decisions, newest first."""
-    return Decision.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))
+    """A moderator refuses the object; it leaves public search. Raises ``InvalidTransition``
+    if it is rejected already."""
+    return _decide(obj, to_status=S.REJECTED, actor=actor, reason=reason)
 
 
 def rescan(obj: models.Model, *, actor=None) -> None:
@@ -424,4 +328,21 @@ def rescan(obj: models.Model, *, actor=None) -> None:
                 "moderation_queued_at",
             ]
         )
-        _enqueue_on_commit(spec, row.pk, row.moderation_version, force=True)
+        queue.enqueue_on_commit(spec.label, row.pk, row.moderation_version, force=True)
+
+
+def decide(obj: models.Model, verb: str, *, actor, reason: str = ""):
+    """A moderator's ``verb`` ("approve", "reject" or "rescan") on ``obj``: what the admin
+    and the API call, so both follow the same rules. Raises ``InvalidTransition``."""
+    if verb == "rescan":
+        return rescan(obj, actor=actor)
+    if verb == "approve":
+        return approve(obj, actor=actor, reason=reason)
+    if verb == "reject":
+        return reject(obj, actor=actor, reason=reason)
+    raise ValueError(f"Unknown moderation verb {verb!r}: use approve, reject or rescan.")
+
+
+def history(obj: models.Model):
+    """The object's decisions, newest first."""
+    return Decision.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))

@@ -1,4 +1,4 @@
-"""What the moderation_scan and moderation_reembed commands share: pick models, run batches."""
+"""What the moderation commands share: pick the registered models, score them in batches."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from . import tasks
-from .conf import moderation_settings
-from .registry import ModerationSpec, get_spec, specs
+from moderation import queue, tasks
+from moderation.conf import moderation_settings
+from moderation.registry import ModerationSpec, get_spec, specs
 
 
 class BatchCommand(BaseCommand):
@@ -37,6 +37,8 @@ class BatchCommand(BaseCommand):
 
 
 def target_specs(label: str | None) -> list[ModerationSpec]:
+    """The registered model ``label`` (``--model app_label.model``), or all; raises
+    ``CommandError`` naming the registered ones."""
     if not label:
         return specs()
     try:
@@ -59,7 +61,7 @@ def run_in_batches(
             if sync:
                 outcome.update(tasks.moderate_batch(spec.label, chunk, force))
             else:
-                tasks.enqueue_batch(spec.label, chunk, force=force)
+                queue.enqueue_batch(spec.label, chunk, force=force)
                 outcome["queued"] += len(chunk)
             bar.update(len(chunk))
     summary = ", ".join(f"{key}: {value}" for key, value in sorted(outcome.items())) or "nothing to do"

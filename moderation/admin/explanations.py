@@ -1,0 +1,44 @@
+"""The scores of a moderated object in plain words, for the review panel."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from moderation.models import FlagReason, ModerationStatus
+
+
+def explain(obj) -> list[str]:
+    """The scores in plain words, for a moderator: one sentence or two per check."""
+    lines = []
+    if obj.consistency_score is not None:
+        agreement = _("Text and photo agreement: %(score).2f (cosine similarity of their embeddings).") % {
+            "score": obj.consistency_score
+        }
+        if FlagReason.TEXT_IMAGE_MISMATCH in obj.flag_reasons:
+            verdict = _("This is below the threshold: the photo may not show what the text describes.")
+        else:
+            verdict = _("Within the usual range.")
+        lines.append(f"{agreement} {verdict}")
+    if obj.category_rank is not None:
+        looks_like = ", ".join(f"{s['category']} ({s['score']:.2f})" for s in obj.suggested_categories)
+        lines.append(
+            _(
+                "Listed category ranks #%(rank)d among all categories for this photo. "
+                "The photo looks most like: %(looks_like)s."
+            )
+            % {"rank": obj.category_rank, "looks_like": looks_like}
+        )
+    if obj.duplicate_of:
+        lines.append(
+            _(
+                "The photo is nearly identical (similarity %(similarity).3f) to the photo of another "
+                "seller's object #%(other)s."
+            )
+            % {"similarity": obj.duplicate_similarity, "other": obj.duplicate_of}
+        )
+    if obj.moderation_status == ModerationStatus.ERROR:
+        lines.append(
+            _("Could not be scored (%(code)s, %(attempts)d attempts): %(detail)s")
+            % {"code": obj.moderation_error, "attempts": obj.moderation_attempts, "detail": obj.moderation_error_detail}
+        )
+    return lines

@@ -1,0 +1,46 @@
+"""Sending tasks to django-q2: the scoring of one object, of a batch, and on commit.
+
+Tasks are named by dotted path, as django-q2 runs them; this module does not import
+``moderation.tasks``, which runs them.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django_q.tasks import async_task
+
+# django-q2 stores a successful task's result and, with the default ``save_limit``,
+# counts and prunes the stored ones after every task: that bookkeeping cost more than
+# scoring a listing (docs/benchmarks.md). The outcome of a moderation task is already
+# on the object and in its Decision rows, so successes are not stored; failures are.
+TASK_OPTIONS = {"group": "moderation", "save": False}
+
+
+def enqueue(label: str, pk, version: int, *, force: bool = False) -> None:
+    """Queue the scoring of one object: ``moderation.tasks.moderate_object``."""
+    async_task(
+        "moderation.tasks.moderate_object",
+        label,
+        str(pk),
+        version,
+        force,
+        task_name=f"moderate {label} {pk} v{version}",
+        **TASK_OPTIONS,
+    )
+
+
+def enqueue_batch(label: str, items: list[tuple[str, int]], *, force: bool = False) -> None:
+    """Queue the scoring of ``items`` = [(pk, version), ...] of one model: ``moderation.tasks.moderate_batch``."""
+    async_task(
+        "moderation.tasks.moderate_batch",
+        label,
+        items,
+        force,
+        task_name=f"moderate {label} x{len(items)}",
+        **TASK_OPTIONS,
+    )
+
+
+def enqueue_on_commit(label: str, pk, version: int, *, force: bool = False) -> None:
+    """``enqueue`` once the current transaction commits, so the worker sees the committed row."""
+    transaction.on_commit(lambda: enqueue(label, pk, version, force=force))

@@ -1,0 +1,32 @@
+"""Save -> content hash -> (if changed) pending + a task queued on commit. Nothing else.
+
+The request that saves a listing never waits for an embedder: it hashes the text and
+the photo's bytes (``ModerationSpec.content_hash``), and only when they changed does
+``transitions.content_changed`` mark the object ``pending`` and queue a task, through
+``transaction.on_commit`` so the worker sees the committed row. ``connect`` is called
+by the app's ``ready``.
+"""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_save
+
+from .embedders import current_model_id
+from .registry import get_spec, is_registered
+from .transitions import content_changed
+
+
+def on_save(sender, instance, created, raw=False, update_fields=None, **kwargs) -> None:
+    """``post_save`` of any model: moderated ones whose text or photo changed go back to pending."""
+    if raw or not is_registered(sender):
+        return
+    spec = get_spec(sender)
+    if update_fields is not None and not set(update_fields) & {*spec.text_fields, spec.image_field}:
+        return  # e.g. our own score writes, or a price change saved with update_fields
+    new_hash = spec.content_hash(instance, model_id=current_model_id())
+    if created or new_hash != instance.content_hash:
+        content_changed(instance, new_hash=new_hash, created=created)
+
+
+def connect() -> None:
+    post_save.connect(on_save, dispatch_uid="moderation.on_save")

@@ -1,0 +1,51 @@
+"""pgvector plumbing shared by the write path and search: vectors as parameters, the
+per-query index options, and the order of what an index search returns.
+
+The pipeline writes vectors and looks up duplicates with them; search reads them.
+Both go through here, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import numpy as np
+from django.db import connection
+
+from .conf import moderation_settings
+
+T = TypeVar("T")
+
+
+def to_db(vector) -> list[float]:
+    """A vector as the list pgvector's field writes fastest, rounded to what halfvec keeps."""
+    return np.asarray(vector, dtype=np.float32).round(5).tolist()
+
+
+def vector_literal(vector) -> str:
+    """A vector as pgvector's text form, for a query parameter."""
+    return "[" + ",".join(map(str, to_db(vector))) + "]"
+
+
+def set_index_options(*, k: int) -> None:
+    """Per-query HNSW options for a search of ``k`` neighbours; call inside the query's
+    transaction (they are SET LOCAL).
+
+    The candidate list (``hnsw.ef_search``) is max(``SEARCH_EF``, 4 x k), and pgvector's
+    iterative index scan is on, so that a filtered search still finds ``k`` rows. Its
+    ``relaxed_order`` mode may return neighbours slightly out of order: sort the rows
+    with ``nearest_first``.
+    """
+    with connection.cursor() as cursor:
+        # set_config(..., true) is SET LOCAL; both in one round trip.
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            [str(max(moderation_settings.SEARCH_EF, 4 * int(k)))],
+        )
+
+
+def nearest_first(rows: Iterable[T], *, distance: Callable[[T], float]) -> list[T]:
+    """``rows`` of an index search in order of ``distance``, nearest first: the iterative
+    scan's relaxed order (``set_index_options``) may return them slightly out of order."""
+    return sorted(rows, key=distance)

@@ -1,0 +1,41 @@
+"""The moderation commands: scan and re-embed, inline or queued."""
+
+import pytest
+from django.core.management import call_command
+
+from catalog.models import Listing
+from moderation import transitions
+from moderation.models import ModerationStatus
+from tests.helpers import score_now
+
+pytestmark = pytest.mark.django_db
+S = ModerationStatus
+
+
+def test_scan_sync_scores_every_pending_listing_with_a_progress_bar(demo_moderation, listing_factory, photo, capsys):
+    for colour in ["red", "blue", "green"]:
+        listing_factory(title=f"{colour} box", image=photo(colour))
+    call_command("moderation_scan", "--sync")
+    out = capsys.readouterr()
+    assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+    assert "3 object(s)" in out.out
+    assert "ok" in out.out
+
+
+def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
+    settings, demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.reject(listing, actor=admin_user)
+    settings.MODERATION = {
+        **demo_moderation,
+        "EMBEDDER": {
+            **demo_moderation["EMBEDDER"],
+            "OPTIONS": {**demo_moderation["EMBEDDER"]["OPTIONS"], "model_id": "demo:colour-words-v2"},
+        },
+    }
+    call_command("moderation_reembed", "--sync")
+    listing.refresh_from_db()
+    assert listing.embedding_model == "demo:colour-words-v2"
+    assert listing.moderation_status == S.REJECTED

@@ -1,0 +1,66 @@
+"""Scoring: consistency, the category check and the duplicate flags, from vectors alone."""
+
+import numpy as np
+import pytest
+
+from catalog.models import Category, Listing
+from moderation import scoring
+from moderation.models import ModerationStatus
+from moderation.registry import get_spec
+from tests.helpers import DEMO_THRESHOLDS, score_now
+from tests.testapp.models import Gadget
+
+S = ModerationStatus
+LABELS = ["Kitchen", "Clothing", "Furniture", "Toys"]
+
+
+def unit(*values) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_a_batch_is_scored_from_vectors_and_candidates_without_the_database(settings):
+    """No django_db mark: any query would fail the test. The candidates are what
+    ``duplicates.duplicate_candidates`` would have found in the database."""
+    settings.MODERATION = {"THRESHOLDS": DEMO_THRESHOLDS}
+    kitchen = Category(name="Kitchen")
+    mug, boots, copy = (
+        Listing(pk=pk, seller_id=seller, title=title, category=kitchen)
+        for pk, seller, title in [(1, 10, "Red mug"), (2, 10, "Red boots"), (3, 20, "Red mug, used")]
+    )
+    # Rows: the prompts of LABELS. The boots' photo is most like Toys, then Furniture,
+    # Clothing, Kitchen: the listed category ranks 4th.
+    matrix = np.stack([unit(1, 0, 0), unit(0, 0.2, 1), unit(0, 0.5, 1), unit(0, 1, 0)])
+    scores = scoring.score_batch(
+        get_spec(Listing),
+        [mug, boots, copy],
+        text_vectors=[unit(1, 0, 0), unit(1, 0, 0), unit(1, 0, 0)],
+        image_vectors=[unit(1, 0, 0), unit(0, 1, 0), unit(1, 0, 0)],
+        phashes=[0b1011, 0b1100, 0b1011],
+        labels=LABELS,
+        matrix=matrix,
+        candidates=[[], [("99", 0b1101, 0.97)], []],
+    )
+    assert [s.flag_reasons for s in scores] == [
+        [],
+        ["text_image_mismatch", "category_mismatch", "duplicate_image"],
+        ["duplicate_image"],  # the mug earlier in the batch, another seller's
+    ]
+    assert [s.severity for s in scores] == [0, 60, 30]
+    assert scores[0].consistency == pytest.approx(1.0)
+    assert (scores[1].category_rank, scores[1].suggested_categories[0]["category"]) == (4, "Toys")
+    assert (scores[1].duplicate_of, scores[1].duplicate_similarity) == ("99", 0.97)
+    assert (scores[2].duplicate_of, scores[2].duplicate_similarity) == ("1", pytest.approx(1.0))
+
+
+@pytest.mark.django_db
+def test_a_photo_unlike_its_category_is_flagged_with_the_categories_it_looks_like(
+    settings, demo_moderation, gadget_factory, photo
+):
+    settings.MODERATION = {**demo_moderation, "CATEGORY_THRESHOLDS": {"Red gear": {"CATEGORY_MAX_RANK": 1}}}
+    gadget = gadget_factory(name="Lamp", kind=Gadget.Kind.RED, picture=photo("blue"))
+    score_now(gadget)
+    assert gadget.moderation_status == S.FLAGGED
+    assert "category_mismatch" in gadget.flag_reasons
+    assert gadget.category_rank > 1
+    assert gadget.suggested_categories[0]["category"] == "Blue gear"

@@ -1,0 +1,76 @@
+"""State changes: guarded, audited, a moderator's decision kept over a rescan, attempts counted cheaply."""
+
+import pytest
+
+from catalog.models import Listing
+from moderation import transitions
+from moderation.exceptions import InvalidTransition
+from moderation.models import ModerationStatus
+from tests.helpers import history, score_now
+
+pytestmark = pytest.mark.django_db
+S = ModerationStatus
+
+
+def test_a_decision_survives_a_rescan_of_unchanged_content(demo_moderation, listing_factory, photo, admin_user):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.reject(listing, actor=admin_user, reason="misleading photo")
+    score_now(listing, force=True)
+    assert listing.moderation_status == S.REJECTED
+    assert listing.flag_reasons == ["text_image_mismatch"]
+    assert history(listing)[-1] == (S.FLAGGED, S.REJECTED)
+
+
+def test_a_sellers_edit_sends_a_decided_listing_back_to_pending_and_keeps_the_history(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.approve(listing, actor=admin_user)
+    listing.title = "Blue hiking boots"
+    listing.save()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    assert listing.moderation_version == 2
+    score_now(listing)
+    assert listing.moderation_status == S.OK
+    assert history(listing) == [
+        ("", S.PENDING),
+        (S.PENDING, S.FLAGGED),
+        (S.FLAGGED, S.APPROVED),
+        (S.APPROVED, S.PENDING),
+        (S.PENDING, S.OK),
+    ]
+
+
+def test_transitions_that_do_not_start_from_an_allowed_state_are_refused(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(image=photo("red"))
+    score_now(listing)
+    transitions.approve(listing, actor=admin_user)
+    with pytest.raises(InvalidTransition, match="approved"):
+        transitions.approve(listing, actor=admin_user)
+
+
+def test_counting_an_attempt_writes_no_column_an_index_covers(demo_moderation, listing_factory, photo):
+    """Then PostgreSQL can make it a heap-only (HOT) update, which does not re-insert the
+    row into the two HNSW indexes (when its page has room: docs/pipeline.md)."""
+    import re
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    listings = [listing_factory(title=f"Red mug {i}", image=photo("red", seed=str(i))) for i in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        transitions.start_attempt(Listing, listings)
+    [update] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    written = set(re.findall(r'"(\w+)" = ', update.split(" WHERE ")[0]))
+    assert written == {"moderation_attempts", "moderation_started_at"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = 'catalog_listing'::regclass")
+        definitions = [row[0] for row in cursor.fetchall()]
+    assert any("hnsw" in definition for definition in definitions)
+    assert not [(column, d) for column in written for d in definitions if column in d]
+    assert set(Listing.objects.values_list("moderation_attempts", flat=True)) == {1}
