@@ -44,9 +44,23 @@ class ModerationSpec:
         parts = [strip_invisible(str(getattr(obj, name) or "")).strip() for name in self.text_fields]
         return ". ".join(part for part in parts if part)
 
-    def content_hash(self, obj: models.Model, *, model_id: str) -> str:
-        """sha256 (64 hex) over the text fields as stored, the photo's bytes and the
-        embedding model's id: what decides whether a save needs scoring."""
+    def content_hash(self, obj: models.Model) -> str:
+        """sha256 (64 hex) over the text fields as stored and the photo's bytes: what
+        decides whether a save needs scoring.
+
+        The embedding model is not part of it: a new model is ``moderation_reembed``'s
+        work (rows keep ``embedding_model``), and a save that changes neither text nor
+        photo must never reopen a moderator's decision, whatever the embedder is.
+        """
+        return self._digest(obj, suffix=b"")
+
+    def legacy_content_hash(self, obj: models.Model, *, model_id: str) -> str:
+        """The hash stored before 0.2, which also covered the embedding model's id.
+        ``signal_handlers.on_save`` reads it once per row, to store the new hash without
+        taking an unchanged object for new content."""
+        return self._digest(obj, suffix=b"\x00" + model_id.encode())
+
+    def _digest(self, obj: models.Model, *, suffix: bytes) -> str:
         digest = hashlib.sha256()
         for name in self.text_fields:
             digest.update(str(getattr(obj, name) or "").encode())
@@ -60,7 +74,7 @@ class ModerationSpec:
                     digest.update(chunk)
             finally:
                 image.seek(0)
-        digest.update(b"\x00" + model_id.encode())
+        digest.update(suffix or b"\x01")  # never equal to a legacy hash of the same content
         return digest.hexdigest()
 
     def category_of(self, obj: models.Model) -> str | None:

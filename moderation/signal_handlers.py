@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from django.db.models.signals import post_save
 
-from .embedders import current_model_id
 from .registry import get_spec, is_registered
 from .transitions import content_changed
 
@@ -23,9 +22,19 @@ def on_save(sender, instance, created, raw=False, update_fields=None, **kwargs) 
     spec = get_spec(sender)
     if update_fields is not None and not set(update_fields) & {*spec.text_fields, spec.image_field}:
         return  # e.g. our own score writes, or a price change saved with update_fields
-    new_hash = spec.content_hash(instance, model_id=current_model_id())
-    if created or new_hash != instance.content_hash:
-        content_changed(instance, new_hash=new_hash, created=created)
+    new_hash = spec.content_hash(instance)
+    if created or new_hash == instance.content_hash:
+        if created:
+            content_changed(instance, new_hash=new_hash, created=True)
+        return
+    if instance.embedding_model and instance.content_hash == spec.legacy_content_hash(
+        instance, model_id=instance.embedding_model
+    ):
+        # Stored by 0.1, whose hash also covered the model: same content, new spelling.
+        sender._default_manager.filter(pk=instance.pk).update(content_hash=new_hash)
+        instance.content_hash = new_hash
+        return
+    content_changed(instance, new_hash=new_hash, created=False)
 
 
 def connect() -> None:

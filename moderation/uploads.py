@@ -34,7 +34,7 @@ from django.utils.crypto import salted_hmac
 from PIL import Image, JpegImagePlugin
 
 from .conf import moderation_settings
-from .embedders import PermanentEmbedError, current_model_id, open_listing_image
+from .embedders import PermanentEmbedError, open_listing_image
 from .embedders.images import check_size, upright
 from .registry import ModerationSpec
 
@@ -221,7 +221,7 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
     field = obj._meta.get_field(spec.image_field)
     new_name = storage.save(field.generate_filename(obj, name), ContentFile(clean), max_length=field.max_length)
     setattr(obj, field.attname, new_name)
-    new_hash = spec.content_hash(obj, model_id=current_model_id())
+    new_hash = spec.content_hash(obj)
     # Only if the row still holds the old file: a seller's new photo wins.
     updated = (
         type(obj)

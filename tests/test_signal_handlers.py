@@ -34,3 +34,59 @@ def test_a_save_that_changes_neither_text_nor_photo_queues_nothing(
     listing.refresh_from_db()
     assert callbacks == []
     assert listing.moderation_version == 1
+
+
+@pytest.mark.parametrize(
+    "embedder",
+    [
+        pytest.param({"model_id": "demo:colour-words-v2"}, id="another-model"),
+        pytest.param({"model_dir": "/nonexistent"}, id="misconfigured"),
+    ],
+)
+def test_a_save_that_changes_neither_text_nor_photo_keeps_a_decision_whatever_the_embedder(
+    demo_moderation, settings, listing_factory, photo, admin_user, embedder
+):
+    """A price change after the embedder changed (before moderation_reembed ran) or while it
+    is misconfigured must not reopen a moderator's rejection: the hash covers content only."""
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.reject(listing, actor=admin_user, reason="misleading photo")
+    settings.MODERATION = {
+        **demo_moderation,
+        "EMBEDDER": {**demo_moderation["EMBEDDER"], "OPTIONS": {**demo_moderation["EMBEDDER"]["OPTIONS"], **embedder}},
+    }
+    listing.refresh_from_db()
+    listing.price = 1
+    listing.save()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.REJECTED
+    assert listing.moderation_version == 1
+
+
+def test_a_hash_stored_before_it_left_out_the_model_is_respelled_without_new_content(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    from catalog.models import Listing
+    from moderation import transitions
+    from moderation.registry import get_spec
+    from tests.helpers import score_now
+
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.reject(listing, actor=admin_user)
+    spec = get_spec(Listing)
+    legacy = spec.legacy_content_hash(listing, model_id=listing.embedding_model)
+    Listing.objects.filter(pk=listing.pk).update(content_hash=legacy)
+    listing.refresh_from_db()
+    listing.price = 2
+    listing.save()
+    listing.refresh_from_db()
+    assert (listing.moderation_status, listing.moderation_version) == (S.REJECTED, 1)
+    assert listing.content_hash == spec.content_hash(listing) != legacy
+    listing.title = "Blue hiking boots"
+    listing.save()
+    listing.refresh_from_db()
+    assert (listing.moderation_status, listing.moderation_version) == (S.PENDING, 2)

@@ -8,7 +8,6 @@ arguments (see docs/embedders.md).
 from __future__ import annotations
 
 import functools
-import logging
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
@@ -25,15 +24,12 @@ from .base import (
 )
 from .images import open_image, to_rgb, upright
 
-logger = logging.getLogger("moderation")
-
 __all__ = [
     "Embedder",
     "EmbedderConfigurationError",
     "EmbedderError",
     "PermanentEmbedError",
     "TransientEmbedError",
-    "current_model_id",
     "decode_listing_image",
     "get_embedder",
     "open_listing_image",
@@ -65,16 +61,6 @@ def _reset_embedder(*, setting: str, **kwargs) -> None:
 
 
 setting_changed.connect(_reset_embedder)
-
-
-def current_model_id() -> str:
-    """The configured embedder's model id, for content hashes; a broken configuration
-    must not break saving (it is logged, and objects stay pending until it is fixed)."""
-    try:
-        return get_embedder().model_id
-    except EmbedderError as exc:
-        logger.error("the embedder is misconfigured; objects stay pending until it is fixed: %s", exc)
-        return "unconfigured"
 
 
 def open_listing_image(data: bytes, *, draft_size: int | None = None) -> Image.Image:
