@@ -221,6 +221,9 @@ INVISIBLE_TITLES = {
     "control-characters": "\x01\x02\x03\x7f",
     "spaced-zero-width": " \u200b \u3000 \u200b ",
     "hangul-fillers": "\u3164\u3164\u3164",
+    "unassigned": "\u2065\u2065\u2065",
+    "private-use": "\ue000\ue000\ue000",
+    "lone-accents": "\u0301\u0301\u0301",
     "two-visible": "a\u200b\u200b\u200bb",
 }
 
