@@ -29,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import models
 from django.db.models.fields.files import FieldFile, ImageFieldFile
+from django.forms import FileField as FileFormField
 from django.forms import ImageField as ImageFormField
 from django.utils.crypto import salted_hmac
 from PIL import Image, JpegImagePlugin
@@ -171,10 +172,19 @@ class ModeratedFieldFile(ImageFieldFile):
 
 
 class PhotoFormField(ImageFormField):
-    """The form field of a ``ModeratedImageField``: the seller's file extension is not
-    checked, since it is never used (the model field's validator checks the picture)."""
+    """The form field of a ``ModeratedImageField``: the picture is checked by
+    ``validate_photo``, so a form says why a photo is refused as the API does (Django's
+    own check answers every refusal with its generic "Upload a valid image."). The
+    seller's file extension is not checked, since it is never used."""
 
     default_validators = []
+
+    def to_python(self, data):
+        """The upload (or None), checked by ``validate_photo``; raises its ``ValidationError``."""
+        upload = FileFormField.to_python(self, data)  # Django's ImageField would open it with Pillow
+        if upload is not None:
+            validate_photo(upload)
+        return upload
 
 
 class ModeratedImageField(models.ImageField):

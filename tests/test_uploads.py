@@ -208,6 +208,27 @@ def test_the_admin_refuses_what_the_pipeline_cannot_decode_and_stores_nothing(ad
     assert stored_files(media_root) == []
 
 
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><script>alert(1)</script></svg>'
+# What the admin answered with Django's generic "Upload a valid image. The file you
+# uploaded was either not an image or a corrupted image." where the API said why.
+ADMIN_REFUSALS = {
+    "half-a-webp": REFUSED["half-a-webp"],
+    "half-a-png": REFUSED["half-a-png"],
+    "html-renamed-jpg": SCRIPT,
+    "svg": SVG,
+    "20000x20000-png": encode(Image.new("1", (20000, 20000)), "PNG"),
+}
+
+
+@pytest.mark.parametrize("upload", ADMIN_REFUSALS.values(), ids=ADMIN_REFUSALS.keys())
+def test_the_admin_gives_the_same_reason_for_a_refused_photo_as_the_api(admin_form, seller_api, media_root, upload):
+    api_message = create_listing(seller_api, "photo.jpg", upload).json()["error"]["fields"]["image"]
+    admin_message = admin_form(upload).context["adminform"].form.errors["image"]
+    assert admin_message == api_message
+    assert "Upload a valid image" not in admin_message[0]
+    assert stored_files(media_root) == []
+
+
 def test_the_admin_change_form_refuses_a_new_photo_and_keeps_the_old_one(
     admin_form, media_root, demo_moderation, listing_factory, photo
 ):
