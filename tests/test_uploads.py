@@ -291,6 +291,92 @@ def test_the_api_refuses_a_photo_cut_to_half_with_a_400_and_stores_nothing(selle
     assert stored_files(media_root) == []
 
 
+# -- Nothing left behind: replaced and deleted photos, identical uploads -----------------
+
+
+def test_identical_uploads_share_one_stored_file(seller_api, media_root):
+    first = create_listing(seller_api, "a.jpg", polyglot()).json()
+    second = create_listing(seller_api, "b.jpg", polyglot()).json()
+    assert first["image"] == second["image"]  # not <digest>_eurIRBo.jpg
+    assert len(stored_files(media_root)) == 1
+    assert is_sanitised(Listing.objects.first().image.name, stored_files(media_root)[0].read_bytes())
+
+
+def test_an_upload_under_a_taken_name_with_other_bytes_is_stored_apart(seller_api, media_root):
+    first = create_listing(seller_api, "a.jpg", polyglot()).json()
+    taken = media_root / Listing.objects.get(pk=first["id"]).image.name
+    other = bytes(len(taken.read_bytes()))  # the same size, other bytes
+    taken.write_bytes(other)
+    second = create_listing(seller_api, "b.jpg", polyglot()).json()
+    assert second["image"] != first["image"]
+    assert taken.read_bytes() == other
+
+
+def test_replacing_a_photo_through_the_api_deletes_the_old_file_after_commit(
+    seller_api, media_root, django_capture_on_commit_callbacks
+):
+    listing = create_listing(seller_api, "a.jpg", polyglot()).json()
+    old = stored_files(media_root)
+    new_photo = SimpleUploadedFile("b.png", image_bytes((20, 30, 200)))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = seller_api.patch(f"/api/listings/{listing['id']}/", {"image": new_photo}, format="multipart")
+    assert response.status_code == 200, response.content
+    assert stored_files(media_root) == [media_root / Listing.objects.get().image.name]
+    assert stored_files(media_root) != old
+    assert seller_api.get(listing["image"].removeprefix("http://testserver")).status_code == 404
+
+
+def test_deleting_a_listing_through_the_api_deletes_its_file_after_commit(
+    seller_api, media_root, django_capture_on_commit_callbacks
+):
+    listing = create_listing(seller_api, "a.jpg", polyglot()).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert seller_api.delete(f"/api/listings/{listing['id']}/").status_code == 204
+    assert stored_files(media_root) == []
+
+
+def test_a_file_shared_by_identical_uploads_stays_while_a_row_references_it(
+    seller_api, media_root, django_capture_on_commit_callbacks
+):
+    first = create_listing(seller_api, "a.jpg", polyglot()).json()
+    second = create_listing(seller_api, "b.jpg", polyglot()).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        seller_api.delete(f"/api/listings/{first['id']}/")
+    assert stored_files(media_root) == [media_root / Listing.objects.get(pk=second["id"]).image.name]
+    with django_capture_on_commit_callbacks(execute=True):
+        seller_api.delete(f"/api/listings/{second['id']}/")
+    assert stored_files(media_root) == []
+
+
+def test_a_rolled_back_replacement_keeps_the_old_file(
+    listing_factory, media_root, photo, django_capture_on_commit_callbacks
+):
+    listing = listing_factory(image=photo("red", "cup"))
+    old = media_root / listing.image.name
+
+    def replace_then_fail():
+        with transaction.atomic():
+            listing.image = SimpleUploadedFile("b.png", image_bytes((20, 30, 200)))
+            listing.save()
+            raise RuntimeError
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        replace_then_fail()
+    assert old.is_file()
+    assert Listing.objects.get().image.name == str(old.relative_to(media_root))
+
+
+def test_replacing_a_photo_in_the_admin_change_form_deletes_the_old_file_after_commit(
+    admin_form, media_root, demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    listing = listing_factory(image=photo("red", "cup"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_form(image_bytes((20, 30, 200)), url=f"/admin/catalog/listing/{listing.pk}/change/")
+    assert response.status_code == 302
+    listing.refresh_from_db()
+    assert stored_files(media_root) == [media_root / listing.image.name]
+
+
 # -- Photos stored before the upload rules --------------------------------------------
 
 
@@ -319,11 +405,14 @@ def test_the_sanitize_command_dry_run_changes_nothing(legacy, media_root):
     assert {path: path.read_bytes() for path in stored_files(media_root)} == before
 
 
-def test_the_sanitize_command_restores_old_files_and_keeps_the_moderation_state(legacy, media_root):
+def test_the_sanitize_command_restores_old_files_and_keeps_the_moderation_state(
+    legacy, media_root, django_capture_on_commit_callbacks
+):
     old_names = {key: listing.image.name for key, listing in legacy.items()}
     decisions = Decision.objects.count()
     out, err = io.StringIO(), io.StringIO()
-    call_command("moderation_sanitize_images", stdout=out, stderr=err)
+    with django_capture_on_commit_callbacks(execute=True):  # old files go when the new names are committed
+        call_command("moderation_sanitize_images", stdout=out, stderr=err)
     assert "catalog.listing: 2 re-stored, 1 already stored safely, 1 refused" in out.getvalue()
     assert f"catalog.listing {legacy['broken'].pk}: image_truncated" in err.getvalue()
     for key in ("polyglot", "renamed"):
