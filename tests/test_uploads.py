@@ -3,8 +3,11 @@ refuses what the pipeline cannot decode, leaves nothing of it behind, and stores
 the picture under a name and extension the app chooses."""
 
 import io
+import struct
+import zlib
 from pathlib import PurePosixPath
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -21,7 +24,7 @@ from rest_framework.test import APIClient
 from catalog.models import Listing
 from moderation.models import Decision, ModerationStatus
 from moderation.uploads import is_sanitised, open_photo, sanitised_photo
-from tests.helpers import image_bytes, score_now
+from tests.helpers import decode_image, image_bytes, score_now
 from tests.testapp.models import Gadget
 
 pytestmark = pytest.mark.django_db
@@ -131,6 +134,32 @@ def test_transparency_and_sixteen_bits_are_kept_in_a_stored_png():
     assert Image.open(io.BytesIO(stored_for(encode(clear, "PNG"))[1])).getpixel((4, 4)) == (255, 0, 0, 0)
     deep = Image.new("I;16", (8, 8), 40000)
     assert Image.open(io.BytesIO(stored_for(encode(deep, "PNG"))[1])).getpixel((4, 4)) == 40000
+
+
+def sixteen_bit_rgb_png(array: np.ndarray) -> bytes:
+    """A PNG of 16 bits per RGB sample (``array``: height x width x 3, uint16), which
+    Pillow reads but cannot write."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    height, width, _ = array.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in array)  # filter 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, truecolour
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_sixteen_bit_rgb_png_is_stored_and_decoded_with_its_high_bytes():
+    tones = np.zeros((8, 8, 3), dtype=np.uint16)
+    tones[...] = (0x1234, 0xABCD, 0x00FF)
+    tones[4:, :] = (0xFFFF, 0x8001, 0x7FFF)
+    _name, data = stored_for(sixteen_bit_rgb_png(tones))
+    stored = Image.open(io.BytesIO(data))
+    assert (stored.mode, data[24]) == ("RGB", 8)  # IHDR's bit depth: Pillow has no 16-bit RGB mode
+    high_bytes = (tones >> 8).astype(np.uint8)
+    assert np.array_equal(np.asarray(stored), high_bytes)
+    assert np.array_equal(np.asarray(decode_image(data)), high_bytes)
+    assert np.array_equal(np.asarray(decode_image(sixteen_bit_rgb_png(tones))), high_bytes)
 
 
 def test_an_animated_gif_is_stored_as_the_frame_that_was_scored():
