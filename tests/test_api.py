@@ -177,6 +177,12 @@ def test_a_session_cookie_the_database_cannot_hold_is_no_session(api, market, en
         assert response.status_code == 200
 
 
+def test_the_schema_documents_the_session_and_basic_logins(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"cookieAuth", "basicAuth"}
+    assert {"cookieAuth": []} in schema["paths"]["/api/listings/"]["get"]["security"]
+
+
 def test_basic_and_session_logins_still_work(api, sellers):
     assert api.get("/api/listings/", **basic(b"alice:pw-for-tests")).status_code == 200
     api.login(username="alice", password="pw-for-tests")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.authentication import BasicScheme, SessionScheme
 from rest_framework import authentication, exceptions
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
@@ -56,3 +57,13 @@ class SessionAuthentication(authentication.SessionAuthentication):
         if session is not None and session.session_key and not database_can_hold(session.session_key):
             return None
         return super().authenticate(request)
+
+
+# The OpenAPI security schemes of the two (drf-spectacular's for DRF's own classes,
+# which it matches by exact class): registered when this module is imported.
+class SessionAuthenticationScheme(SessionScheme):
+    target_class = SessionAuthentication
+
+
+class BasicAuthenticationScheme(BasicScheme):
+    target_class = BasicAuthentication
