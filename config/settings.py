@@ -189,9 +189,10 @@ MODERATION = (
 )
 
 REST_FRAMEWORK = {
+    # DRF's own, refusing credentials that PostgreSQL cannot hold (a NUL) instead of a 500.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "moderation.api.authentication.SessionAuthentication",
+        "moderation.api.authentication.BasicAuthentication",
     ],
     "DEFAULT_PARSER_CLASSES": [
         "moderation.api.parsers.JSONParser",

@@ -15,6 +15,10 @@ plain code; all of them meet the model field, ``ModeratedImageField``:
   decoded is not stored at all: the save raises ``ValidationError`` before anything is
   written, even from code that skipped validation.
 
+Identical pictures share one stored file (``store_photo``), and nothing is left behind:
+a file that a save replaced, or whose row was deleted, is deleted once that transaction
+commits, if no row of the model references it any more (``forget_photos``).
+
 Photos stored before these rules: ``manage.py moderation_sanitize_images``
 (``restore_photo``). See docs/pipeline.md, "Uploaded photos".
 """
@@ -27,8 +31,10 @@ from pathlib import PurePosixPath
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import models
-from django.db.models.fields.files import FieldFile, ImageFieldFile
+from django.db import models, transaction
+from django.db.models.fields.files import FieldFile, ImageFieldFile, ImageFileDescriptor
+from django.db.models.signals import class_prepared, post_delete, post_save
+from django.forms import FileField as FileFormField
 from django.forms import ImageField as ImageFormField
 from django.utils.crypto import salted_hmac
 from PIL import Image, JpegImagePlugin
@@ -158,23 +164,124 @@ def is_sanitised(name: str, data: bytes) -> bool:
     return PurePosixPath(name).stem.startswith(photo_digest(data))
 
 
+def store_photo(field: models.FileField, instance: models.Model, name: str, data: bytes) -> str:
+    """Store ``data`` as ``instance``'s photo in ``field`` under ``name`` (the app's, which
+    ``upload_to`` places) and return the stored name.
+
+    A file already stored under that name with the same bytes is the same picture (the
+    name is their keyed hash): its name is returned and nothing is written, so identical
+    uploads share one file instead of a copy under ``<digest>_<7 characters>``.
+    """
+    name = field.generate_filename(instance, name)
+    storage = field.storage
+    if storage.exists(name) and storage.size(name) == len(data):
+        with storage.open(name, "rb") as stored:
+            if stored.read() == data:
+                return name
+    return storage.save(name, ContentFile(data), max_length=field.max_length)
+
+
+def forget_photos(model: type[models.Model], field: models.FileField, names: set[str], *, using: str) -> None:
+    """Once the current transaction on ``using`` commits (at once outside one), delete the
+    stored files ``names`` that no row of ``model`` references in ``field`` any more.
+
+    Identical pictures share a file, so a file goes with its last row. A rolled back
+    transaction deletes nothing. A storage error is logged, not raised: the row's
+    change is committed already (``robust``)."""
+
+    def delete_unreferenced():
+        rows = model._base_manager.using(using).filter(**{f"{field.attname}__in": names})
+        for name in names - set(rows.values_list(field.attname, flat=True)):
+            field.storage.delete(name)
+
+    if names:
+        transaction.on_commit(delete_unreferenced, using=using, robust=True)
+
+
+# Where an instance keeps the stored names that a new value of its photo fields replaced
+# ({attname: {name, ...}}), until a save writes the new value.
+REPLACED_PHOTOS = "_moderation_replaced_photos"
+
+
 class ModeratedFieldFile(ImageFieldFile):
     """A photo whose saving stores the sanitised picture under the app's name."""
 
     def save(self, name, content, save=True):
-        """Store ``content`` sanitised; ``name`` (the seller's) is not used.
-        Raises ``ValidationError`` before anything is written."""
+        """Store ``content`` sanitised (``store_photo``); ``name`` (the seller's) is not
+        used. Raises ``ValidationError`` before anything is written."""
         clean_name, clean = stored_photo(content)
-        super().save(clean_name, ContentFile(clean), save)
+        # Django's FieldFile.save, with store_photo in place of storage.save.
+        self.name = store_photo(self.field, self.instance, clean_name, clean)
+        setattr(self.instance, self.field.attname, self.name)
+        self._committed = True
+        if save:
+            self.instance.save()
 
     save.alters_data = True
 
 
+class ModeratedFileDescriptor(ImageFileDescriptor):
+    """Django's descriptor, noting the stored file that a new value replaces (an upload,
+    another name, or none): ``forget_replaced_photos`` forgets it when the save commits."""
+
+    def __set__(self, instance, value):
+        previous = instance.__dict__.get(self.field.attname)
+        super().__set__(instance, value)
+        if isinstance(previous, FieldFile):
+            previous = previous.name if previous._committed else None
+        if previous and previous != getattr(value, "name", value):
+            instance.__dict__.setdefault(REPLACED_PHOTOS, {}).setdefault(self.field.attname, set()).add(previous)
+
+
+def photo_fields(model: type[models.Model]) -> list[ModeratedImageField]:
+    """The ``ModeratedImageField``s of ``model`` (its concrete model's, for a proxy)."""
+    return [field for field in model._meta.concrete_fields if isinstance(field, ModeratedImageField)]
+
+
+def forget_replaced_photos(sender, instance, using, update_fields=None, **kwargs) -> None:
+    """``post_save``: the files the saved values replaced are forgotten on commit."""
+    replaced = instance.__dict__.get(REPLACED_PHOTOS, {})
+    for field in photo_fields(sender):
+        if update_fields is None or field.name in update_fields:
+            forget_photos(sender._meta.concrete_model, field, replaced.pop(field.attname, set()), using=using)
+
+
+def forget_deleted_photos(sender, instance, using, **kwargs) -> None:
+    """``post_delete``: the deleted row's files (and any it replaced unsaved) are forgotten on commit."""
+    replaced = instance.__dict__.pop(REPLACED_PHOTOS, {})
+    for field in photo_fields(sender):
+        current = instance.__dict__.get(field.attname)  # absent if deferred: the row is gone
+        names = replaced.get(field.attname, set()) | {getattr(current, "name", current)}
+        forget_photos(sender._meta.concrete_model, field, {name for name in names if name}, using=using)
+
+
+def connect_photo_cleanup(sender, **kwargs) -> None:
+    """``class_prepared``: a model with a ``ModeratedImageField`` (its proxies too, which
+    send their own signals) forgets the files its saves replace and its deletes leave.
+    Connected per model, never for all: a ``post_delete`` receiver for every model would
+    cost every other model Django's fast deletes."""
+    if photo_fields(sender):
+        post_save.connect(forget_replaced_photos, sender=sender, dispatch_uid="moderation.uploads.replaced")
+        post_delete.connect(forget_deleted_photos, sender=sender, dispatch_uid="moderation.uploads.deleted")
+
+
+class_prepared.connect(connect_photo_cleanup, dispatch_uid="moderation.uploads.cleanup")
+
+
 class PhotoFormField(ImageFormField):
-    """The form field of a ``ModeratedImageField``: the seller's file extension is not
-    checked, since it is never used (the model field's validator checks the picture)."""
+    """The form field of a ``ModeratedImageField``: the picture is checked by
+    ``validate_photo``, so a form says why a photo is refused as the API does (Django's
+    own check answers every refusal with its generic "Upload a valid image."). The
+    seller's file extension is not checked, since it is never used."""
 
     default_validators = []
+
+    def to_python(self, data):
+        """The upload (or None), checked by ``validate_photo``; raises its ``ValidationError``."""
+        upload = FileFormField.to_python(self, data)  # Django's ImageField would open it with Pillow
+        if upload is not None:
+            validate_photo(upload)
+        return upload
 
 
 class ModeratedImageField(models.ImageField):
@@ -186,6 +293,7 @@ class ModeratedImageField(models.ImageField):
     """
 
     attr_class = ModeratedFieldFile
+    descriptor_class = ModeratedFileDescriptor
     default_validators = [validate_photo]
 
     def formfield(self, **kwargs):
@@ -207,7 +315,7 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
     field_file = getattr(obj, spec.image_field)
     if not field_file:
         return "missing"
-    old_name, storage = field_file.name, field_file.storage
+    old_name = field_file.name
     try:
         with field_file.open("rb"):
             data = read_photo(field_file)
@@ -219,7 +327,7 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
     if dry_run:
         return "restored"
     field = obj._meta.get_field(spec.image_field)
-    new_name = storage.save(field.generate_filename(obj, name), ContentFile(clean), max_length=field.max_length)
+    new_name = store_photo(field, obj, name, clean)
     setattr(obj, field.attname, new_name)
     new_hash = spec.content_hash(obj)
     # Only if the row still holds the old file: a seller's new photo wins.
@@ -228,8 +336,6 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
         ._default_manager.filter(pk=obj.pk, **{field.attname: old_name})
         .update(**{field.attname: new_name, "content_hash": new_hash})
     )
-    if not updated:
-        storage.delete(new_name)
-        return "changed"
-    storage.delete(old_name)
-    return "restored"
+    obj.__dict__.pop(REPLACED_PHOTOS, None)  # forgotten here: the update sends no signal
+    forget_photos(type(obj), field, {old_name} if updated else {new_name}, using=obj._state.db)
+    return "restored" if updated else "changed"

@@ -3,6 +3,16 @@
 A title of three zero-width spaces (U+200B) is three characters to ``len`` and to
 Django's MinLengthValidator, and nothing on the page; it must not pass a minimum
 length or a blank check, and hidden characters must not change the embedded text.
+
+Only characters that draw a glyph of their own are seen: letters, digits, punctuation
+and symbols (Unicode general categories L*, N*, P*, S*) that are not
+Default_Ignorable_Code_Point; and marks (M*: accents, vowel signs, a keycap) on one of
+them. Nothing else is ever seen: format (Cf) and control (Cc) characters, unassigned
+code points and noncharacters (Cn, drawn as nothing or as a box), private use (Co),
+lone surrogates (Cs), a mark on no seen character (after a space, a no-break space, a
+zero-width space, or at the start), and whitespace (Z*, which separates and is kept).
+Categories are those of Python's ``unicodedata``: a character assigned by a later
+Unicode version than Python's is still unassigned (Cn) here.
 """
 
 from __future__ import annotations
@@ -13,10 +23,10 @@ from django.core.validators import MinLengthValidator
 from django.utils.deconstruct import deconstructible
 from django.utils.translation import ngettext_lazy
 
-# Code points that draw nothing although Unicode files them as letters or marks (its
-# other Default_Ignorable ones): the combining grapheme joiner, Hangul fillers, Khmer
-# inherent vowels, Mongolian and other variation selectors; and the blank braille
-# pattern, a favourite of blank-looking names.
+# The Default_Ignorable_Code_Point characters that Unicode files as letters or marks
+# (the others are Cf or Cn, never seen anyway): the combining grapheme joiner, Hangul
+# fillers, Khmer inherent vowels, Mongolian and other variation selectors. And the
+# blank braille pattern, a symbol that draws nothing, a favourite of blank-looking names.
 IGNORABLE = frozenset(
     [
         *(0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x2800, 0x3164, 0xFFA0),
@@ -25,26 +35,35 @@ IGNORABLE = frozenset(
         *range(0xE0100, 0xE01F0),
     ]
 )
+# General categories (their first letter) of the characters that draw a glyph of their own.
+SEEN_CATEGORIES = frozenset("LNPS")
 KEPT_CONTROLS = "\n\t"
 
 
-def is_invisible(char: str) -> bool:
-    """A format character (Cf: zero-width spaces and joiners U+200B-U+200D, direction
-    marks and bidi controls, U+2060, U+FEFF, ...), a control character (Cc) other than
-    newline and tab, or one of ``IGNORABLE``."""
-    if ord(char) in IGNORABLE:
-        return True
-    return unicodedata.category(char) in ("Cf", "Cc") and char not in KEPT_CONTROLS
-
-
 def strip_invisible(text: str) -> str:
-    """``text`` without invisible characters; whitespace, newlines and tabs stay."""
-    return "".join(char for char in text if not is_invisible(char))
+    """``text`` with only what a reader sees (see the module's docstring) and whitespace:
+    spaces, newlines and tabs stay, and a mark stays on the character it sits on."""
+    kept = []
+    on_seen = False  # whether a mark here would sit on a seen character
+    for char in text:
+        kind = unicodedata.category(char)[0]
+        ignorable = ord(char) in IGNORABLE
+        if kind == "M":
+            # An ignorable mark (a variation selector) is dropped but leaves the next
+            # mark on the same character.
+            if on_seen and not ignorable:
+                kept.append(char)
+            continue
+        on_seen = kind in SEEN_CATEGORIES and not ignorable
+        if on_seen or kind == "Z" or char in KEPT_CONTROLS:
+            kept.append(char)
+    return "".join(kept)
 
 
 def visible_length(text: str) -> int:
-    """How many characters of ``text`` a reader sees: neither invisible nor whitespace."""
-    return sum(1 for char in text if not (char.isspace() or is_invisible(char)))
+    """How many characters of ``text`` a reader sees: those ``strip_invisible`` keeps, but
+    whitespace. A mark counts as one (``"e\u0301"`` is 2, as ``len`` says)."""
+    return sum(1 for char in strip_invisible(text) if not char.isspace())
 
 
 @deconstructible

@@ -1,5 +1,7 @@
 """The REST API: listings CRUD, search, the moderators' queue, errors, limits."""
 
+import base64
+
 import pytest
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -126,6 +128,67 @@ def test_anonymous_users_cannot_list_or_create(api):
     assert_error(api.get("/api/listings/"), 403, "not_authenticated")
 
 
+# Every endpoint looks the Basic user name up before its own work.
+AUTHENTICATED_ENDPOINTS = [
+    "/api/listings/",
+    "/api/search/text/?q=red",
+    "/api/moderation/listings/",
+    "/api/schema/",
+    "/api/docs/",
+]
+
+
+def basic(credentials: bytes) -> dict:
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(credentials).decode()}
+
+
+@pytest.mark.parametrize("endpoint", AUTHENTICATED_ENDPOINTS)
+@pytest.mark.parametrize(
+    "credentials",
+    [b"a\0:x", b"alice\0:pw-for-tests", b"alice:pw\0"],
+    ids=["nul-user", "nul-after-user", "nul-password"],
+)
+def test_basic_credentials_the_database_cannot_hold_fail_like_a_wrong_password(api, sellers, endpoint, credentials):
+    wrong = api.get(endpoint, **basic(b"alice:wrong"))
+    response = api.get(endpoint, **basic(credentials))
+    assert (response.status_code, response.content) == (wrong.status_code, wrong.content)
+    assert response.status_code == 403
+    if endpoint != "/api/docs/":  # the docs page renders an error as plain text
+        assert b"authentication_failed" in response.content  # the one error body, as JSON or the schema's YAML
+
+
+def test_a_basic_user_name_with_a_lone_surrogate_fails_like_a_wrong_password(sellers):
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from moderation.api.authentication import BasicAuthentication
+
+    for userid, password in [("\udb09", "x"), ("alice", "pw\udd9a")]:
+        with pytest.raises(AuthenticationFailed):
+            BasicAuthentication().authenticate_credentials(userid, password)
+
+
+@pytest.mark.parametrize("endpoint", AUTHENTICATED_ENDPOINTS)
+def test_a_session_cookie_the_database_cannot_hold_is_no_session(api, market, endpoint):
+    api.cookies["sessionid"] = "abc\x00defghijk"
+    response = api.get(endpoint)
+    if endpoint in ("/api/listings/", "/api/moderation/listings/"):
+        assert_error(response, 403, "not_authenticated")
+    else:
+        assert response.status_code == 200
+
+
+def test_the_schema_documents_the_session_and_basic_logins(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"cookieAuth", "basicAuth"}
+    assert {"cookieAuth": []} in schema["paths"]["/api/listings/"]["get"]["security"]
+
+
+def test_basic_and_session_logins_still_work(api, sellers):
+    assert api.get("/api/listings/", **basic(b"alice:pw-for-tests")).status_code == 200
+    api.login(username="alice", password="pw-for-tests")
+    assert api.get("/api/listings/").status_code == 200
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
@@ -164,6 +227,9 @@ INVISIBLE_TITLES = {
     "control-characters": "\x01\x02\x03\x7f",
     "spaced-zero-width": " \u200b \u3000 \u200b ",
     "hangul-fillers": "\u3164\u3164\u3164",
+    "unassigned": "\u2065\u2065\u2065",
+    "private-use": "\ue000\ue000\ue000",
+    "lone-accents": "\u0301\u0301\u0301",
     "two-visible": "a\u200b\u200b\u200bb",
 }
 

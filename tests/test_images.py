@@ -1,6 +1,8 @@
 """Safe decoding of untrusted photos: each hostile or odd input gives the right error or RGB."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -68,6 +70,49 @@ def half_of(fmt: str) -> bytes:
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
 def test_a_file_cut_to_half_is_refused_as_truncated(fmt):
     assert decode_error(half_of(fmt)) == "image_truncated"
+
+
+def decode_message(data: bytes) -> tuple[str, str]:
+    with pytest.raises(PermanentEmbedError) as caught:
+        decode_image(data)
+    return caught.value.code, str(caught.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_a_file_cut_short_anywhere_is_refused_as_truncated(fmt):
+    data = encode(Image.effect_noise((64, 64), 60).convert("RGB"), fmt)
+    # Every cut from inside the signature to the last byte: in the headers (a JPEG's
+    # first 177 bytes were "Truncated File Read." and "cannot load this image.", code
+    # image_corrupt; a GIF's first 791, its palette, image_format), in the picture,
+    # before its end marker. A cut that leaves the whole picture decodes.
+    codes = {}
+    for length in range(2, len(data)):
+        try:
+            decode_image(data[:length])
+        except PermanentEmbedError as error:
+            codes.setdefault(error.code, length)
+    assert set(codes) == {"image_truncated"}, codes
+
+
+def test_decoder_messages_are_ours_not_pillows():
+    jpeg = encode(Image.effect_noise((64, 64), 60).convert("RGB"), "JPEG")
+    assert decode_message(jpeg[:6]) == (
+        "image_truncated",
+        "The image is truncated: the file ends before the picture does.",
+    )
+    assert decode_message(half_of("WEBP"))[1] == "The image is truncated: the file ends before the picture does."
+    code, message = decode_message(png_with_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(50 * 1024 * 1024))))
+    assert code == "image_corrupt"
+    assert message == "The image could not be decoded: the file is damaged or not a valid image."
+    assert "MAX_TEXT_CHUNK" not in message
+
+
+def png_with_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A valid 8x8 PNG with one more chunk before its pixels, CRC and all."""
+    data = encode(Image.new("RGB", (8, 8), (200, 30, 30)), "PNG")
+    chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr_end = 8 + 4 + 4 + 13 + 4
+    return data[:ihdr_end] + chunk + data[ihdr_end:]
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])

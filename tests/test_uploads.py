@@ -3,8 +3,11 @@ refuses what the pipeline cannot decode, leaves nothing of it behind, and stores
 the picture under a name and extension the app chooses."""
 
 import io
+import struct
+import zlib
 from pathlib import PurePosixPath
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -21,7 +24,7 @@ from rest_framework.test import APIClient
 from catalog.models import Listing
 from moderation.models import Decision, ModerationStatus
 from moderation.uploads import is_sanitised, open_photo, sanitised_photo
-from tests.helpers import image_bytes, score_now
+from tests.helpers import decode_image, image_bytes, score_now
 from tests.testapp.models import Gadget
 
 pytestmark = pytest.mark.django_db
@@ -133,6 +136,32 @@ def test_transparency_and_sixteen_bits_are_kept_in_a_stored_png():
     assert Image.open(io.BytesIO(stored_for(encode(deep, "PNG"))[1])).getpixel((4, 4)) == 40000
 
 
+def sixteen_bit_rgb_png(array: np.ndarray) -> bytes:
+    """A PNG of 16 bits per RGB sample (``array``: height x width x 3, uint16), which
+    Pillow reads but cannot write."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    height, width, _ = array.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in array)  # filter 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, truecolour
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_sixteen_bit_rgb_png_is_stored_and_decoded_with_its_high_bytes():
+    tones = np.zeros((8, 8, 3), dtype=np.uint16)
+    tones[...] = (0x1234, 0xABCD, 0x00FF)
+    tones[4:, :] = (0xFFFF, 0x8001, 0x7FFF)
+    _name, data = stored_for(sixteen_bit_rgb_png(tones))
+    stored = Image.open(io.BytesIO(data))
+    assert (stored.mode, data[24]) == ("RGB", 8)  # IHDR's bit depth: Pillow has no 16-bit RGB mode
+    high_bytes = (tones >> 8).astype(np.uint8)
+    assert np.array_equal(np.asarray(stored), high_bytes)
+    assert np.array_equal(np.asarray(decode_image(data)), high_bytes)
+    assert np.array_equal(np.asarray(decode_image(sixteen_bit_rgb_png(tones))), high_bytes)
+
+
 def test_an_animated_gif_is_stored_as_the_frame_that_was_scored():
     frames = [Image.new("RGB", (16, 16), colour) for colour in [(255, 0, 0), (0, 0, 255)]]
     _name, data = stored_for(encode(frames[0], "GIF", save_all=True, append_images=frames[1:]))
@@ -208,6 +237,27 @@ def test_the_admin_refuses_what_the_pipeline_cannot_decode_and_stores_nothing(ad
     assert stored_files(media_root) == []
 
 
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><script>alert(1)</script></svg>'
+# What the admin answered with Django's generic "Upload a valid image. The file you
+# uploaded was either not an image or a corrupted image." where the API said why.
+ADMIN_REFUSALS = {
+    "half-a-webp": REFUSED["half-a-webp"],
+    "half-a-png": REFUSED["half-a-png"],
+    "html-renamed-jpg": SCRIPT,
+    "svg": SVG,
+    "20000x20000-png": encode(Image.new("1", (20000, 20000)), "PNG"),
+}
+
+
+@pytest.mark.parametrize("upload", ADMIN_REFUSALS.values(), ids=ADMIN_REFUSALS.keys())
+def test_the_admin_gives_the_same_reason_for_a_refused_photo_as_the_api(admin_form, seller_api, media_root, upload):
+    api_message = create_listing(seller_api, "photo.jpg", upload).json()["error"]["fields"]["image"]
+    admin_message = admin_form(upload).context["adminform"].form.errors["image"]
+    assert admin_message == api_message
+    assert "Upload a valid image" not in admin_message[0]
+    assert stored_files(media_root) == []
+
+
 def test_the_admin_change_form_refuses_a_new_photo_and_keeps_the_old_one(
     admin_form, media_root, demo_moderation, listing_factory, photo
 ):
@@ -270,6 +320,92 @@ def test_the_api_refuses_a_photo_cut_to_half_with_a_400_and_stores_nothing(selle
     assert stored_files(media_root) == []
 
 
+# -- Nothing left behind: replaced and deleted photos, identical uploads -----------------
+
+
+def test_identical_uploads_share_one_stored_file(seller_api, media_root):
+    first = create_listing(seller_api, "a.jpg", polyglot()).json()
+    second = create_listing(seller_api, "b.jpg", polyglot()).json()
+    assert first["image"] == second["image"]  # not <digest>_eurIRBo.jpg
+    assert len(stored_files(media_root)) == 1
+    assert is_sanitised(Listing.objects.first().image.name, stored_files(media_root)[0].read_bytes())
+
+
+def test_an_upload_under_a_taken_name_with_other_bytes_is_stored_apart(seller_api, media_root):
+    first = create_listing(seller_api, "a.jpg", polyglot()).json()
+    taken = media_root / Listing.objects.get(pk=first["id"]).image.name
+    other = bytes(len(taken.read_bytes()))  # the same size, other bytes
+    taken.write_bytes(other)
+    second = create_listing(seller_api, "b.jpg", polyglot()).json()
+    assert second["image"] != first["image"]
+    assert taken.read_bytes() == other
+
+
+def test_replacing_a_photo_through_the_api_deletes_the_old_file_after_commit(
+    seller_api, media_root, django_capture_on_commit_callbacks
+):
+    listing = create_listing(seller_api, "a.jpg", polyglot()).json()
+    old = stored_files(media_root)
+    new_photo = SimpleUploadedFile("b.png", image_bytes((20, 30, 200)))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = seller_api.patch(f"/api/listings/{listing['id']}/", {"image": new_photo}, format="multipart")
+    assert response.status_code == 200, response.content
+    assert stored_files(media_root) == [media_root / Listing.objects.get().image.name]
+    assert stored_files(media_root) != old
+    assert seller_api.get(listing["image"].removeprefix("http://testserver")).status_code == 404
+
+
+def test_deleting_a_listing_through_the_api_deletes_its_file_after_commit(
+    seller_api, media_root, django_capture_on_commit_callbacks
+):
+    listing = create_listing(seller_api, "a.jpg", polyglot()).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert seller_api.delete(f"/api/listings/{listing['id']}/").status_code == 204
+    assert stored_files(media_root) == []
+
+
+def test_a_file_shared_by_identical_uploads_stays_while_a_row_references_it(
+    seller_api, media_root, django_capture_on_commit_callbacks
+):
+    first = create_listing(seller_api, "a.jpg", polyglot()).json()
+    second = create_listing(seller_api, "b.jpg", polyglot()).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        seller_api.delete(f"/api/listings/{first['id']}/")
+    assert stored_files(media_root) == [media_root / Listing.objects.get(pk=second["id"]).image.name]
+    with django_capture_on_commit_callbacks(execute=True):
+        seller_api.delete(f"/api/listings/{second['id']}/")
+    assert stored_files(media_root) == []
+
+
+def test_a_rolled_back_replacement_keeps_the_old_file(
+    listing_factory, media_root, photo, django_capture_on_commit_callbacks
+):
+    listing = listing_factory(image=photo("red", "cup"))
+    old = media_root / listing.image.name
+
+    def replace_then_fail():
+        with transaction.atomic():
+            listing.image = SimpleUploadedFile("b.png", image_bytes((20, 30, 200)))
+            listing.save()
+            raise RuntimeError
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        replace_then_fail()
+    assert old.is_file()
+    assert Listing.objects.get().image.name == str(old.relative_to(media_root))
+
+
+def test_replacing_a_photo_in_the_admin_change_form_deletes_the_old_file_after_commit(
+    admin_form, media_root, demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    listing = listing_factory(image=photo("red", "cup"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_form(image_bytes((20, 30, 200)), url=f"/admin/catalog/listing/{listing.pk}/change/")
+    assert response.status_code == 302
+    listing.refresh_from_db()
+    assert stored_files(media_root) == [media_root / listing.image.name]
+
+
 # -- Photos stored before the upload rules --------------------------------------------
 
 
@@ -298,11 +434,14 @@ def test_the_sanitize_command_dry_run_changes_nothing(legacy, media_root):
     assert {path: path.read_bytes() for path in stored_files(media_root)} == before
 
 
-def test_the_sanitize_command_restores_old_files_and_keeps_the_moderation_state(legacy, media_root):
+def test_the_sanitize_command_restores_old_files_and_keeps_the_moderation_state(
+    legacy, media_root, django_capture_on_commit_callbacks
+):
     old_names = {key: listing.image.name for key, listing in legacy.items()}
     decisions = Decision.objects.count()
     out, err = io.StringIO(), io.StringIO()
-    call_command("moderation_sanitize_images", stdout=out, stderr=err)
+    with django_capture_on_commit_callbacks(execute=True):  # old files go when the new names are committed
+        call_command("moderation_sanitize_images", stdout=out, stderr=err)
     assert "catalog.listing: 2 re-stored, 1 already stored safely, 1 refused" in out.getvalue()
     assert f"catalog.listing {legacy['broken'].pk}: image_truncated" in err.getvalue()
     for key in ("polyglot", "renamed"):

@@ -29,6 +29,47 @@ def test_the_visible_length_counts_neither_invisible_characters_nor_whitespace()
     assert visible_length("Ünïcödé") == 7
 
 
+# Titles a tester saw accepted as three visible characters: each draws nothing of its own.
+DRAWN_AS_NOTHING = {
+    "unassigned-2065": "\u2065\u2065\u2065",
+    "unassigned-specials": "\ufff0\ufff1\ufff2",
+    "unassigned-tag-block": "\U000e0fff" * 3,
+    "noncharacters": "\uffff\U0010ffff\uffff",
+    "unassigned-letters-block": "\u0378\u1cbc\u0378",
+    "private-use": "\ue000" * 3,
+    "lone-accents": "\u0301\u0301\u0301",
+    "spaced-accents": " \u0301 \u0302 \u0303",
+    "accents-on-nbsp": "\u00a0\u0301\u00a0\u0302\u00a0\u0303",
+    "accents-after-zero-width": "\u200b\u0301\u200b\u0302\u200b\u0303",
+    "lone-surrogates": "\udc80\udc81\udc82",
+}
+
+
+@pytest.mark.parametrize("text", DRAWN_AS_NOTHING.values(), ids=DRAWN_AS_NOTHING.keys())
+def test_characters_that_draw_no_glyph_of_their_own_are_not_counted_or_embedded(text):
+    assert visible_length(text) == 0
+    assert strip_invisible(text).strip() == ""
+    with pytest.raises(ValidationError):
+        MinVisibleLengthValidator(3)(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "length", "stripped"),
+    [
+        ("Cafe\u0301", 5, "Cafe\u0301"),  # an accent on its letter counts, and is embedded
+        ("\u0915\u093f\u0924\u093e\u092c", 5, "\u0915\u093f\u0924\u093e\u092c"),  # Devanagari vowel signs
+        ("1\ufe0f\u20e3 \u2764\ufe0f", 3, "1\u20e3 \u2764"),  # selectors dropped, the keycap mark kept
+        ("\u00bfQu\u00e9? 5\u20ac", 7, "\u00bfQu\u00e9? 5\u20ac"),  # punctuation and symbols count
+        ("a\u200b\u0301b", 2, "ab"),  # a mark cut from its letter by a zero-width space
+        ("Red \ue000mug\U0010ffff", 6, "Red mug"),
+    ],
+    ids=["combining-accent", "devanagari", "emoji-selectors", "punctuation-symbols", "detached-mark", "private-use"],
+)
+def test_marks_count_on_a_counted_letter_and_nothing_else_is_kept_that_draws_nothing(text, length, stripped):
+    assert visible_length(text) == length
+    assert strip_invisible(text) == stripped
+
+
 def test_the_minimum_visible_length_names_the_visible_count():
     MinVisibleLengthValidator(3)("Mug")
     with pytest.raises(ValidationError) as raised:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from collections.abc import Iterable
 
@@ -18,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .base import PermanentEmbedError
+
+logger = logging.getLogger("moderation.embedders")
 
 TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
@@ -77,30 +80,115 @@ def open_image(
             image.load()  # the first frame of a GIF or an animated WebP
         except PermanentEmbedError:
             raise
-        except UnidentifiedImageError:
-            raise PermanentEmbedError(
-                f"The file is not an image in an accepted format ({', '.join(formats)}).", code="image_format"
-            ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise PermanentEmbedError("The image has too many pixels to decode safely.", code="image_pixels") from None
         except Exception as exc:
             # Decoders of hostile bytes raise what they raise (OSError, SyntaxError,
-            # ValueError, EOFError, struct.error ...; WebP already in Image.open): all of
-            # them mean this file cannot be decoded, never a fault worth a retry.
-            if _is_truncated(data, exc):
+            # ValueError, EOFError, struct.error ...; a file cut in its headers is not even
+            # identified): all of them mean this file cannot be decoded, never a fault
+            # worth a retry. Their text is Pillow's ("Truncated File Read", "Decompressed
+            # data too large for PngImagePlugin.MAX_TEXT_CHUNK"): for the log, not a seller.
+            logger.debug("undecodable image (%d bytes): %r", len(data), exc)
+            if cut_short(data, formats):
                 raise PermanentEmbedError(
-                    f"The image is truncated: the file ends before the picture does ({exc}).", code="image_truncated"
+                    "The image is truncated: the file ends before the picture does.", code="image_truncated"
                 ) from None
-            raise PermanentEmbedError(f"The image could not be decoded: {exc}.", code="image_corrupt") from None
+            if isinstance(exc, UnidentifiedImageError):
+                raise PermanentEmbedError(
+                    f"The file is not an image in an accepted format ({', '.join(formats)}).", code="image_format"
+                ) from None
+            raise PermanentEmbedError(
+                "The image could not be decoded: the file is damaged or not a valid image.", code="image_corrupt"
+            ) from None
     return image
 
 
-def _is_truncated(data: bytes, exc: Exception) -> bool:
-    """Whether a decoding error comes from a file cut short: Pillow says so for JPEG, PNG
-    and GIF; a WebP (RIFF) file declares its own length in its header."""
-    if data[:4] == b"RIFF" and len(data) >= 8:
-        return int.from_bytes(data[4:8], "little") + 8 > len(data)
-    return "truncated" in str(exc)
+def cut_short(data: bytes, formats: Iterable[str]) -> bool:
+    """Whether ``data`` begins as one of ``formats`` (Pillow's names) and ends before that
+    format's structure does: inside its signature, inside a part whose length it
+    declares, or before its end marker. Read from the bytes, never from an error's text,
+    so that a cut anywhere (headers, palette, pixels) is told from a damaged file."""
+    for fmt, signature, whole in STRUCTURES:
+        if fmt in formats and all(
+            data[start : start + len(part)] == part[: max(0, len(data) - start)] for start, part in signature
+        ):
+            return not whole(data)
+    return False
+
+
+def _png_whole(data: bytes) -> bool:
+    """Chunks (length, type, data, CRC) from byte 8 up to IEND's CRC, all there."""
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos <= len(data)
+    return False
+
+
+def _jpeg_whole(data: bytes) -> bool:
+    """Segments (marker, length) up to the first scan, then its end (EOI, FFD9: the
+    entropy-coded data never holds it). Bytes that are no marker are damage, not a cut."""
+    pos = 2
+    while pos + 2 <= len(data):
+        if data[pos] != 0xFF:
+            return True
+        marker = data[pos + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if pos + 4 > len(data):
+            return False
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", pos + 2 + length) != -1
+        pos += 2 + length
+    return False
+
+
+def _gif_whole(data: bytes) -> bool:
+    """Header, palette, then blocks (extensions, images with their palettes and data
+    sub-blocks) up to the trailer (3B)."""
+
+    def palette(flags: int) -> int:
+        return 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+
+    if len(data) < 13:
+        return False
+    pos = 13 + palette(data[10])
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:
+            return True
+        if block == 0x21:  # extension: introducer, label, sub-blocks
+            pos += 2
+        elif block == 0x2C:  # image: descriptor, its palette, LZW code size, sub-blocks
+            if pos + 10 > len(data):
+                return False
+            pos += 10 + palette(data[pos + 9]) + 1
+        else:
+            return True
+        while pos < len(data) and data[pos]:
+            pos += 1 + data[pos]
+        pos += 1  # the empty sub-block that ends them
+    return False
+
+
+def _riff_whole(data: bytes) -> bool:
+    """A RIFF file (WebP) declares its own length after its first four bytes."""
+    return len(data) >= 8 and int.from_bytes(data[4:8], "little") + 8 <= len(data)
+
+
+# (Pillow's format name, its signature as (offset, bytes) parts, whether a file is whole).
+STRUCTURES = [
+    ("PNG", [(0, b"\x89PNG\r\n\x1a\n")], _png_whole),
+    ("JPEG", [(0, b"\xff\xd8\xff")], _jpeg_whole),
+    ("GIF", [(0, b"GIF8")], _gif_whole),
+    ("WEBP", [(0, b"RIFF"), (8, b"WEBP")], _riff_whole),
+]
 
 
 def upright(image: Image.Image) -> Image.Image:
