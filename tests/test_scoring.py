@@ -5,6 +5,7 @@ import pytest
 
 from catalog.models import Category, Listing
 from moderation import scoring
+from moderation.duplicates import Candidate
 from moderation.models import ModerationStatus
 from moderation.registry import get_spec
 from tests.helpers import DEMO_THRESHOLDS, score_now
@@ -39,7 +40,9 @@ def test_a_batch_is_scored_from_vectors_and_candidates_without_the_database(sett
         phashes=[0b1011, 0b1100, 0b1011],
         labels=LABELS,
         matrix=matrix,
-        candidates=[[], [("99", 0b1101, 0.97)], []],
+        concepts=None,
+        candidates=[[], [Candidate("99", 0b1101, 0.97, False, (0,), "Red boots")], []],
+        stored={},
     )
     assert [s.flag_reasons for s in scores] == [
         [],
