@@ -40,7 +40,7 @@ REVIEW_ORDER = ("-severity", "consistency_score", "pk")
 class FlagReason(models.TextChoices):
     TEXT_IMAGE_MISMATCH = "text_image_mismatch", _("The photo does not match the title and description")
     CATEGORY_MISMATCH = "category_mismatch", _("The photo does not look like the listed category")
-    DUPLICATE_IMAGE = "duplicate_image", _("Another seller uploaded the same photo first")
+    DUPLICATE_IMAGE = "duplicate_image", _("The same photo is used by another seller")
     REPOST = "repost", _("The seller listed the same text and photo before")
     PROHIBITED_ITEM = "prohibited_item", _("The photo or text looks like a prohibited item")
 

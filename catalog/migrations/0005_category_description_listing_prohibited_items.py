@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0004_moderation_started_at'),
+        ("catalog", "0004_moderation_started_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='category',
-            name='description',
-            field=models.CharField(blank=True, help_text="What the category holds, for the photo check: e.g. for Furniture, 'a sofa, a chair, a table'.", max_length=500),
+            model_name="category",
+            name="description",
+            field=models.CharField(
+                blank=True,
+                help_text="What the category holds, for the photo check: e.g. for Furniture, 'a sofa, a chair, a table'.",
+                max_length=500,
+            ),
         ),
         migrations.AddField(
-            model_name='listing',
-            name='prohibited_items',
+            model_name="listing",
+            name="prohibited_items",
             field=models.JSONField(blank=True, default=list, editable=False),
         ),
     ]

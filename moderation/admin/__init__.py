@@ -23,6 +23,7 @@ from moderation.models import Decision
 from .decisions import DecisionAdmin
 from .lookups import CheckedLookupsMixin
 from .mixins import ModerationAdminMixin, ReviewQueueAdmin
+from .thresholds import StoredThresholdAdmin  # noqa: F401 (registers the stored thresholds and their audit)
 
 __all__ = ["CheckedLookupsMixin", "DecisionAdmin", "ModerationAdminMixin", "ReviewQueueAdmin"]
 

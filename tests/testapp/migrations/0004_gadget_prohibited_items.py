@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('testapp', '0003_moderation_started_at'),
+        ("testapp", "0003_moderation_started_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='gadget',
-            name='prohibited_items',
+            model_name="gadget",
+            name="prohibited_items",
             field=models.JSONField(blank=True, default=list, editable=False),
         ),
     ]
