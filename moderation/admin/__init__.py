@@ -14,6 +14,7 @@ The decisions are registered here with the dashboard (``DecisionAdmin``).
     mixins.py        ModerationAdminMixin, ReviewQueueAdmin
     dashboard.py     the dashboard's report, as plain data
     decisions.py     DecisionAdmin: the audit trail and the dashboard's page
+    thresholds.py    the stored thresholds, edited and audited
 """
 
 from django.contrib import admin
