@@ -17,7 +17,7 @@ class ListingForm(forms.ModelForm):
 
 @admin.register(Category)
 class CategoryAdmin(CheckedLookupsMixin, admin.ModelAdmin):
-    list_display = ["name", "slug"]
+    list_display = ["name", "slug", "description"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name"]
 

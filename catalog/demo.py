@@ -8,7 +8,9 @@ sellers, so the demo has something to flag.
 
 import hashlib
 import io
+import shutil
 from decimal import Decimal
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
@@ -72,6 +74,26 @@ LISTINGS = [
 
 # A photo reused by another seller: dave lists alice's red mug with alice's photo.
 REUSED_PHOTO = ("dave", "Ceramic mug, red", "Nice red mug, barely used.", "Kitchen", "6.00", "Red ceramic mug")
+
+
+# The labelled set for the evaluation (moderation_evaluate): a CSV whose photos are
+# drawn by draw_labelled_set from their names (colour-shape-n.jpg). It measures the
+# colour-words demo model, which says nothing about a real CLIP model.
+LABELLED_SET = Path(__file__).resolve().parent / "labelled" / "demo.csv"
+
+
+def draw_labelled_set(folder: Path) -> Path:
+    """Copy the demo's labelled set into ``folder`` and draw its photos beside it (JPEG,
+    the catalogue's kind); returns the CSV's path there. Drawn again when missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = Path(shutil.copyfile(LABELLED_SET, folder / LABELLED_SET.name))
+    with open(target, encoding="utf-8") as handle:
+        names = [line.split(",", 1)[0] for line in handle.read().splitlines()[1:]]
+    for name in names:
+        if not (folder / name).exists():
+            colour, shape, _n = name.removesuffix(".jpg").split("-")
+            (folder / name).write_bytes(draw_photo(colour, shape, seed=name))
+    return target
 
 
 def draw_photo(colour: str, shape: str, *, seed: str, size: int = 384) -> bytes:

@@ -14,6 +14,11 @@ class Category(models.Model):
 
     name = models.CharField(max_length=80, unique=True)
     slug = models.SlugField(max_length=80, unique=True)
+    description = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="What the category holds, for the photo check: e.g. for Furniture, 'a sofa, a chair, a table'.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -28,7 +33,14 @@ def listing_image_path(instance: "Listing", filename: str) -> str:
     return f"listings/{instance.seller_id}/{filename}"
 
 
-@register(text_fields=["title", "description"], image_field="image", category_field="category", owner_field="seller")
+@register(
+    text_fields=["title", "description"],
+    image_field="image",
+    category_field="category",
+    owner_field="seller",
+    created_field="created_at",
+    category_description_field="description",
+)
 class Listing(ModeratedModel):
     seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listings")
     title = models.CharField(max_length=200)

@@ -37,17 +37,35 @@ DEFAULTS: dict[str, Any] = {
     # CATEGORY_MAX_RANK: flag when the listed category is not among the photo's top N.
     # DUPLICATE_MIN_SIMILARITY: a photo vector at least this close to another seller's is
     # a candidate duplicate; PHASH_MAX_DISTANCE (bits of 64) confirms it on the pixels.
+    # REPOST_MIN_TEXT_SIMILARITY: the same owner's same picture is a repost when the texts
+    # are this alike (difflib's ratio, 0..1).
+    # A site's THRESHOLDS is merged over these; thresholds stored in the database
+    # (moderation_calibrate, the admin) win over both (docs/judgement.md).
     "THRESHOLDS": {
         "CONSISTENCY_MIN": 0.20,
         "CATEGORY_MAX_RANK": 3,
         "DUPLICATE_MIN_SIMILARITY": 0.95,
         "PHASH_MAX_DISTANCE": 6,
+        "REPOST_MIN_TEXT_SIMILARITY": 0.9,
     },
     # Per-category overrides of THRESHOLDS, keyed by the category's label.
     "CATEGORY_THRESHOLDS": {},
-    "CATEGORY_PROMPT": "a photo of {category}",
+    # Zero-shot prompts of the category check: each category's embedding is the mean of
+    # every template filled with its name and with each thing its description names,
+    # normalised (several prompts per class do better than one with CLIP).
+    "CATEGORY_PROMPTS": ["a photo of {category}", "a product photo of {category}", "{category} for sale"],
+    # Prohibited items, checked on the photo and on the text: a list of
+    # {"name": ..., "prompts": [...], "threshold": cosine}; flagged `prohibited_item`
+    # when either is at least as close to the mean of the concept's prompts.
+    "PROHIBITED_CONCEPTS": [],
     # How much each reason weighs in the queue's order (severity = the sum).
-    "REASON_SEVERITY": {"duplicate_image": 30, "text_image_mismatch": 20, "category_mismatch": 10},
+    "REASON_SEVERITY": {
+        "prohibited_item": 40,
+        "duplicate_image": 30,
+        "text_image_mismatch": 20,
+        "repost": 15,
+        "category_mismatch": 10,
+    },
     "DUPLICATE_CANDIDATES": 10,
     # Search: the HNSW candidate list is max(SEARCH_EF, 4 x k). Higher finds more of the
     # true neighbours (recall) for a little more time; see docs/benchmarks.md.
@@ -72,6 +90,7 @@ RENAMED = {
     "RETRY_MAX_DELAY": "RETRY_MAX_DELAY_SECONDS",
     "ERROR_RETRY_DELAY": "ERROR_RETRY_DELAY_SECONDS",
     "STALE_AFTER": "STALE_AFTER_SECONDS",
+    "CATEGORY_PROMPT": "CATEGORY_PROMPTS, a list of templates",
 }
 
 

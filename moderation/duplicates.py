@@ -1,5 +1,8 @@
 """The duplicate check: the same picture used by another owner, the earliest upload the original.
 
+A listing is never a duplicate of a later copy, and a rejected listing is nobody's
+original. The same owner listing the same picture and text again is a ``repost``.
+
 CLIP vectors of two different photos of similar things can be very close, so a
 duplicate needs both: a photo vector close to another owner's (one index search per
 photo, ``duplicate_candidates``) and a perceptual hash of the pixels within a few bits
@@ -8,16 +11,20 @@ photo, ``duplicate_candidates``) and a perceptual hash of the pixels within a fe
 
 from __future__ import annotations
 
-from operator import itemgetter
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import BooleanField, Model
+from django.db.models import BooleanField, Model, Value
 from django.db.models.expressions import RawSQL
 from pgvector.django import CosineDistance
 from PIL import Image
 
 from .conf import moderation_settings
+from .models import FlagReason, ModerationStatus
 from .registry import ModerationSpec
 from .vectors import nearest_first, set_index_options, vector_literal
 
@@ -42,91 +49,165 @@ def same_picture(phash: int | None, other: int | None, max_distance: int) -> boo
     return phash is None or other is None or hamming(phash, other) <= max_distance
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A photo close to an object's own: another object's key, perceptual hash, cosine
+    similarity, whether its owner is the object's own, its ``upload_order`` and text."""
+
+    pk: Any
+    phash: int | None
+    similarity: float
+    same_owner: bool
+    order: tuple
+    text: str
+
+
 def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> tuple[str, list]:
     """The statement of ``duplicate_candidates``: SQL and parameters.
 
-    Each object's vector is one row of an unnested array, joined LATERAL to an index
-    search of its neighbours. The inner query is built by the ORM from the model's
-    default manager (so the manager's own conditions hold) and refers to the outer row
+    Each object's vector is one row of an unnested array, joined LATERAL to index
+    searches of its neighbours: among other owners' objects and, for a repost, among
+    its owner's own. Only objects uploaded before it (``ModerationSpec.upload_order``)
+    and not rejected are searched: a later copy is never an original, nor is a listing
+    a moderator refused. The inner queries are built by the ORM from the model's
+    default manager (so the manager's own conditions hold) and refer to the outer row
     as ``q``. No distance condition in SQL: it would keep the planner off the HNSW
     index, so the thresholds are applied by the caller.
     """
     model = spec.model
     quote = connection.ops.quote_name
-    inner = model._default_manager.filter(embedding_model=model_id, image_vector__isnull=False)
-    inner = inner.exclude(pk=RawSQL(f"q.pk::{model._meta.pk.db_type(connection)}", ()))
+    table = quote(model._meta.db_table)
+
+    def column(field) -> str:
+        return f"{table}.{quote(field.column)}"
+
+    pk_field = model._meta.pk
+    pk_type = pk_field.db_type(connection)
+    if spec.created_field:
+        created = model._meta.get_field(spec.created_field)
+        earlier = (
+            f"({column(created)}, {column(pk_field)}) < (q.created::{created.db_type(connection)}, q.pk::{pk_type})"
+        )
+        order_fields = [spec.created_field, "pk"]
+    else:
+        earlier, order_fields = f"{column(pk_field)} < q.pk::{pk_type}", ["pk"]
+    base = (
+        model._default_manager.filter(embedding_model=model_id, image_vector__isnull=False)
+        .exclude(moderation_status=ModerationStatus.REJECTED)
+        .filter(RawSQL(earlier, (), output_field=BooleanField()))
+        .annotate(moderation_distance=CosineDistance("image_vector", RawSQL("q.v", ())))
+        .order_by("moderation_distance")
+    )
+    columns = ["pk", "image_phash", "moderation_distance", "moderation_same_owner", *order_fields, *spec.text_fields]
+    limit = moderation_settings.DUPLICATE_CANDIDATES
     owners = [None] * len(objs)
     if spec.owner_field:
-        field = model._meta.get_field(spec.owner_field)
-        column = f"{quote(model._meta.db_table)}.{quote(field.column)}"
-        owner_type = field.target_field.rel_db_type(connection) if field.is_relation else field.db_type(connection)
+        owner = model._meta.get_field(spec.owner_field)
+        owner_type = owner.target_field.rel_db_type(connection) if owner.is_relation else owner.db_type(connection)
         # Another owner's object, or one without an owner; any object if ours has none.
-        other_owner = f"(q.owner IS NULL OR {column} IS DISTINCT FROM q.owner::{owner_type})"
-        inner = inner.filter(RawSQL(other_owner, (), output_field=BooleanField()))
-        owners = [None if (owner := spec.owner_id_of(obj)) is None else str(owner) for obj in objs]
-    inner = (
-        inner.annotate(moderation_distance=CosineDistance("image_vector", RawSQL("q.v", ())))
-        .order_by("moderation_distance")
-        .values_list("pk", "image_phash", "moderation_distance")[: moderation_settings.DUPLICATE_CANDIDATES]
-    )
-    inner_sql, inner_params = inner.query.sql_with_params()
+        others = f"(q.owner IS NULL OR {column(owner)} IS DISTINCT FROM q.owner::{owner_type})"
+        own = f"{column(owner)} = q.owner::{owner_type}"
+        searches = [
+            base.filter(RawSQL(others, (), output_field=BooleanField())).annotate(moderation_same_owner=Value(False)),
+            base.filter(RawSQL(own, (), output_field=BooleanField())).annotate(moderation_same_owner=Value(True)),
+        ]
+        owners = [None if (value := spec.owner_id_of(obj)) is None else str(value) for obj in objs]
+    else:
+        searches = [base.annotate(moderation_same_owner=Value(False))]
+    parts, inner_params = [], []
+    for search in searches:
+        sql, params = search.values_list(*columns)[:limit].query.sql_with_params()
+        parts.append(f"({sql})")
+        inner_params += params
     sql = (
-        "SELECT q.i, c.* FROM unnest(%s::halfvec[], %s::text[], %s::text[]) WITH ORDINALITY AS q(v, pk, owner, i) "
-        f"CROSS JOIN LATERAL ({inner_sql}) AS c"
+        "SELECT q.i, c.* FROM unnest(%s::halfvec[], %s::text[], %s::text[], %s::text[]) "
+        f"WITH ORDINALITY AS q(v, pk, owner, created, i) CROSS JOIN LATERAL ({' UNION ALL '.join(parts)}) AS c"
     )
     vectors = [vector_literal(vector) for vector in image_vectors]
-    return sql, [vectors, [str(obj.pk) for obj in objs], owners, *inner_params]
+    created_at = [str(spec.upload_order(obj)[0]) if spec.created_field else None for obj in objs]
+    return sql, [vectors, [str(obj.pk) for obj in objs], owners, created_at, *inner_params]
 
 
 def duplicate_candidates(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> list[list]:
-    """For each object, the photos nearest to its own among other owners' objects:
-    [(pk, phash, similarity), ...], best first, ``DUPLICATE_CANDIDATES`` at most.
-    One statement for the whole batch (``duplicate_query``)."""
+    """For each object, the photos nearest to its own among objects uploaded before it
+    and not rejected: ``Candidate``s, nearest first, at most ``DUPLICATE_CANDIDATES``
+    of other owners and as many of its own owner. One statement for the whole batch
+    (``duplicate_query``)."""
     if not objs:
         return []
     sql, params = duplicate_query(spec, objs, image_vectors, model_id=model_id)
     found: list[list] = [[] for _ in objs]
+    order_width = 2 if spec.created_field else 1
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         set_index_options(k=moderation_settings.DUPLICATE_CANDIDATES)
         cursor.execute(sql, params)
-        for position, pk, phash, distance in cursor.fetchall():
-            found[position - 1].append((pk, phash, float(distance)))
-    return [
-        [(pk, phash, 1.0 - distance) for pk, phash, distance in nearest_first(rows, distance=itemgetter(2))]
-        for rows in found
-    ]
+        for position, pk, phash, distance, same_owner, *rest in cursor.fetchall():
+            order, texts = tuple(rest[:order_width]), rest[order_width:]
+            found[position - 1].append(
+                Candidate(pk, phash, 1.0 - float(distance), same_owner, order, spec.text_from(texts))
+            )
+    return [nearest_first(rows, distance=lambda c: -c.similarity) for rows in found]
+
+
+def same_text(text: str, other: str, min_similarity: float) -> bool:
+    """Near-identical texts, as a reader compares them: difflib's ratio of the casefolded
+    texts (0..1) at least ``min_similarity``. Vectors would not do: two texts about the
+    same thing embed close whatever their wording."""
+    return SequenceMatcher(None, text.casefold(), other.casefold()).ratio() >= min_similarity
 
 
 def find_duplicate(
-    spec: ModerationSpec,
-    obj: Model,
-    image_vector: np.ndarray,
     phash: int | None,
+    text: str,
     *,
-    candidates: list,
-    min_similarity: float,
-    max_phash_distance: int,
-    earlier=(),
-) -> tuple[str, float] | None:
-    """The closest photo of another owner's object that is the same picture, if any.
+    candidates: list[Candidate],
+    limits: dict,
+) -> tuple[str, Candidate] | None:
+    """The original this photo copies, as (flag reason, candidate), or None.
 
-    ``candidates`` are the object's nearest photos in the database
-    (``duplicate_candidates``); ``earlier`` holds (pk, owner id, image vector, phash)
-    of objects scored before this one in the same batch, which are not in the
-    database yet.
+    ``candidates`` were uploaded before this object and are not rejected
+    (``duplicate_candidates``, and the batch's own from ``batch_candidates``). The same
+    picture of another owner is a ``duplicate_image`` of the earliest such object; the
+    same picture with near-identical text of the same owner is a ``repost`` of the
+    earliest. ``limits``: ``DUPLICATE_MIN_SIMILARITY``, ``PHASH_MAX_DISTANCE``,
+    ``REPOST_MIN_TEXT_SIMILARITY`` (``scoring.thresholds_for``).
     """
-    owner = spec.owner_id_of(obj)
-    for pk, other_owner, vector, other_phash in earlier:
-        similarity = float(np.dot(vector, image_vector))
-        if (
-            (owner is None or other_owner != owner)
-            and similarity >= min_similarity
-            and same_picture(phash, other_phash, max_phash_distance)
-        ):
-            return str(pk), similarity
-    for pk, other_phash, similarity in candidates:
-        if similarity < min_similarity:
-            break
-        if same_picture(phash, other_phash, max_phash_distance):
-            return str(pk), similarity
+    same = [
+        candidate
+        for candidate in candidates
+        if candidate.similarity >= limits["DUPLICATE_MIN_SIMILARITY"]
+        and same_picture(phash, candidate.phash, limits["PHASH_MAX_DISTANCE"])
+    ]
+    copied = [candidate for candidate in same if not candidate.same_owner]
+    if copied:
+        return FlagReason.DUPLICATE_IMAGE, min(copied, key=attrgetter("order"))
+    reposted = [c for c in same if c.same_owner and same_text(text, c.text, limits["REPOST_MIN_TEXT_SIMILARITY"])]
+    if reposted:
+        return FlagReason.REPOST, min(reposted, key=attrgetter("order"))
     return None
+
+
+def batch_candidates(spec: ModerationSpec, objs: list[Model], image_vectors, phashes, texts) -> list[list[Candidate]]:
+    """For each object, the others of its batch uploaded before it and not rejected, as
+    ``Candidate``s: their new vectors are not in the database yet."""
+    entries = [
+        (obj, spec.owner_id_of(obj), spec.upload_order(obj), vector, phash, text)
+        for obj, vector, phash, text in zip(objs, image_vectors, phashes, texts, strict=True)
+    ]
+    found = []
+    for _obj, owner, order, vector, _phash, _text in entries:
+        found.append(
+            [
+                Candidate(
+                    other.pk,
+                    other_phash,
+                    float(np.dot(other_vector, vector)),
+                    owner is not None and other_owner == owner,
+                    other_order,
+                    other_text,
+                )
+                for other, other_owner, other_order, other_vector, other_phash, other_text in entries
+                if other_order < order and other.moderation_status != ModerationStatus.REJECTED
+            ]
+        )
+    return found

@@ -16,7 +16,7 @@ from django.db import connections, models
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HalfVectorField, HnswIndex
 
-from .conf import moderation_settings
+from .conf import DEFAULTS, moderation_settings
 
 
 class ModerationStatus(models.TextChoices):
@@ -41,7 +41,12 @@ class FlagReason(models.TextChoices):
     TEXT_IMAGE_MISMATCH = "text_image_mismatch", _("The photo does not match the title and description")
     CATEGORY_MISMATCH = "category_mismatch", _("The photo does not look like the listed category")
     DUPLICATE_IMAGE = "duplicate_image", _("The same photo is used by another seller")
+    REPOST = "repost", _("The seller listed the same text and photo before")
+    PROHIBITED_ITEM = "prohibited_item", _("The photo or text looks like a prohibited item")
 
+
+# The thresholds scoring reads, each with a default in conf.DEFAULTS["THRESHOLDS"].
+THRESHOLD_KEYS = tuple(DEFAULTS["THRESHOLDS"])
 
 # Read when the host's model class is built: the width is fixed in its migration.
 # halfvec (2 bytes a dimension) rather than vector: see docs/storage.md.
@@ -133,6 +138,8 @@ class ModeratedModel(models.Model):
     suggested_categories = models.JSONField(default=list, blank=True, editable=False)
     duplicate_of = models.CharField(max_length=64, blank=True, editable=False)
     duplicate_similarity = models.FloatField(null=True, blank=True, editable=False)
+    # The prohibited concepts the photo or text looks like: [{concept, on, score, threshold}].
+    prohibited_items = models.JSONField(default=list, blank=True, editable=False)
     flag_reasons = ArrayField(models.CharField(max_length=32), default=list, blank=True, editable=False)
     severity = models.PositiveSmallIntegerField(default=0, db_index=True, editable=False)
     moderation_error = models.CharField(max_length=32, blank=True, editable=False)
@@ -204,3 +211,48 @@ class Decision(models.Model):
     def __str__(self) -> str:
         who = self.actor or "system"
         return f"{self.from_status or 'new'} -> {self.to_status} by {who}"
+
+
+class StoredThreshold(models.Model):
+    """A threshold learned from moderators' decisions or set in the admin; it wins over
+    ``MODERATION['THRESHOLDS']`` (``scoring.thresholds_for``). Change it through
+    ``moderation.thresholds.set_threshold``, which writes a ``ThresholdChange``."""
+
+    model_label = models.CharField(
+        _("model"), max_length=100, blank=True, help_text=_("app_label.model; empty for every moderated model.")
+    )
+    category = models.CharField(_("category"), max_length=200, blank=True, help_text=_("Empty for every category."))
+    key = models.CharField(_("threshold"), max_length=40, choices=[(key, key) for key in THRESHOLD_KEYS])
+    value = models.FloatField(_("value"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model_label", "category", "key"], name="moderation_threshold_unique")
+        ]
+        ordering = ["model_label", "category", "key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value:g} ({self.model_label or 'all models'}, {self.category or 'all categories'})"
+
+
+class ThresholdChange(models.Model):
+    """One change of a ``StoredThreshold``: who, when, from what, to what (None: removed)."""
+
+    model_label = models.CharField(max_length=100, blank=True)
+    category = models.CharField(max_length=200, blank=True)
+    key = models.CharField(max_length=40)
+    old_value = models.FloatField(null=True, blank=True)
+    new_value = models.FloatField(null=True, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=40)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.category or 'all categories'}): {self.old_value} -> {self.new_value}"

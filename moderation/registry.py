@@ -6,14 +6,20 @@ A host site declares its model once, without forking this app::
     from moderation.registry import register
 
     @register(text_fields=["title", "description"], image_field="image",
-              category_field="category", owner_field="seller")
+              category_field="category", owner_field="seller", created_field="created_at")
     class Listing(ModeratedModel):
         ...
+
+``created_field`` names when an object was first saved: the earliest upload of a
+picture is its original (``moderation.duplicates``). Without it the primary key's
+order is taken, which is the order of creation for auto-increment keys only: a model
+keyed by UUIDs names its creation timestamp.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -32,6 +38,8 @@ class ModerationSpec:
     category_field: str | None = None
     owner_field: str | None = None
     categories: Callable[[], list[str]] | None = field(default=None, compare=False)
+    created_field: str | None = None
+    category_description_field: str | None = None
 
     @property
     def label(self) -> str:
@@ -41,7 +49,11 @@ class ModerationSpec:
         """The text that is embedded: the declared fields, non-empty, in order, without
         invisible characters (a zero-width space would change the vector, not what a
         reader sees)."""
-        parts = [strip_invisible(str(getattr(obj, name) or "")).strip() for name in self.text_fields]
+        return self.text_from([getattr(obj, name) for name in self.text_fields])
+
+    def text_from(self, values: Iterable) -> str:
+        """``text_of`` over the values of ``text_fields`` as a query returns them."""
+        parts = [strip_invisible(str(value or "")).strip() for value in values]
         return ". ".join(part for part in parts if part)
 
     def content_hash(self, obj: models.Model) -> str:
@@ -86,6 +98,12 @@ class ModerationSpec:
         display = getattr(obj, f"get_{self.category_field}_display", None)
         return str(display() if display else value)
 
+    def upload_order(self, obj: models.Model) -> tuple:
+        """What sorts objects by first upload: (``created_field``'s value, pk), or (pk,)."""
+        if self.created_field:
+            return (getattr(obj, self.created_field), obj.pk)
+        return (obj.pk,)
+
     def owner_id_of(self, obj: models.Model):
         if not self.owner_field:
             return None
@@ -113,6 +131,19 @@ class ModerationSpec:
         values = self.model._default_manager.order_by().values_list(self.category_field, flat=True).distinct()
         return sorted(str(value) for value in values if value not in (None, ""))
 
+    def category_descriptions(self) -> dict[str, list[str]]:
+        """{category label: the things it holds}, from ``category_description_field`` of
+        the category model ("a sofa, a chair, a table": split on commas and lines);
+        empty without that field. The category check prompts for each of them too."""
+        if not self.category_description_field:
+            return {}
+        related = self.model._meta.get_field(self.category_field).related_model
+        return {
+            str(category): [part.strip() for part in re.split(r"[,\n]", description) if part.strip()]
+            for category in related._default_manager.all()
+            if (description := getattr(category, self.category_description_field))
+        }
+
 
 _registry: dict[str, ModerationSpec] = {}
 
@@ -125,22 +156,42 @@ def register(
     category_field: str | None = None,
     owner_field: str | None = None,
     categories: Callable[[], list[str]] | None = None,
+    created_field: str | None = None,
+    category_description_field: str | None = None,
 ):
-    """Declare a ``ModeratedModel`` subclass as moderated. Usable as a class decorator."""
+    """Declare a ``ModeratedModel`` subclass as moderated. Usable as a class decorator.
+
+    ``category_description_field`` is a field of the model that ``category_field`` points
+    to (a foreign key), holding what the category looks like (see ``category_descriptions``)."""
 
     def declare(model: type[models.Model]) -> type[models.Model]:
         if not issubclass(model, ModeratedModel):
             raise ImproperlyConfigured(
                 f"{model.__name__} must inherit moderation.models.ModeratedModel to be moderated."
             )
-        spec = ModerationSpec(model, tuple(text_fields), image_field, category_field, owner_field, categories)
-        for name in (*spec.text_fields, image_field, category_field, owner_field):
+        spec = ModerationSpec(
+            model,
+            tuple(text_fields),
+            image_field,
+            category_field,
+            owner_field,
+            categories,
+            created_field,
+            category_description_field,
+        )
+        for name in (*spec.text_fields, image_field, category_field, owner_field, created_field):
             if name is None:
                 continue
             try:
                 model._meta.get_field(name)
             except Exception as exc:
                 raise ImproperlyConfigured(f"{model.__name__} has no field {name!r} to moderate.") from exc
+        if category_description_field:
+            category = model._meta.get_field(category_field) if category_field else None
+            if category is None or not category.is_relation:
+                raise ImproperlyConfigured(
+                    f"{model.__name__}: category_description_field needs a category_field that is a foreign key."
+                )
         _registry[spec.label] = spec
         model.moderation_spec = spec
         return model

@@ -1,8 +1,10 @@
-"""Scores and flags: text/photo consistency, the category check, the duplicate check.
+"""Scores and flags: text/photo consistency, the category check, prohibited items, the
+duplicate check.
 
 Plain functions over unit vectors, and no database: the task looks up the batch's
-duplicate candidates (``moderation.duplicates``) and passes them in, so scoring can be
-read and tested apart from the queue and the database.
+duplicate candidates (``moderation.duplicates``) and the stored thresholds
+(``moderation.thresholds``) and passes them in, so scoring can be read and tested
+apart from the queue and the database.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import numpy as np
 from django.core.signals import setting_changed
 from django.db.models import Model
 
-from .conf import moderation_settings
-from .duplicates import find_duplicate
+from . import duplicates
+from .conf import DEFAULTS, moderation_settings
 from .embedders import Embedder
 from .models import FlagReason
 from .registry import ModerationSpec
@@ -29,6 +31,7 @@ class Scores:
     suggested_categories: list[dict] = field(default_factory=list)
     duplicate_of: str = ""
     duplicate_similarity: float | None = None
+    prohibited_items: list[dict] = field(default_factory=list)
     flag_reasons: list[str] = field(default_factory=list)
     severity: int = 0
 
@@ -46,34 +49,87 @@ class Scores:
             suggested_categories=list(obj.suggested_categories),
             duplicate_of=obj.duplicate_of,
             duplicate_similarity=obj.duplicate_similarity,
+            prohibited_items=list(obj.prohibited_items),
             flag_reasons=list(obj.flag_reasons),
             severity=obj.severity,
         )
 
 
-def thresholds_for(category: str | None) -> dict:
-    """Global thresholds with the category's overrides on top."""
+def thresholds_for(category: str | None, *, stored: dict | None = None) -> dict:
+    """The thresholds an object of ``category`` is held against: {key: value}.
+
+    From the weakest to the strongest: the defaults (``conf.DEFAULTS``), the site's
+    ``THRESHOLDS``, the database's thresholds for every category, the site's
+    ``CATEGORY_THRESHOLDS`` for this one, the database's for this one. ``stored`` is
+    ``moderation.thresholds.stored(label)``: {(category or "", key): value}; the task
+    reads it once per batch, so this stays a pure function.
+    """
+    stored = stored or {}
     overrides = moderation_settings.CATEGORY_THRESHOLDS.get(category, {}) if category else {}
-    return {**moderation_settings.THRESHOLDS, **overrides}
+    return {
+        **DEFAULTS["THRESHOLDS"],
+        **moderation_settings.THRESHOLDS,
+        **{key: value for (where, key), value in stored.items() if where == ""},
+        **overrides,
+        **{key: value for (where, key), value in stored.items() if category and where == category},
+    }
+
+
+def _mean_prompts(embedder: Embedder, groups: list[list[str]]) -> np.ndarray:
+    """One row per group of prompts: the mean of their embeddings, normalised."""
+    vectors = embedder.embed_texts([prompt for group in groups for prompt in group])
+    rows, start = [], 0
+    for group in groups:
+        mean = vectors[start : start + len(group)].mean(axis=0)
+        rows.append(mean / np.linalg.norm(mean))
+        start += len(group)
+    return np.stack(rows).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=32)
-def _category_matrix(embedder: Embedder, labels: tuple[str, ...], template: str) -> np.ndarray:
-    return embedder.embed_texts([template.format(category=label) for label in labels])
+def _category_matrix(embedder: Embedder, categories: tuple, templates: tuple[str, ...]) -> np.ndarray:
+    return _mean_prompts(
+        embedder,
+        [
+            [template.format(category=name) for name in (label, *things) for template in templates]
+            for label, things in categories
+        ],
+    )
 
 
-def category_matrix(embedder: Embedder, labels: list[str]) -> np.ndarray:
-    """Prompt embeddings of every category, cached per embedder, label set and template."""
-    return _category_matrix(embedder, tuple(labels), moderation_settings.CATEGORY_PROMPT)
+def category_matrix(embedder: Embedder, labels: list[str], descriptions: dict | None = None) -> np.ndarray:
+    """Prompt embeddings of every category, one row per label: every template of
+    ``CATEGORY_PROMPTS`` filled with the label and with each thing its description names
+    (``ModerationSpec.category_descriptions``), averaged and normalised. Cached per
+    embedder (its model), categories, descriptions and templates: a new or renamed
+    category, or a new description, is a new key."""
+    descriptions = descriptions or {}
+    categories = tuple((label, tuple(descriptions.get(label, ()))) for label in labels)
+    return _category_matrix(embedder, categories, tuple(moderation_settings.CATEGORY_PROMPTS))
 
 
-def _reset_category_matrix(*, setting: str, **kwargs) -> None:
+@functools.lru_cache(maxsize=8)
+def _concept_matrix(embedder: Embedder, prompts: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    return _mean_prompts(embedder, [list(group) for group in prompts])
+
+
+def concept_matrix(embedder: Embedder) -> np.ndarray | None:
+    """The ``PROHIBITED_CONCEPTS``' prompt embeddings, one row per concept, averaged and
+    normalised; None without concepts. Cached per embedder and prompts."""
+    concepts = moderation_settings.PROHIBITED_CONCEPTS
+    if not concepts:
+        return None
+    return _concept_matrix(embedder, tuple(tuple(concept["prompts"]) for concept in concepts))
+
+
+def _reset_prompt_matrices(*, setting: str, **kwargs) -> None:
     # A new MODERATION builds a new embedder: let the old one and its prompts go.
     if setting == "MODERATION":
         _category_matrix.cache_clear()
+        _concept_matrix.cache_clear()
 
 
-setting_changed.connect(_reset_category_matrix)
+setting_changed.connect(_reset_prompt_matrices)
 
 
 def category_check(image_vector: np.ndarray, category: str, labels: list[str], matrix: np.ndarray) -> dict:
@@ -90,21 +146,34 @@ def category_check(image_vector: np.ndarray, category: str, labels: list[str], m
     return {"category_rank": rank, "category_score": float(listed), "suggested_categories": suggested}
 
 
-def score(
-    spec: ModerationSpec,
-    obj: Model,
-    *,
+def prohibited_check(text_vector: np.ndarray, image_vector: np.ndarray, matrix: np.ndarray) -> list[dict]:
+    """The ``PROHIBITED_CONCEPTS`` the photo or the text is at least as close to as the
+    concept's ``threshold``: [{"concept", "on": "photo"|"text", "score", "threshold"}],
+    the closer of the two for each concept. ``matrix`` is ``concept_matrix``."""
+    found = []
+    for concept, photo, text in zip(
+        moderation_settings.PROHIBITED_CONCEPTS, matrix @ image_vector, matrix @ text_vector, strict=True
+    ):
+        on, closest = ("photo", photo) if photo >= text else ("text", text)
+        if closest >= concept["threshold"]:
+            score = round(float(closest), 4)
+            found.append({"concept": concept["name"], "on": on, "score": score, "threshold": concept["threshold"]})
+    return found
+
+
+def score_vectors(
     text_vector: np.ndarray,
     image_vector: np.ndarray,
-    phash: int | None,
+    *,
+    category: str | None,
     labels: list[str],
     matrix: np.ndarray | None,
-    candidates: list,
-    earlier=(),
+    concepts: np.ndarray | None,
+    limits: dict,
 ) -> Scores:
-    """Scores and flag reasons of one object; ``candidates`` as ``find_duplicate`` takes them."""
-    category = spec.category_of(obj)
-    limits = thresholds_for(category)
+    """The checks of one text and photo that need no other object: consistency, the
+    category check, prohibited items; ``limits`` from ``thresholds_for``. Flag reasons
+    without severity (``score`` adds the duplicate check and the severity)."""
     scores = Scores(consistency=float(text_vector @ image_vector))
     if scores.consistency < limits["CONSISTENCY_MIN"]:
         scores.flag_reasons.append(FlagReason.TEXT_IMAGE_MISMATCH)
@@ -115,19 +184,15 @@ def score(
         scores.suggested_categories = check["suggested_categories"]
         if scores.category_rank > limits["CATEGORY_MAX_RANK"]:
             scores.flag_reasons.append(FlagReason.CATEGORY_MISMATCH)
-    duplicate = find_duplicate(
-        spec,
-        obj,
-        image_vector,
-        phash,
-        candidates=candidates,
-        min_similarity=limits["DUPLICATE_MIN_SIMILARITY"],
-        max_phash_distance=limits["PHASH_MAX_DISTANCE"],
-        earlier=earlier,
-    )
-    if duplicate:
-        scores.duplicate_of, scores.duplicate_similarity = duplicate
-        scores.flag_reasons.append(FlagReason.DUPLICATE_IMAGE)
+    if concepts is not None:
+        scores.prohibited_items = prohibited_check(text_vector, image_vector, concepts)
+        if scores.prohibited_items:
+            scores.flag_reasons.append(FlagReason.PROHIBITED_ITEM)
+    return scores
+
+
+def with_severity(scores: Scores) -> Scores:
+    """``scores`` with its reasons as plain codes and their severity (``REASON_SEVERITY``)."""
     weights = moderation_settings.REASON_SEVERITY
     scores.flag_reasons = [str(reason) for reason in scores.flag_reasons]
     scores.severity = sum(weights.get(reason, 0) for reason in scores.flag_reasons)
@@ -143,32 +208,37 @@ def score_batch(
     phashes: list,
     labels: list[str],
     matrix: np.ndarray | None,
+    concepts: np.ndarray | None,
     candidates: list[list],
+    stored: dict,
 ) -> list[Scores]:
     """Scores of a batch of objects of one model, in order.
 
     ``labels`` are all categories and ``matrix`` their prompts' embeddings
-    (``category_matrix``; None with fewer than two categories). ``candidates`` are each
-    object's nearest photos in the database (``duplicates.duplicate_candidates``); each
-    object is also compared with the ones before it in the batch, whose new vectors are
-    not in the database yet.
+    (``category_matrix``; None with fewer than two categories); ``concepts`` is
+    ``concept_matrix``. ``candidates`` are each object's nearest earlier photos in the
+    database (``duplicates.duplicate_candidates``); each object is also compared with
+    the others of the batch uploaded before it, whose new vectors are not in the
+    database yet. ``stored``: ``thresholds.stored(spec.label)``.
     """
-    results, earlier = [], []
-    for obj, text_vector, image_vector, phash, found in zip(
-        objs, text_vectors, image_vectors, phashes, candidates, strict=True
+    texts = [spec.text_of(obj) for obj in objs]
+    in_batch = {obj.pk for obj in objs}
+    own = duplicates.batch_candidates(spec, objs, image_vectors, phashes, texts)
+    results = []
+    for obj, text, text_vector, image_vector, phash, found, mates in zip(
+        objs, texts, text_vectors, image_vectors, phashes, candidates, own, strict=True
     ):
-        results.append(
-            score(
-                spec,
-                obj,
-                text_vector=text_vector,
-                image_vector=image_vector,
-                phash=phash,
-                labels=labels,
-                matrix=matrix,
-                candidates=found,
-                earlier=earlier,
-            )
+        category = spec.category_of(obj)
+        limits = thresholds_for(category, stored=stored)
+        scores = score_vectors(
+            text_vector, image_vector, category=category, labels=labels, matrix=matrix, concepts=concepts, limits=limits
         )
-        earlier.append((obj.pk, spec.owner_id_of(obj), image_vector, phash))
+        # The batch's own vectors are newer than the database's.
+        earlier = [candidate for candidate in found if candidate.pk not in in_batch] + mates
+        duplicate = duplicates.find_duplicate(phash, text, candidates=earlier, limits=limits)
+        if duplicate:
+            reason, original = duplicate
+            scores.duplicate_of, scores.duplicate_similarity = str(original.pk), original.similarity
+            scores.flag_reasons.append(reason)
+        results.append(with_severity(scores))
     return results

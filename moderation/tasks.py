@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import claims, db, duplicates, queue, scoring, transitions
+from . import claims, db, duplicates, queue, scoring, thresholds, transitions
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -210,12 +210,16 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
     phashes = [duplicates.image_phash(image) for _obj, _text, image in work]
     labels = spec.category_labels()
     try:
-        # Outside the transaction: the categories' prompts are embedded once per model.
-        matrix = scoring.category_matrix(embedder, labels) if len(labels) > 1 else None
+        # Outside the transaction: the prompts are embedded once per model and categories.
+        matrix = scoring.category_matrix(embedder, labels, spec.category_descriptions()) if len(labels) > 1 else None
+        concepts = scoring.concept_matrix(embedder)
     except EmbedderError as exc:
-        # No object is at fault: a refused prompt is a setting to fix (CATEGORY_PROMPT,
-        # a category's name), like a misconfigured embedder.
+        # No object is at fault: a refused prompt is a setting to fix (CATEGORY_PROMPTS,
+        # PROHIBITED_CONCEPTS, a category's name), like a misconfigured embedder.
         return _retry_later(spec, work, exc, configuration=not isinstance(exc, TransientEmbedError))
+    # Changed by the admin or moderation_calibrate in another process: read per batch.
+    thresholds.reset()
+    stored = thresholds.stored(spec.label)
     with transaction.atomic():
         db.relax_commit()
         # Another task scoring the same picture waits here until this one committed,
@@ -229,6 +233,8 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
             phashes=phashes,
             labels=labels,
             matrix=matrix,
+            concepts=concepts,
+            stored=stored,
             candidates=duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id),
         )
         results = [

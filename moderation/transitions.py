@@ -41,6 +41,7 @@ SCORE_FIELDS = [
     "suggested_categories",
     "duplicate_of",
     "duplicate_similarity",
+    "prohibited_items",
     "flag_reasons",
     "severity",
     "moderated_at",
@@ -178,6 +179,7 @@ def record_scores(
             row.suggested_categories = scores.suggested_categories
             row.duplicate_of = scores.duplicate_of
             row.duplicate_similarity = scores.duplicate_similarity
+            row.prohibited_items = scores.prohibited_items
             row.flag_reasons = scores.flag_reasons
             row.severity = scores.severity
             row.moderated_at = now

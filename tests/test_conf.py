@@ -47,5 +47,13 @@ def test_a_new_moderation_setting_builds_a_new_embedder(settings, demo_moderatio
 def test_a_new_moderation_setting_drops_the_cached_category_prompts(settings, demo_moderation):
     scoring.category_matrix(get_embedder(), ["Kitchen", "Toys"])
     assert scoring._category_matrix.cache_info().currsize > 0
-    settings.MODERATION = {**demo_moderation, "CATEGORY_PROMPT": "a picture of {category}"}
+    settings.MODERATION = {**demo_moderation, "CATEGORY_PROMPTS": ["a picture of {category}"]}
     assert scoring._category_matrix.cache_info().currsize == 0
+
+
+def test_the_single_category_prompt_of_earlier_versions_names_the_list_that_replaced_it(settings):
+    settings.MODERATION = {"CATEGORY_PROMPT": "a photo of {category}"}
+    with pytest.raises(
+        ImproperlyConfigured, match=r"CATEGORY_PROMPT \(renamed to CATEGORY_PROMPTS, a list of templates\)"
+    ):
+        _ = moderation_settings.CATEGORY_PROMPTS

@@ -1,10 +1,12 @@
 """The duplicate check: the same picture used by another owner, found through the HNSW index and the pixels."""
 
+import uuid
+
 import pytest
 from django.db import connection, transaction
 
 from catalog.models import Listing
-from moderation import duplicates, tasks, vectors
+from moderation import duplicates, tasks, transitions, vectors
 from moderation.models import ModerationStatus
 from moderation.registry import get_spec
 from tests.helpers import score_now
@@ -40,18 +42,21 @@ def test_the_same_seller_reusing_a_photo_and_another_photo_of_the_same_colour_ar
 
 
 def test_duplicates_on_a_uuid_keyed_model_with_an_optional_owner(demo_moderation, gadget_factory, user_factory, photo):
-    """The batch duplicate query casts keys and owners to the model's own column types."""
+    """The batch duplicate query casts keys and owners to the model's own column types.
+    Gadget names no created_field: its keys' order is the upload order, made so here."""
     maker = user_factory()
-    original = gadget_factory(name="Red lamp", picture=photo("red", "cup"), maker=maker)
+    original = gadget_factory(id=uuid.UUID(int=1), name="Red lamp", picture=photo("red", "cup"), maker=maker)
     score_now(original)
-    same_maker = gadget_factory(name="Red lamp again", picture=photo("red", "cup"), maker=maker)
-    no_maker = gadget_factory(name="Red lamp, no maker", picture=photo("red", "cup"))
+    same_maker = gadget_factory(id=uuid.UUID(int=2), name="Red lamp again", picture=photo("red", "cup"), maker=maker)
+    no_maker = gadget_factory(id=uuid.UUID(int=3), name="Red lamp, no maker", picture=photo("red", "cup"))
     score_now(same_maker)
     score_now(no_maker)
     assert same_maker.flag_reasons == []
     assert no_maker.flag_reasons == ["duplicate_image"]  # an object without an owner is compared with all
     assert no_maker.duplicate_of in {str(original.pk), str(same_maker.pk)}
-    other_maker = gadget_factory(name="Red lamp too", picture=photo("red", "cup"), maker=user_factory())
+    other_maker = gadget_factory(
+        id=uuid.UUID(int=4), name="Red lamp too", picture=photo("red", "cup"), maker=user_factory()
+    )
     score_now(other_maker)
     assert other_maker.flag_reasons == ["duplicate_image"]
 
@@ -82,5 +87,85 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
     assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
     assert "Seq Scan on catalog_listing" not in plan, plan
     found = duplicates.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
-    # Every listing here has the same seller: no candidates from the same owner.
-    assert found == [[], [], []]
+    # Every listing here has the same seller: only the same owner's, and only those uploaded before.
+    assert [[(c.pk, c.same_owner) for c in rows] for rows in found] == [
+        [],
+        [(batch[0].pk, True)],
+        [(batch[0].pk, True), (batch[1].pk, True)]
+        if found[2][0].pk == batch[0].pk
+        else [(batch[1].pk, True), (batch[0].pk, True)],
+    ]
+
+
+def test_the_original_seller_editing_her_title_stays_ok_and_only_the_later_copy_is_flagged(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    """The issue's sequence: A uploads first, B copies A's photo, A then fixes a typo."""
+    alice, bob = user_factory(username="alice"), user_factory(username="bob")
+    original = listing_factory(title="Red cermaic mug", image=photo("red", "cup"), seller=alice)
+    score_now(original)
+    assert original.moderation_status == S.OK
+    copy = listing_factory(title="Red mug, like new", image=photo("red", "cup"), seller=bob)
+    score_now(copy)
+    assert (copy.moderation_status, copy.flag_reasons, copy.duplicate_of) == (
+        S.FLAGGED,
+        ["duplicate_image"],
+        str(original.pk),
+    )
+    original.title = "Red ceramic mug"
+    original.save()
+    score_now(original)
+    assert (original.moderation_status, original.flag_reasons, original.duplicate_of) == (S.OK, [], "")
+    score_now(copy, force=True)
+    assert (copy.moderation_status, copy.duplicate_of) == (S.FLAGGED, str(original.pk))
+
+
+def test_a_rescan_of_forty_older_listings_flags_none_of_them_because_of_later_copies(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    alice, bob = user_factory(username="alice"), user_factory(username="bob")
+    colours = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "brown")
+    drawn = [(colour, shape) for colour in colours for shape in ("cup", "disc", "shoe", "shirt", "bar")]
+    originals = [listing_factory(title=f"{c} {s}", image=photo(c, s), seller=alice) for c, s in drawn]
+    copies = [listing_factory(title=f"{c} {s}, as new", image=photo(c, s), seller=bob) for c, s in drawn]
+    every = [(str(x.pk), x.moderation_version) for x in [*originals, *copies]]
+    for start in range(0, len(every), 16):
+        tasks.moderate_batch("catalog.listing", every[start : start + 16])
+    # The copies are in the database now; the originals are rescanned, copies first in each batch.
+    for start in range(0, len(originals), 16):
+        batch = [*copies[start : start + 16], *originals[start : start + 16]]
+        tasks.moderate_batch("catalog.listing", [(str(x.pk), x.moderation_version) for x in batch], True)
+    statuses = dict(Listing.objects.values_list("pk", "moderation_status"))
+    assert len(originals) == 40
+    assert [statuses[x.pk] for x in originals] == [S.OK] * 40
+    assert [statuses[x.pk] for x in copies] == [S.FLAGGED] * 40
+    assert set(Listing.objects.filter(seller=bob).values_list("duplicate_of", flat=True)) <= {
+        str(x.pk) for x in originals
+    }
+
+
+def test_a_rejected_listing_is_nobodys_original(demo_moderation, listing_factory, user_factory, moderator, photo):
+    first = listing_factory(title="Red mug", image=photo("red", "cup"))
+    score_now(first)
+    transitions.reject(first, actor=moderator, reason="stolen photo")
+    later = listing_factory(title="Red mug, used", image=photo("red", "cup"), seller=user_factory())
+    score_now(later)
+    assert (later.moderation_status, later.flag_reasons) == (S.OK, [])
+
+
+def test_a_seller_reposting_the_same_listing_is_flagged_as_a_repost_of_the_first(
+    demo_moderation, listing_factory, photo
+):
+    first = listing_factory(title="Red mug", description="350 ml, dishwasher safe.", image=photo("red", "cup"))
+    score_now(first)
+    again = listing_factory(
+        title="Red mug", description="350 ml, dishwasher safe!", image=photo("red", "cup"), seller=first.seller
+    )
+    score_now(again)
+    assert (again.moderation_status, again.flag_reasons, again.duplicate_of) == (
+        S.FLAGGED,
+        ["repost"],
+        str(first.pk),
+    )
+    first.refresh_from_db()
+    assert first.flag_reasons == []

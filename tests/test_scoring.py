@@ -5,6 +5,7 @@ import pytest
 
 from catalog.models import Category, Listing
 from moderation import scoring
+from moderation.duplicates import Candidate
 from moderation.models import ModerationStatus
 from moderation.registry import get_spec
 from tests.helpers import DEMO_THRESHOLDS, score_now
@@ -39,7 +40,9 @@ def test_a_batch_is_scored_from_vectors_and_candidates_without_the_database(sett
         phashes=[0b1011, 0b1100, 0b1011],
         labels=LABELS,
         matrix=matrix,
-        candidates=[[], [("99", 0b1101, 0.97)], []],
+        concepts=None,
+        candidates=[[], [Candidate("99", 0b1101, 0.97, False, (0,), "Red boots")], []],
+        stored={},
     )
     assert [s.flag_reasons for s in scores] == [
         [],
@@ -64,3 +67,45 @@ def test_a_photo_unlike_its_category_is_flagged_with_the_categories_it_looks_lik
     assert "category_mismatch" in gadget.flag_reasons
     assert gadget.category_rank > 1
     assert gadget.suggested_categories[0]["category"] == "Blue gear"
+
+
+@pytest.mark.django_db
+def test_a_categorys_description_is_prompted_too_so_a_photo_unlike_it_is_flagged(
+    settings, demo_moderation, listing_factory, category_factory, photo
+):
+    """The demo model reads colours only: by their names alone every category ties."""
+    settings.MODERATION = {**demo_moderation, "THRESHOLDS": {**DEMO_THRESHOLDS, "CATEGORY_MAX_RANK": 1}}
+    category_factory("Kitchen", description="a red mug, a red kettle")
+    category_factory("Toys", description="a blue truck")
+    listing = listing_factory(title="Blue mug", image=photo("blue", "cup"), category=category_factory("Kitchen"))
+    score_now(listing)
+    assert listing.flag_reasons == ["category_mismatch"]
+    assert [s["category"] for s in listing.suggested_categories] == ["Toys", "Kitchen"]
+
+
+def test_the_category_prompts_are_the_mean_of_every_template_normalised(settings, demo_moderation):
+    from moderation.embedders import get_embedder
+
+    settings.MODERATION = {**demo_moderation, "CATEGORY_PROMPTS": ["{category}", "a photo of {category}"]}
+    embedder = get_embedder()
+    matrix = scoring.category_matrix(embedder, ["red", "blue"], {"blue": ["green"]})
+    prompts = embedder.embed_texts(["red", "a photo of red"])
+    expected = prompts.mean(axis=0) / np.linalg.norm(prompts.mean(axis=0))
+    assert np.allclose(matrix[0], expected, atol=1e-5)
+    assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(matrix[1], scoring.category_matrix(embedder, ["red", "blue"])[1])
+
+
+@pytest.mark.django_db
+def test_a_prohibited_concept_on_the_photo_is_flagged_with_its_name(settings, demo_moderation, listing_factory, photo):
+    concepts = [{"name": "green contraband", "prompts": ["green", "a green thing"], "threshold": 0.8}]
+    settings.MODERATION = {**demo_moderation, "PROHIBITED_CONCEPTS": concepts}
+    listing = listing_factory(title="Purple box", image=photo("green"))  # the text names no green
+    score_now(listing)
+    assert "prohibited_item" in listing.flag_reasons
+    [item] = listing.prohibited_items
+    assert (item["concept"], item["on"], item["threshold"]) == ("green contraband", "photo", 0.8)
+    assert item["score"] >= 0.8
+    innocent = listing_factory(title="Red mug", image=photo("red", "cup"))
+    score_now(innocent)
+    assert innocent.flag_reasons == []

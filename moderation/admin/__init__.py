@@ -14,6 +14,7 @@ The decisions are registered here with the dashboard (``DecisionAdmin``).
     mixins.py        ModerationAdminMixin, ReviewQueueAdmin
     dashboard.py     the dashboard's report, as plain data
     decisions.py     DecisionAdmin: the audit trail and the dashboard's page
+    thresholds.py    the stored thresholds, edited and audited
 """
 
 from django.contrib import admin
@@ -23,6 +24,7 @@ from moderation.models import Decision
 from .decisions import DecisionAdmin
 from .lookups import CheckedLookupsMixin
 from .mixins import ModerationAdminMixin, ReviewQueueAdmin
+from .thresholds import StoredThresholdAdmin  # noqa: F401 (registers the stored thresholds and their audit)
 
 __all__ = ["CheckedLookupsMixin", "DecisionAdmin", "ModerationAdminMixin", "ReviewQueueAdmin"]
 

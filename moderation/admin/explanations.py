@@ -28,13 +28,26 @@ def explain(obj) -> list[str]:
             )
             % {"rank": obj.category_rank, "looks_like": looks_like}
         )
-    if obj.duplicate_of:
+    if obj.duplicate_of and FlagReason.REPOST in obj.flag_reasons:
+        lines.append(
+            _(
+                "The same seller listed nearly the same text and photo first as object #%(other)s "
+                "(photo similarity %(similarity).3f); this one is the repost."
+            )
+            % {"similarity": obj.duplicate_similarity, "other": obj.duplicate_of}
+        )
+    elif obj.duplicate_of:
         lines.append(
             _(
                 "The photo is nearly identical (similarity %(similarity).3f) to the photo of another "
-                "seller's object #%(other)s."
+                "seller's object #%(other)s, which was uploaded first; this one is the later copy."
             )
             % {"similarity": obj.duplicate_similarity, "other": obj.duplicate_of}
+        )
+    for item in obj.prohibited_items:
+        lines.append(
+            _("The %(on)s looks like a prohibited item, %(concept)s (%(score).2f; flagged from %(threshold).2f).")
+            % {"on": _("photo") if item["on"] == "photo" else _("text"), **item}
         )
     if obj.moderation_status == ModerationStatus.ERROR:
         lines.append(

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from catalog.demo import load_demo_catalogue
+from catalog.demo import draw_labelled_set, load_demo_catalogue
 from catalog.models import Listing
 from config import embedded_postgres
 from moderation.embedders.demo_model import build_colour_words_model
@@ -50,6 +50,7 @@ class Command(BaseCommand):
             if setup_only:
                 return
             self._report_when_scored()
+            self._evaluate()
             children.append(subprocess.Popen([*manage, "runserver", addr, "--noreload"]))
             self._serve(children, addr, username, password)
         except KeyboardInterrupt:
@@ -73,6 +74,17 @@ class Command(BaseCommand):
         )
         for reason, count in reasons.most_common():
             self.stdout.write(f"  flagged {count} x {FlagReason(reason).label.lower()} ({reason})")
+
+    def _evaluate(self) -> None:
+        """Run the evaluation once on the shipped labelled set, so a newcomer sees it."""
+        folder = settings.BASE_DIR / "var" / "evaluation"
+        self.stdout.write("\nThe evaluation on the demo's labelled set (manage.py moderation_evaluate):")
+        call_command(
+            "moderation_evaluate",
+            labelled=draw_labelled_set(folder / "labelled"),
+            output_dir=folder,
+            stdout=self.stdout,
+        )
 
     def _serve(self, children: list[subprocess.Popen], addr: str, username: str, password: str) -> None:
         self.stdout.write(

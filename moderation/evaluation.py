@@ -1,0 +1,229 @@
+"""How right the flags are: a labelled set, or the moderators' decisions, held against
+the thresholds in force; precision, recall, F1 and ROC-AUC per reason and per
+category, the threshold that reaches a target precision, and two charts.
+
+Needs the ``evaluate`` extra (scikit-learn for the metrics, matplotlib for the
+charts). Only ``moderation_evaluate`` imports this module: the pipeline never does.
+
+A labelled set is a CSV file with a header and, per row, either ``id`` (a stored
+object, scored as it is) or ``photo`` (a file beside the CSV, scored now with the
+configured embedder, without the database) with ``text`` and ``category``; and
+``expected``: ``ok``, or the flag reasons it should get, separated by ``;``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.core.exceptions import ValidationError
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support, roc_auc_score
+
+from . import scoring, thresholds
+from .embedders import Embedder, EmbedderError, decode_listing_image
+from .models import DECIDED_STATUSES, FlagReason, ModerationStatus
+from .registry import ModerationSpec
+
+# What each reason's check measures, larger = more suspicious; None: not measured.
+REASON_SCORES = {
+    FlagReason.TEXT_IMAGE_MISMATCH: lambda s: None if s.consistency is None else -s.consistency,
+    FlagReason.CATEGORY_MISMATCH: lambda s: s.category_rank,
+    FlagReason.PROHIBITED_ITEM: lambda s: max((item["score"] for item in s.prohibited_items), default=0.0),
+    FlagReason.DUPLICATE_IMAGE: lambda s: s.duplicate_similarity or 0.0,
+    FlagReason.REPOST: lambda s: s.duplicate_similarity or 0.0,
+}
+
+
+class LabelledSetError(ValueError):
+    """A labelled set that cannot be read: the message names the row and the column."""
+
+
+@dataclass
+class Example:
+    """One labelled object: its key (an id or a photo), category, scores as scored at
+    the thresholds in force, and the flag reasons it should get (empty: ok)."""
+
+    key: str
+    category: str
+    scores: scoring.Scores
+    expected: set[str]
+
+
+@dataclass
+class Row:
+    """Metrics of one reason or category: ``support`` examples, ``positives`` of them
+    expected to be flagged; None where they are undefined (no positive, one class)."""
+
+    name: str
+    support: int
+    positives: int
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    roc_auc: float | None
+
+
+def _expected(value: str, line: int) -> set[str]:
+    codes = {code.strip() for code in value.split(";") if code.strip()}
+    if codes == {"ok"}:
+        return set()
+    unknown = codes - set(FlagReason.values)
+    if not codes or unknown:
+        raise LabelledSetError(
+            f"line {line}: expected is {value!r}; write ok, or flag reasons separated by ';' "
+            f"({', '.join(FlagReason.values)})."
+        )
+    return codes
+
+
+def labelled_examples(path: Path, spec: ModerationSpec, embedder: Embedder) -> list[Example]:
+    """The examples of the CSV labelled set at ``path`` (see the module's docstring).
+    Raises ``LabelledSetError`` naming the line of a row it cannot use."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "expected" not in rows[0] or not {"id", "photo"} & set(rows[0]):
+        raise LabelledSetError(f"{path}: the header needs 'expected' and 'id' or 'photo' (with 'text', 'category').")
+    examples, photos = [], []
+    stored = thresholds.stored(spec.label)
+    for line, row in enumerate(rows, start=2):
+        expected = _expected(row.get("expected") or "", line)
+        if row.get("id"):
+            obj = spec.model._default_manager.filter(pk=row["id"]).first()
+            if obj is None:
+                raise LabelledSetError(f"line {line}: there is no {spec.label} with id {row['id']}.")
+            category = spec.category_of(obj) or ""
+            examples.append(Example(row["id"], category, scoring.Scores.stored_on(obj), expected))
+        else:
+            try:
+                image = decode_listing_image((path.parent / row["photo"]).read_bytes(), embedder=embedder)
+            except (OSError, ValidationError, EmbedderError) as exc:
+                raise LabelledSetError(f"line {line}: the photo {row['photo']!r} cannot be read: {exc}") from exc
+            photos.append((row["photo"], row.get("category") or "", row.get("text") or "", image, expected))
+    if photos:
+        labels = sorted(set(spec.category_labels()) | {category for _, category, *_ in photos if category})
+        matrix = scoring.category_matrix(embedder, labels) if len(labels) > 1 else None
+        concepts = scoring.concept_matrix(embedder)
+        text_vectors, image_vectors = embedder.embed(texts=[p[2] for p in photos], images=[p[3] for p in photos])
+        for (name, category, _text, _image, expected), text_vector, image_vector in zip(
+            photos, text_vectors, image_vectors, strict=True
+        ):
+            scores = scoring.score_vectors(
+                text_vector,
+                image_vector,
+                category=category,
+                labels=labels,
+                matrix=matrix,
+                concepts=concepts,
+                limits=scoring.thresholds_for(category, stored=stored),
+            )
+            examples.append(Example(name, category, scoring.with_severity(scores), expected))
+    return examples
+
+
+def decision_examples(spec: ModerationSpec, *, model_id: str) -> list[Example]:
+    """The objects moderators decided on, scored by ``model_id``: a rejected one should
+    have been flagged for the reasons it had (or for something, if it had none), an
+    approved one should not have been flagged."""
+    queryset = spec.model._default_manager.filter(moderation_status__in=DECIDED_STATUSES, embedding_model=model_id)
+    if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
+        queryset = queryset.select_related(spec.category_field)
+    examples = []
+    for obj in queryset.defer("text_vector", "image_vector"):
+        scores = scoring.Scores.stored_on(obj)
+        rejected = obj.moderation_status == ModerationStatus.REJECTED
+        expected = (set(scores.flag_reasons) or {"flag"}) if rejected else set()
+        examples.append(Example(str(obj.pk), spec.category_of(obj) or "", scores, expected))
+    return examples
+
+
+def _row(name: str, truth: list[bool], predicted: list[bool], measured: list[float | None]) -> Row:
+    positives = sum(truth)
+    precision = recall = f1 = auc = None
+    if positives or any(predicted):
+        p, r, f, _ = precision_recall_fscore_support(
+            truth, predicted, average="binary", pos_label=True, zero_division=np.nan
+        )
+        precision, recall, f1 = (None if np.isnan(v) else float(v) for v in (p, r, f))
+    pairs = [(t, m) for t, m in zip(truth, measured, strict=True) if m is not None]
+    if len({t for t, _ in pairs}) == 2:
+        auc = float(roc_auc_score([t for t, _ in pairs], [m for _, m in pairs]))
+    return Row(name, len(truth), positives, precision, recall, f1, auc)
+
+
+def by_reason(examples: list[Example]) -> list[Row]:
+    """One row per flag reason that the examples expect or got."""
+    seen = {reason for e in examples for reason in (*e.expected, *e.scores.flag_reasons)}
+    return [
+        _row(
+            reason,
+            [reason in e.expected for e in examples],
+            [reason in e.scores.flag_reasons for e in examples],
+            [REASON_SCORES[reason](e.scores) for e in examples],
+        )
+        for reason in FlagReason.values
+        if reason in seen
+    ]
+
+
+def by_category(examples: list[Example]) -> list[Row]:
+    """One row per category: flagged for anything vs. expected to be; ROC-AUC of the
+    text/photo agreement, the one check every example has."""
+    rows = []
+    for category in sorted({e.category for e in examples}):
+        mine = [e for e in examples if e.category == category]
+        rows.append(
+            _row(
+                category or "-",
+                [bool(e.expected) for e in mine],
+                [bool(e.scores.flag_reasons) for e in mine],
+                [REASON_SCORES[FlagReason.TEXT_IMAGE_MISMATCH](e.scores) for e in mine],
+            )
+        )
+    return rows
+
+
+def consistency_for_precision(examples: list[Example], *, target_precision: float) -> tuple:
+    """The ``CONSISTENCY_MIN`` that flags the most text/photo mismatches at
+    ``target_precision`` or better on these examples: (threshold, precision, recall),
+    Nones when none reaches it (``thresholds.propose_consistency_min``)."""
+    pairs = [
+        (e.scores.consistency, FlagReason.TEXT_IMAGE_MISMATCH in e.expected)
+        for e in examples
+        if e.scores.consistency is not None
+    ]
+    return thresholds.propose_consistency_min(pairs, target_precision=target_precision)
+
+
+def write_charts(examples: list[Example], folder: Path, *, consistency_min: float) -> list[Path]:
+    """pr_curve.png (a precision/recall curve per reason that has both classes) and
+    score_distribution.png (text/photo agreement of what should be flagged for a
+    mismatch and of the rest, the threshold in force drawn across). Returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(6, 4.5))
+    axes = figure.add_subplot()
+    for reason in FlagReason.values:
+        pairs = [(reason in e.expected, REASON_SCORES[reason](e.scores)) for e in examples]
+        pairs = [(t, m) for t, m in pairs if m is not None]
+        if len({t for t, _ in pairs}) == 2:
+            precision, recall, _ = precision_recall_curve([t for t, _ in pairs], [m for _, m in pairs])
+            axes.plot(recall, precision, label=reason)
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision / recall")
+    if axes.lines:
+        axes.legend(loc="lower left")
+    FigureCanvasAgg(figure).print_png(folder / "pr_curve.png")
+    figure = Figure(figsize=(6, 4.5))
+    axes = figure.add_subplot()
+    mismatch = [e.scores.consistency for e in examples if FlagReason.TEXT_IMAGE_MISMATCH in e.expected]
+    rest = [e.scores.consistency for e in examples if FlagReason.TEXT_IMAGE_MISMATCH not in e.expected]
+    bins = np.linspace(-1, 1, 41)
+    axes.hist([c for c in rest if c is not None], bins=bins, alpha=0.6, label="should not be flagged")
+    axes.hist([c for c in mismatch if c is not None], bins=bins, alpha=0.6, label="text/photo mismatch")
+    axes.axvline(consistency_min, color="black", linestyle="--", label=f"CONSISTENCY_MIN {consistency_min:g}")
+    axes.set(xlabel="text/photo agreement (cosine)", ylabel="examples", title="Score distribution")
+    axes.legend(loc="upper left")
+    FigureCanvasAgg(figure).print_png(folder / "score_distribution.png")
+    return [folder / "pr_curve.png", folder / "score_distribution.png"]

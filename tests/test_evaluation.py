@@ -1,0 +1,66 @@
+"""The evaluation: a labelled set or the moderators' decisions, metrics per reason and
+category at the thresholds in force, and the charts."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from PIL import Image
+
+from catalog.demo import draw_labelled_set
+from catalog.models import Listing
+from moderation import transitions
+from tests.helpers import score_now
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_shipped_labelled_set_prints_its_table_and_writes_its_charts(demo_moderation, tmp_path, capsys):
+    labelled = draw_labelled_set(tmp_path / "labelled")
+    call_command("moderation_evaluate", "--labelled", str(labelled), "--output-dir", str(tmp_path / "charts"))
+    out = capsys.readouterr().out
+    assert "colour-words demo model, not a real CLIP" in out
+    assert "56 examples" in out
+    assert "text_image_mismatch      56   17" in out
+    for category in ("Clothing", "Furniture", "Kitchen", "Sports", "Toys"):
+        assert f"\n{category} " in out
+    assert "reaches precision" in out
+    for name in ("pr_curve.png", "score_distribution.png"):
+        with Image.open(tmp_path / "charts" / name) as chart:
+            assert chart.format == "PNG"
+            assert chart.width > 300
+
+
+def test_the_moderators_decisions_are_a_labelled_set(
+    demo_moderation, listing_factory, user_factory, moderator, photo, tmp_path, capsys
+):
+    wrong = listing_factory(title="Red boots", image=photo("blue", "shoe"))
+    right = listing_factory(title="Red mug", image=photo("red", "cup"))
+    missed = listing_factory(title="Green bowl", image=photo("green", "disc"))
+    for listing in (wrong, right, missed):
+        score_now(listing)
+    transitions.reject(wrong, actor=moderator)
+    transitions.approve(right, actor=moderator)
+    transitions.reject(missed, actor=moderator, reason="fake")  # scored ok, rejected all the same
+    call_command("moderation_evaluate", "--output-dir", str(tmp_path))
+    out = capsys.readouterr().out
+    assert "3 examples from moderators' decisions, 2 of them to be flagged" in out
+    # One of the two rejections was flagged, and what was flagged was rejected.
+    assert "Kitchen                   3    2      1.00   0.50  0.67" in out
+    assert Listing.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("photo,text,category,expected\nmissing.jpg,Red mug,Kitchen,ok\n", "line 2: the photo 'missing.jpg'"),
+        ("photo,text,category,expected\nx.jpg,Red mug,Kitchen,maybe\n", "line 2: expected is 'maybe'"),
+        ("id,expected\n999999,ok\n", "line 2: there is no catalog.listing with id 999999"),
+        ("title,verdict\nRed mug,ok\n", "the header needs 'expected' and 'id' or 'photo'"),
+    ],
+)
+def test_a_labelled_set_it_cannot_use_is_refused_naming_the_line(demo_moderation, tmp_path, content, message):
+    path = tmp_path / "set.csv"
+    path.write_text(content)
+    with pytest.raises(CommandError, match=message):
+        call_command("moderation_evaluate", "--labelled", str(path), "--output-dir", str(tmp_path / "charts"))
+    assert not (tmp_path / "charts").exists()
