@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import claims, db, duplicates, queue, scoring, transitions
@@ -93,7 +93,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
         queryset = queryset.select_related(spec.category_field)
     rows = {str(obj.pk): obj for obj in queryset}
-    model_id = embedder.model_id
+    model_id, now = embedder.model_id, timezone.now()
     due, along = [], []
     for pk, version in wanted.items():
         obj = rows.get(pk)
@@ -103,6 +103,10 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
                 along.append(obj)
         elif not force and obj.moderation_status not in UNSCORED_STATUSES and obj.embedding_model == model_id:
             outcome["current"] += 1
+        elif not force and obj.moderation_status == S.ERROR and not _retry_due(obj, now):
+            # A permanent error (or one retried later) waits for a content change, a
+            # rescan or moderation_scan: a re-delivered task must not crash a worker again.
+            outcome["not_due"] += 1
         else:
             due.append(obj)
     along += [rows[pk] for pk in others if pk in rows and rows[pk].moderation_status == S.PENDING]
@@ -135,6 +139,11 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     for objs in [together, *alone] if together else alone:
         scored += _attempt(spec, objs, embedder, force=force, outcome=outcome)
     return dict(outcome), scored
+
+
+def _retry_due(obj, now) -> bool:
+    """Whether an ``error`` object's retry time has come; a permanent error has none."""
+    return obj.moderation_retry_at is not None and obj.moderation_retry_at <= now
 
 
 def _misconfigured(spec: ModerationSpec, items: list, exc: EmbedderConfigurationError) -> dict:
@@ -258,13 +267,16 @@ def _retry_later(spec: ModerationSpec, work: list, exc: EmbedderError, *, config
 
 
 def due_for_work(spec: ModerationSpec, *, now=None):
-    """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are due."""
+    """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are
+    due and not queued since (or whose task seems lost). An ``error`` without a retry time
+    is permanent: only a content change, a rescan or ``moderation_scan`` bring it back."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=moderation_settings.STALE_AFTER_SECONDS)
+    lost = Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale)
     return spec.model._default_manager.filter(
-        Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True)
-        & (Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale))
+        Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True) & lost
         | Q(moderation_status__in=UNSCORED_STATUSES, moderation_retry_at__lte=now)
+        & (lost | Q(moderation_queued_at__lt=F("moderation_retry_at")))
     )
 
 
@@ -281,9 +293,8 @@ def sweep() -> int:
         size = moderation_settings.BATCH_SIZE
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            spec.model._default_manager.filter(pk__in=[pk for pk, _ in chunk]).update(
-                moderation_queued_at=now, moderation_retry_at=None
-            )
+            # The retry time stays: the task checks that an error's retry is due.
+            spec.model._default_manager.filter(pk__in=[pk for pk, _ in chunk]).update(moderation_queued_at=now)
             queue.enqueue_batch(spec.label, [(str(pk), version) for pk, version in chunk])
             queued += len(chunk)
     if queued:

@@ -140,7 +140,9 @@ def test_the_sweeper_requeues_lost_and_due_work(demo_moderation, listing_factory
     fresh = listing_factory(image=photo("blue"))
     due = listing_factory(image=photo("green"))
     Listing.objects.filter(pk=due.pk).update(
-        moderation_status=S.ERROR, moderation_retry_at=timezone.now() - timedelta(seconds=1)
+        moderation_status=S.ERROR,
+        moderation_queued_at=timezone.now() - timedelta(hours=1),  # queued, failed, retry due
+        moderation_retry_at=timezone.now() - timedelta(seconds=1),
     )
     before = OrmQ.objects.count()
     assert tasks.sweep() == 2
@@ -257,3 +259,72 @@ def test_an_embedder_wider_than_the_vector_columns_leaves_listings_pending_with_
         assert provider.requests == []
     finally:
         provider.stop()
+
+
+def run_queued_batches() -> dict:
+    """Run the batch tasks waiting in the ORM broker in this process, as a worker would; returns their outcomes."""
+    outcome = {}
+    for queued in OrmQ.objects.order_by("id"):
+        for key, value in tasks.moderate_batch(*queued.task["args"]).items():
+            outcome[key] = outcome.get(key, 0) + value
+        queued.delete()
+    return outcome
+
+
+def test_a_task_for_a_listing_in_error_scores_nothing_without_a_due_retry(crashing_moderation, listing_factory, photo):
+    """Issue #10 follow-up, fault 3: a re-delivered batch task for a listing already in
+    ``error``/``worker_crashed`` must not crash a worker a fourth time; a permanent
+    ``image_format`` is not decoded again either."""
+    crasher = listing_factory(title="Red mug CRASH", image=photo("red"))
+    deliver_until_it_returns([(str(crasher.pk), crasher.moderation_version)])
+    broken = listing_factory(title="Green chair", stored_image=b"not an image")
+    score_now(broken)
+    items = [(str(x.pk), x.moderation_version) for x in (crasher, broken)]
+    assert tasks.moderate_batch("catalog.listing", items) == {"not_due": 2}  # raised WorkerKilled before
+    crasher.refresh_from_db()
+    broken.refresh_from_db()
+    assert (crasher.moderation_status, crasher.moderation_error, crasher.moderation_attempts) == (
+        S.ERROR,
+        "worker_crashed",
+        2,
+    )
+    assert (broken.moderation_error, broken.moderation_attempts) == ("image_format", 1)
+
+
+def test_an_error_whose_retry_is_due_is_scored_and_one_not_yet_due_is_not(demo_moderation, listing_factory, photo):
+    from datetime import timedelta
+
+    due = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    later = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
+    now = timezone.now()
+    for listing, retry_at in ((due, now - timedelta(seconds=1)), (later, now + timedelta(hours=1))):
+        Listing.objects.filter(pk=listing.pk).update(
+            moderation_status=S.ERROR,
+            moderation_error="unavailable",
+            moderation_attempts=5,
+            moderation_retry_at=retry_at,
+        )
+    assert score_now(later) == {"not_due": 1}
+    assert later.moderation_status == S.ERROR
+    assert score_now(due) == {"ok": 1}
+    assert score_now(later, force=True) == {"ok": 1}  # a moderator's rescan
+
+
+def test_the_task_the_sweeper_queues_scores_an_error_whose_retry_is_due_and_the_sweeper_leaves_it_then(
+    demo_moderation, listing_factory, photo
+):
+    from datetime import timedelta
+
+    listing = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    OrmQ.objects.all().delete()
+    Listing.objects.filter(pk=listing.pk).update(
+        moderation_status=S.ERROR,
+        moderation_error="unavailable",
+        moderation_queued_at=timezone.now() - timedelta(hours=6),
+        moderation_retry_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert tasks.sweep() == 1
+    assert tasks.sweep() == 0  # queued once
+    assert run_queued_batches() == {"ok": 1}
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.OK
