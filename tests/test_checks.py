@@ -109,6 +109,16 @@ def test_a_task_that_may_wait_on_the_embedder_past_the_queue_timeout_is_an_error
     assert error.obj is get_embedder()
 
 
+def test_a_call_that_may_end_under_the_queue_timeout_but_past_the_tasks_budget_is_an_error(hosted):
+    """Issue #10 follow-up, fault 1: a task starts an embedder call only within 90% of the
+    timeout, so a call of BATCH_SIZE objects must fit that: 2 calls x 55 s = 110 s < 120 s."""
+    hosted(timeout=120, deadline_seconds=55, max_retries=0)
+    (error,) = checks.check_embedder_deadline()
+    assert error.id == "moderation.E005"
+    assert "may wait 110 s" in error.msg
+    assert "a task's budget of 108 s (90% of Q_CLUSTER['timeout'] = 120 s)" in error.msg
+
+
 def test_an_embedder_whose_worst_case_fits_the_queue_timeout_passes(hosted):
     hosted(timeout=120)  # the HTTP embedder's defaults: 100 s
     assert checks.check_embedder_deadline() == []

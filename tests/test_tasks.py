@@ -328,3 +328,81 @@ def test_the_task_the_sweeper_queues_scores_an_error_whose_retry_is_due_and_the_
     assert run_queued_batches() == {"ok": 1}
     listing.refresh_from_db()
     assert listing.moderation_status == S.OK
+
+
+def test_a_task_starts_no_embedder_call_that_could_end_after_the_queue_timeout_and_requeues_the_rest_uncharged(
+    settings, listing_factory, photo
+):
+    """Issue #10 follow-up, fault 1: objects one attempt from MAX_ATTEMPTS are scored
+    alone, one embedder call each. With a provider dripping one byte a second and a
+    one-second deadline per call (worst case 2 s a call), a task within Q_CLUSTER's
+    timeout of 6 s starts the calls that end before 90% of it, and re-queues the
+    others without charging them an attempt."""
+    import time
+
+    from tests.fake_provider import Drip, FakeProvider
+
+    provider = FakeProvider(dims=512).start()
+    try:
+        settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 6, "retry": 8}
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0, "deadline_seconds": 1},
+            },
+            "MAX_ATTEMPTS": 3,
+        }
+        listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(8)]
+        Listing.objects.update(moderation_attempts=2, moderation_error="unavailable")
+        OrmQ.objects.all().delete()
+        provider.drip = Drip(interval=1.0)
+        started = time.monotonic()
+        outcome = tasks.moderate_batch("catalog.listing", [(str(x.pk), x.moderation_version) for x in listings])
+        assert time.monotonic() - started < 0.9 * 6
+        tried = Listing.objects.filter(moderation_attempts=3)
+        assert 3 <= tried.count() < 8
+        assert set(tried.values_list("moderation_status", "moderation_error")) == {(S.ERROR, "deadline_exceeded")}
+        postponed = Listing.objects.exclude(pk__in=tried)
+        assert outcome["postponed"] == postponed.count()
+        assert set(postponed.values_list("moderation_status", "moderation_attempts", "moderation_started_at")) == {
+            (S.PENDING, 2, None)
+        }
+        [requeued] = OrmQ.objects.all()
+        assert sorted(pk for pk, _version in requeued.task["args"][1]) == sorted(
+            str(pk) for pk in postponed.values_list("pk", flat=True)
+        )
+    finally:
+        provider.stop()
+
+
+def test_objects_left_when_the_budget_ends_while_looking_for_a_refused_input_give_their_attempt_back(
+    settings, listing_factory, photo
+):
+    """The provider refuses a batch for one text: each object is then sent alone, and
+    those whose call could end after the budget are re-queued with their attempt given back."""
+    from tests.fake_provider import FakeProvider, Scripted
+
+    provider = FakeProvider(dims=512).start()
+    try:
+        settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 6, "retry": 8}
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0, "deadline_seconds": 1},
+            },
+        }
+        titles = ["Red thing REFUSED", *[f"Red thing {i}" for i in range(7)]]
+        listings = [listing_factory(title=title, image=photo("red", seed=title)) for title in titles]
+        OrmQ.objects.all().delete()
+        provider.delay = 0.7  # a call: 0.7 s; its worst case: 2 s
+        refused = Scripted(400, body={"error": "input refused"}, delay=0.7)
+        provider.fail_when(lambda items: any("REFUSED" in value for kind, value in items if kind == "text"), refused)
+        outcome = tasks.moderate_batch("catalog.listing", [(str(x.pk), x.moderation_version) for x in listings])
+        assert Listing.objects.get(pk=listings[0].pk).moderation_error == "rejected"
+        postponed = Listing.objects.filter(moderation_status=S.PENDING)
+        assert 1 <= outcome["postponed"] == postponed.count() < 7
+        assert set(postponed.values_list("moderation_attempts", "moderation_started_at")) == {(0, None)}
+        [requeued] = OrmQ.objects.all()
+        assert len(requeued.task["args"][1]) == outcome["postponed"]
+    finally:
+        provider.stop()
