@@ -141,7 +141,11 @@ def check_managers(app_configs=None, **kwargs):
 
 @checks.register(TAG, checks.Tags.models)
 def check_vector_migrations(app_configs=None, **kwargs):
-    """The vector fields' width (MODERATION['DIMENSIONS']) against the migration files."""
+    """The vector fields' width (MODERATION['DIMENSIONS']) against the migration files.
+
+    A warning, as Django's own for model changes without a migration: an error would
+    stop ``makemigrations``, the very command that writes the migration. Until it is
+    applied, tasks record ``wrong_dimensions`` and the database check (E004/W004) says so."""
     migrated = _migrated_dimensions(MigrationLoader(None, ignore_no_migrations=True))
     found = []
     for model in _moderated_models(app_configs):
@@ -150,12 +154,12 @@ def check_vector_migrations(app_configs=None, **kwargs):
             built = model._meta.get_field(name).dimensions
             if width is not None and width != built:
                 found.append(
-                    checks.Error(
+                    checks.Warning(
                         f"{model._meta.label}.{name} is halfvec({built}) (MODERATION['DIMENSIONS']), "
                         f"but its migrations make it halfvec({width}).",
                         hint=f"Run makemigrations. {WIDTH_HINT}",
                         obj=model,
-                        id="moderation.E003",
+                        id="moderation.W005",
                     )
                 )
     return found
