@@ -150,6 +150,26 @@ def test_a_title_without_three_visible_characters_is_a_form_error_in_the_admin(
     assert client.post(f"{page}{listing.pk}/change/", form).status_code == 302  # the same form, valid
 
 
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+def test_a_moderator_with_view_only_access_sees_a_listings_page_and_its_review_panel(
+    client, user_factory, review_catalogue, page
+):
+    """Issue #10 follow-up, fault 5: a view-only form has no editable title (it was a 500)."""
+    from django.contrib.auth.models import Permission
+
+    viewer = user_factory(username="viewer", is_staff=True)
+    codenames = ["moderate", "view_listing", "view_listingreview"]
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(viewer)
+    listing = review_catalogue["mismatch"]
+    response = client.get(f"{page}{listing.pk}/change/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="moderation-review"' in html
+    assert 'name="title"' not in html  # shown, not editable
+    assert "Red hiking boots" in html
+
+
 def test_a_mismatch_is_explained_in_plain_words(client, moderator, review_catalogue):
     client.force_login(moderator)
     page = client.get(listing_url(review_catalogue["mismatch"])).content.decode()
