@@ -1,18 +1,8 @@
-from django import forms
 from django.contrib import admin
 
 from moderation.admin import CheckedLookupsMixin, ModerationAdminMixin, ReviewQueueAdmin
 
 from .models import Category, Listing, ListingReview
-from .serializers import TITLE_VALIDATORS
-
-
-class ListingForm(forms.ModelForm):
-    """A listing as the admin edits it, its title held to the API's rule (visible characters)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["title"].validators.extend(TITLE_VALIDATORS)
 
 
 @admin.register(Category)
@@ -24,7 +14,6 @@ class CategoryAdmin(CheckedLookupsMixin, admin.ModelAdmin):
 
 @admin.register(Listing)
 class ListingAdmin(ModerationAdminMixin, admin.ModelAdmin):
-    form = ListingForm
     list_display = ["title", "category", "price", "seller", "created_at"]
     search_fields = ["title", "description", "seller__username"]
     list_select_related = ["category", "seller"]
@@ -32,4 +21,4 @@ class ListingAdmin(ModerationAdminMixin, admin.ModelAdmin):
     raw_id_fields = ["seller"]
 
 
-admin.site.register(ListingReview, ReviewQueueAdmin, form=ListingForm)
+admin.site.register(ListingReview, ReviewQueueAdmin)

@@ -7,6 +7,7 @@ from django.db import models
 from moderation.models import ModeratedModel
 from moderation.registry import register
 from moderation.uploads import ModeratedImageField
+from moderation.visible_text import MinVisibleLengthValidator
 
 
 class Category(models.Model):
@@ -28,6 +29,12 @@ class Category(models.Model):
         return self.name
 
 
+# A title needs three characters a reader sees: zero-width, bidi and control characters
+# do not count. On the model field, so that every form holds titles to it (the admin's,
+# a view-only one too); the API's serializer names it again (catalog/serializers.py).
+TITLE_VALIDATORS = [MinVisibleLengthValidator(3)]
+
+
 def listing_image_path(instance: "Listing", filename: str) -> str:
     """A folder per seller; the file name is the upload rules' (moderation.uploads)."""
     return f"listings/{instance.seller_id}/{filename}"
@@ -43,7 +50,7 @@ def listing_image_path(instance: "Listing", filename: str) -> str:
 )
 class Listing(ModeratedModel):
     seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listings")
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=TITLE_VALIDATORS)
     description = models.TextField(blank=True, max_length=5000)
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
     price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])

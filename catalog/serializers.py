@@ -9,11 +9,7 @@ from moderation.models import ModerationStatus
 from moderation.search import MAX_K
 from moderation.visible_text import MinVisibleLengthValidator
 
-from .models import Category, Listing
-
-# A title needs three characters a reader sees: zero-width, bidi and control characters
-# do not count. The admin's listing form holds titles to the same rule.
-TITLE_VALIDATORS = [MinVisibleLengthValidator(3)]
+from .models import TITLE_VALIDATORS, Category, Listing
 
 
 class CategoryField(serializers.SlugRelatedField):
@@ -52,6 +48,8 @@ class ListingSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "updated_at"]
         extra_kwargs = {
+            # The model field's rule, named again: DRF turns a MinLengthValidator (which
+            # MinVisibleLengthValidator is) into a plain min_length, counting invisible characters.
             "title": {"validators": TITLE_VALIDATORS},
             "price": {"min_value": 0, "max_value": 10_000_000},
         }

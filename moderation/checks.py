@@ -15,6 +15,7 @@ from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
 from .models import VECTOR_FIELDS, ModeratedQuerySet, vector_dimensions
 from .registry import specs
+from .tasks import TIMEOUT_SHARE, task_budget_seconds
 from .uploads import ModeratedImageField
 
 TAG = "moderation"
@@ -140,7 +141,11 @@ def check_managers(app_configs=None, **kwargs):
 
 @checks.register(TAG, checks.Tags.models)
 def check_vector_migrations(app_configs=None, **kwargs):
-    """The vector fields' width (MODERATION['DIMENSIONS']) against the migration files."""
+    """The vector fields' width (MODERATION['DIMENSIONS']) against the migration files.
+
+    A warning, as Django's own for model changes without a migration: an error would
+    stop ``makemigrations``, the very command that writes the migration. Until it is
+    applied, tasks record ``wrong_dimensions`` and the database check (E004/W004) says so."""
     migrated = _migrated_dimensions(MigrationLoader(None, ignore_no_migrations=True))
     found = []
     for model in _moderated_models(app_configs):
@@ -149,12 +154,12 @@ def check_vector_migrations(app_configs=None, **kwargs):
             built = model._meta.get_field(name).dimensions
             if width is not None and width != built:
                 found.append(
-                    checks.Error(
+                    checks.Warning(
                         f"{model._meta.label}.{name} is halfvec({built}) (MODERATION['DIMENSIONS']), "
                         f"but its migrations make it halfvec({width}).",
                         hint=f"Run makemigrations. {WIDTH_HINT}",
                         obj=model,
-                        id="moderation.E003",
+                        id="moderation.W005",
                     )
                 )
     return found
@@ -196,20 +201,23 @@ def check_vector_columns(app_configs=None, databases=None, **kwargs):
 
 @checks.register(TAG)
 def check_embedder_deadline(app_configs=None, **kwargs):
-    """A task must finish its embedder calls before django-q2 kills its worker (which records nothing)."""
-    timeout = getattr(settings, "Q_CLUSTER", {}).get("timeout")
+    """A task's first embedder call, for ``BATCH_SIZE`` objects, must fit its time budget
+    (``tasks.task_budget_seconds``): a task starts its other calls only within the budget,
+    but always starts the first, and django-q2 kills a worker past its timeout (recording nothing)."""
+    timeout, budget = getattr(settings, "Q_CLUSTER", {}).get("timeout"), task_budget_seconds()
     try:
         embedder = get_embedder()
     except EmbedderError:
         return []  # moderation.W001
     worst = embedder.worst_case_seconds(moderation_settings.BATCH_SIZE)
-    if timeout is None or worst is None or worst < timeout:
+    if budget is None or worst is None or worst <= budget:
         return []
     return [
         checks.Error(
-            f"A task scoring MODERATION['BATCH_SIZE'] = {moderation_settings.BATCH_SIZE} objects may wait "
-            f"{worst:.0f} s on {embedder.model_id}, not less than Q_CLUSTER['timeout'] = {timeout} s: django-q2 "
-            "would kill the worker before the task could record the failure.",
+            f"Scoring MODERATION['BATCH_SIZE'] = {moderation_settings.BATCH_SIZE} objects may wait {worst:.0f} s "
+            f"on {embedder.model_id}, more than a task's budget of {budget:.0f} s ({TIMEOUT_SHARE:.0%} of "
+            f"Q_CLUSTER['timeout'] = {timeout} s): django-q2 would kill the worker before the task could record "
+            "the failure.",
             hint="Lower deadline_seconds, max_retries or max_wait in MODERATION['EMBEDDER']['OPTIONS'] (or "
             "MODERATION['BATCH_SIZE']), or raise Q_CLUSTER['timeout'] and Q_CLUSTER['retry'].",
             obj=embedder,

@@ -10,11 +10,13 @@ with its own in the same embedder call (``moderation.claims``).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import claims, db, duplicates, queue, scoring, thresholds, transitions
@@ -33,6 +35,19 @@ from .registry import ModerationSpec, get_spec, specs
 logger = logging.getLogger("moderation")
 S = ModerationStatus
 
+# django-q2 kills a worker at Q_CLUSTER['timeout'], and a killed worker records nothing
+# (its objects would end in `worker_crashed`). A task therefore starts an embedder call
+# only if the call's worst case ends before this share of the timeout: the rest is left
+# for writing the results and acknowledging the task.
+TIMEOUT_SHARE = 0.9
+
+
+def task_budget_seconds() -> float | None:
+    """Seconds from a task's start by which its embedder calls must have ended: ``TIMEOUT_SHARE``
+    of ``Q_CLUSTER['timeout']``; None without a timeout (django-q2 then kills no task)."""
+    timeout = getattr(settings, "Q_CLUSTER", {}).get("timeout")
+    return None if timeout is None else TIMEOUT_SHARE * timeout
+
 
 def moderate_object(label: str, pk: str, version: int, force: bool = False) -> dict:
     return moderate_batch(label, [(pk, version)], force)
@@ -46,7 +61,15 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     objects waiting for their own tasks (``coalesced``), scored in the same call; see
     ``moderation.claims``. Returns counts by outcome, for django-q2's failure records
     and the logs.
+
+    An embedder call is started only if it ends within ``task_budget_seconds()`` at the
+    embedder's worst case (``worst_case_seconds``); the objects it would have scored
+    are queued again in a new task, not charged an attempt (``postponed``). The task's
+    first call always starts: check ``moderation.E005`` holds a call of ``BATCH_SIZE``
+    objects to the budget.
     """
+    budget = task_budget_seconds()
+    ends = None if budget is None else time.monotonic() + budget
     spec = get_spec(label)
     try:
         embedder = get_embedder()
@@ -55,10 +78,15 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     # Keys as the database writes them, so that a claim's lock key matches.
     wanted = {str(spec.model._meta.pk.to_python(pk)): version for pk, version in items}
     if not moderation_settings.COALESCE:
-        return _moderate(spec, wanted, [], embedder, force=force, claimed=False)[0]
+        outcome, _scored, postponed = _moderate(spec, wanted, [], embedder, force=force, claimed=False, ends=ends)
+        return _requeue_postponed(spec, postponed, outcome, force=force)
     extra = 0 if force else max(0, moderation_settings.BATCH_SIZE - len(wanted))
     with claims.claim(spec, list(wanted), extra=extra) as (own, others):
-        outcome, scored = _moderate(spec, {pk: wanted[pk] for pk in own}, others, embedder, force=force, claimed=True)
+        outcome, scored, postponed = _moderate(
+            spec, {pk: wanted[pk] for pk in own}, others, embedder, force=force, claimed=True, ends=ends
+        )
+    # Queued once the claims are released: a task that found them claimed would end.
+    _requeue_postponed(spec, postponed, outcome, force=force)
     if len(own) < len(wanted):
         outcome["claimed"] = len(wanted) - len(own)
     # A seller's edit while this task embedded queued a task that found the object
@@ -75,7 +103,24 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     return outcome
 
 
-def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, force: bool, claimed: bool):
+def _requeue_postponed(spec: ModerationSpec, postponed: list, outcome: dict, *, force: bool) -> dict:
+    """Queue ``postponed`` (objects, no attempt charged) in one new task; ``outcome`` gets their count."""
+    if postponed:
+        queue.enqueue_batch(spec.label, [(str(obj.pk), obj.moderation_version) for obj in postponed], force=force)
+        outcome["postponed"] = len(postponed)
+    return outcome
+
+
+def _fits(embedder, count: int, ends: float | None) -> bool:
+    """Whether scoring ``count`` objects together ends before ``ends`` (``time.monotonic()``
+    seconds) at the embedder's worst case; always, without a budget or a worst case."""
+    worst = embedder.worst_case_seconds(count)
+    return ends is None or worst is None or time.monotonic() + worst <= ends
+
+
+def _moderate(
+    spec: ModerationSpec, wanted: dict, others: list, embedder, *, force: bool, claimed: bool, ends: float | None
+):
     """Score ``wanted`` = {pk: version} if still due, and the ``others`` still pending.
 
     With the objects ``claimed``, one whose version moved on since the task was queued
@@ -84,8 +129,9 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     attempt has no outcome killed its worker, or shared a batch with one that did: it
     is tried alone, as is one a crash would leave without attempts, so that a crash
     is never charged to the others of a batch twice; once its attempts reach
-    ``MAX_ATTEMPTS`` it goes to ``error`` with ``worker_crashed``. Returns the counts by
-    outcome and the keys of the objects scored.
+    ``MAX_ATTEMPTS`` it goes to ``error`` with ``worker_crashed``. A call after the first
+    that might not end before ``ends`` is not started. Returns the counts by outcome, the
+    keys of the objects scored and the objects postponed.
     """
     outcome: Counter = Counter()
     # The old vectors are not needed to compute new ones.
@@ -93,7 +139,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
     if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
         queryset = queryset.select_related(spec.category_field)
     rows = {str(obj.pk): obj for obj in queryset}
-    model_id = embedder.model_id
+    model_id, now = embedder.model_id, timezone.now()
     due, along = [], []
     for pk, version in wanted.items():
         obj = rows.get(pk)
@@ -103,6 +149,10 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
                 along.append(obj)
         elif not force and obj.moderation_status not in UNSCORED_STATUSES and obj.embedding_model == model_id:
             outcome["current"] += 1
+        elif not force and obj.moderation_status == S.ERROR and not _retry_due(obj, now):
+            # A permanent error (or one retried later) waits for a content change, a
+            # rescan or moderation_scan: a re-delivered task must not crash a worker again.
+            outcome["not_due"] += 1
         else:
             due.append(obj)
     along += [rows[pk] for pk in others if pk in rows and rows[pk].moderation_status == S.PENDING]
@@ -113,7 +163,7 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
             _check_dimensions(spec, embedder)
         except EmbedderConfigurationError as exc:
             outcome.update(_misconfigured(spec, [(obj.pk, obj.moderation_version) for obj in due + along], exc))
-            return dict(outcome), []
+            return dict(outcome), [], []
     max_attempts = moderation_settings.MAX_ATTEMPTS
     together, alone = [], []
     for obj in due + along:
@@ -131,10 +181,18 @@ def _moderate(spec: ModerationSpec, wanted: dict, others: list, embedder, *, for
             alone.append([obj])
         else:
             together.append(obj)
-    scored = []
-    for objs in [together, *alone] if together else alone:
-        scored += _attempt(spec, objs, embedder, force=force, outcome=outcome)
-    return dict(outcome), scored
+    scored, postponed = [], []
+    for index, objs in enumerate([together, *alone] if together else alone):
+        if index and not _fits(embedder, len(objs), ends):
+            postponed += objs
+            continue
+        scored += _attempt(spec, objs, embedder, force=force, outcome=outcome, ends=ends, postponed=postponed)
+    return dict(outcome), scored, postponed
+
+
+def _retry_due(obj, now) -> bool:
+    """Whether an ``error`` object's retry time has come; a permanent error has none."""
+    return obj.moderation_retry_at is not None and obj.moderation_retry_at <= now
 
 
 def _misconfigured(spec: ModerationSpec, items: list, exc: EmbedderConfigurationError) -> dict:
@@ -162,9 +220,12 @@ def _check_dimensions(spec: ModerationSpec, embedder) -> None:
         )
 
 
-def _attempt(spec: ModerationSpec, objs: list, embedder, *, force: bool, outcome: Counter) -> list:
+def _attempt(
+    spec: ModerationSpec, objs: list, embedder, *, force: bool, outcome: Counter, ends: float | None, postponed: list
+) -> list:
     """Count an attempt on ``objs``, decode their photos and score them with one
-    embedder call; ``outcome`` gets the counts. Returns the keys sent to the embedder."""
+    embedder call; ``outcome`` gets the counts, ``postponed`` the objects whose call was
+    not started. Returns the keys of the objects scored, or whose failure was recorded."""
     transitions.start_attempt(spec.model, objs)
     work = []
     for obj in objs:
@@ -176,8 +237,9 @@ def _attempt(spec: ModerationSpec, objs: list, embedder, *, force: bool, outcome
             continue
         work.append((obj, spec.text_of(obj), image))
     if work:
-        outcome.update(_embed_and_record(spec, work, embedder, force=force))
-    return [obj.pk for obj, _text, _image in work]
+        outcome.update(_embed_and_record(spec, work, embedder, force=force, ends=ends, postponed=postponed))
+    late = {obj.pk for obj in postponed}
+    return [obj.pk for obj, _text, _image in work if obj.pk not in late]
 
 
 def _read_image(spec: ModerationSpec, obj) -> bytes:
@@ -191,14 +253,24 @@ def _read_image(spec: ModerationSpec, obj) -> bytes:
         raise PermanentEmbedError(f"The photo {field_file.name} cannot be read: {exc}.", code="image_missing") from exc
 
 
-def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool) -> Counter:
+def _embed_and_record(
+    spec: ModerationSpec, work: list, embedder, *, force: bool, ends: float | None, postponed: list
+) -> Counter:
+    """Embed and score ``work`` = [(object, text, image), ...], its attempt counted, and
+    record the outcome. When the provider refuses the batch, each object is tried alone,
+    while the budget lasts: the others give their attempt back into ``postponed``."""
     outcome: Counter = Counter()
     try:
         text_vectors, image_vectors = embedder.embed(texts=[w[1] for w in work], images=[w[2] for w in work])
     except PermanentEmbedError as exc:
         if len(work) > 1:  # find the one input the provider refuses; score the others
-            for item in work:
-                outcome.update(_embed_and_record(spec, [item], embedder, force=force))
+            for index, item in enumerate(work):
+                if not _fits(embedder, 1, ends):
+                    late = [obj for obj, _text, _image in work[index:]]
+                    transitions.give_back_attempt(spec.model, late)
+                    postponed += late
+                    break
+                outcome.update(_embed_and_record(spec, [item], embedder, force=force, ends=ends, postponed=postponed))
             return outcome
         transitions.record_failure(
             spec.model, work[0][0].pk, version=work[0][0].moderation_version, error=exc, permanent=True
@@ -264,13 +336,16 @@ def _retry_later(spec: ModerationSpec, work: list, exc: EmbedderError, *, config
 
 
 def due_for_work(spec: ModerationSpec, *, now=None):
-    """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are due."""
+    """Objects a sweep re-queues: pending ones whose task seems lost, and retries that are
+    due and not queued since (or whose task seems lost). An ``error`` without a retry time
+    is permanent: only a content change, a rescan or ``moderation_scan`` bring it back."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=moderation_settings.STALE_AFTER_SECONDS)
+    lost = Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale)
     return spec.model._default_manager.filter(
-        Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True)
-        & (Q(moderation_queued_at__isnull=True) | Q(moderation_queued_at__lt=stale))
+        Q(moderation_status=S.PENDING, moderation_retry_at__isnull=True) & lost
         | Q(moderation_status__in=UNSCORED_STATUSES, moderation_retry_at__lte=now)
+        & (lost | Q(moderation_queued_at__lt=F("moderation_retry_at")))
     )
 
 
@@ -287,9 +362,8 @@ def sweep() -> int:
         size = moderation_settings.BATCH_SIZE
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            spec.model._default_manager.filter(pk__in=[pk for pk, _ in chunk]).update(
-                moderation_queued_at=now, moderation_retry_at=None
-            )
+            # The retry time stays: the task checks that an error's retry is due.
+            spec.model._default_manager.filter(pk__in=[pk for pk, _ in chunk]).update(moderation_queued_at=now)
             queue.enqueue_batch(spec.label, [(str(pk), version) for pk, version in chunk])
             queued += len(chunk)
     if queued:

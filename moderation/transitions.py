@@ -211,12 +211,26 @@ def start_attempt(model: type[models.Model], objs: list[models.Model]) -> None:
     that does not re-insert the row into the HNSW indexes (docs/pipeline.md). A row
     whose version moved on since it was loaded is not counted.
     """
+    model._default_manager.filter(_as_loaded(objs)).update(
+        moderation_attempts=F("moderation_attempts") + 1, moderation_started_at=timezone.now()
+    )
+
+
+def give_back_attempt(model: type[models.Model], objs: list[models.Model]) -> None:
+    """Undo ``start_attempt`` on ``objs`` whose embedder call a task did not start after
+    all (its time budget ran out: ``moderation.tasks``). They are not charged, and no
+    outcome is recorded: the task queues them again. One UPDATE, like ``start_attempt``."""
+    model._default_manager.filter(_as_loaded(objs), moderation_started_at__isnull=False).update(
+        moderation_attempts=F("moderation_attempts") - 1, moderation_started_at=None
+    )
+
+
+def _as_loaded(objs: list[models.Model]) -> Q:
+    """The rows of ``objs`` still in the version they were loaded in."""
     versions = Q()
     for obj in objs:
         versions |= Q(pk=obj.pk, moderation_version=obj.moderation_version)
-    model._default_manager.filter(versions).update(
-        moderation_attempts=F("moderation_attempts") + 1, moderation_started_at=timezone.now()
-    )
+    return versions
 
 
 def record_failure(

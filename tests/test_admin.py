@@ -73,20 +73,75 @@ LIST_PAGES = {
     "/admin/moderation/decision/dashboard/": ["moderation_status"],
 }
 HOSTILE_VALUES = ["%00", "a%00b", "99999999999999999999999", "-1", "%ED%A0%80", "bogus"]
+# Issue #10 follow-up, fault 6: hand-typed lookups that Django builds and PostgreSQL
+# refuses only when the query runs (DataError, ProgrammingError), or that fail in Python
+# then (IndexError, ValueError); and the add page's prefill of an autocomplete field.
+LISTING_LOOKUPS = {
+    "title__regex": ["("],
+    "title__iregex": ["["],
+    "flag_reasons__contains": ["bogus", "text_image_mismatch"],
+    "flag_reasons__overlap": ["bogus"],
+    "title__range": ["a,b,c"],
+    "price__range": ["1"],
+}
+HOSTILE_LOOKUPS = {
+    QUEUE: LISTING_LOOKUPS,
+    "/admin/catalog/listing/": LISTING_LOOKUPS,
+    "/admin/testapp/gadget/": {"name__regex": ["("], "flag_reasons__overlap": ["bogus"], "name__range": ["a"]},
+    "/admin/catalog/category/": {"name__regex": ["("], "slug__iregex": ["["], "name__range": ["a,b,c"]},
+    "/admin/moderation/decision/": {
+        "reason__regex": ["("],
+        "flag_reasons__contains": ["bogus"],
+        "created_at__range": ["1"],
+        "object_pk__iregex": ["*"],
+    },
+    "/admin/catalog/listing/add/": {"category": ["abc", "1.5"], "seller": ["abc"]},
+}
 
 
 @pytest.mark.parametrize(
-    ("page", "parameter"),
-    [(page, name) for page, names in LIST_PAGES.items() for name in [*names, "q", "o", "p", "all"]],
+    ("page", "parameter", "values"),
+    [
+        *[
+            (page, name, HOSTILE_VALUES)
+            for page, names in LIST_PAGES.items()
+            for name in [*names, "q", "o", "p", "all"]
+        ],
+        *[(page, name, values) for page, lookups in HOSTILE_LOOKUPS.items() for name, values in lookups.items()],
+        ("/admin/catalog/listing/add/", "category", HOSTILE_VALUES),
+    ],
 )
 def test_hostile_query_parameters_on_admin_pages_are_bad_lookups_or_empty_pages_never_500s(
-    admin_client, review_catalogue, page, parameter
+    admin_client, review_catalogue, page, parameter, values
 ):
-    for value in HOSTILE_VALUES:
+    for value in values:
         response = admin_client.get(f"{page}?{parameter}={value}")
         assert response.status_code in (200, 302), (value, response.status_code)
         if response.status_code == 302:
             assert response.url == f"{page}?e=1", value
+
+
+@pytest.mark.parametrize("key", ["\x00", "abc", "1.5"])
+@pytest.mark.parametrize(
+    ("page", "action"),
+    [
+        (QUEUE, "rescan_selected"),
+        ("/admin/catalog/listing/", "reject_selected"),
+        ("/admin/testapp/gadget/", "rescan_selected"),
+        ("/admin/catalog/category/", "delete_selected"),
+    ],
+)
+def test_a_bulk_action_on_a_tampered_selection_changes_nothing_and_says_so(
+    admin_client, review_catalogue, page, action, key
+):
+    """Issue #10 follow-up, fault 6: a selected key that is no key of the model was a 500 (ValueError)."""
+    from catalog.models import Category
+
+    before = Decision.objects.count(), Category.objects.count()
+    response = admin_client.post(page, {"action": action, "_selected_action": [key], "apply": "1"}, follow=True)
+    assert response.status_code == 200
+    assert "The selection holds keys of no item. No items have been changed." in response.content.decode()
+    assert (Decision.objects.count(), Category.objects.count()) == before
 
 
 @pytest.mark.parametrize("object_id", ["%00", "abc", "1.5", "99999999999999999999"])
@@ -148,6 +203,26 @@ def test_a_title_without_three_visible_characters_is_a_form_error_in_the_admin(
     assert listing.title == "Red hiking boots"
     form["title"] = "Red boots"
     assert client.post(f"{page}{listing.pk}/change/", form).status_code == 302  # the same form, valid
+
+
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+def test_a_moderator_with_view_only_access_sees_a_listings_page_and_its_review_panel(
+    client, user_factory, review_catalogue, page
+):
+    """Issue #10 follow-up, fault 5: a view-only form has no editable title (it was a 500)."""
+    from django.contrib.auth.models import Permission
+
+    viewer = user_factory(username="viewer", is_staff=True)
+    codenames = ["moderate", "view_listing", "view_listingreview"]
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(viewer)
+    listing = review_catalogue["mismatch"]
+    response = client.get(f"{page}{listing.pk}/change/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="moderation-review"' in html
+    assert 'name="title"' not in html  # shown, not editable
+    assert "Red hiking boots" in html
 
 
 def test_a_mismatch_is_explained_in_plain_words(client, moderator, review_catalogue):

@@ -49,14 +49,29 @@ WIDE = {
 }
 
 
-def test_a_new_dimensions_setting_without_its_migration_fails_the_check():
+def run_manage(*args: str, settings: dict):
+    """``manage.py *args`` in a fresh process with ``MODERATION = settings``; with its system
+    checks, which ``call_command`` skips."""
+    code = "import sys; from django.core.management import execute_from_command_line as run; run(sys.argv)"
+    return run_python(code, args=list(args), env={"MODERATION_SETTINGS": json.dumps(settings)})
+
+
+def test_a_new_dimensions_setting_without_its_migration_is_a_warning_naming_the_widths():
     """Issue #10, fault 13: DIMENSIONS and an embedder of 768, no new migration."""
-    code = "import django; django.setup(); from django.core.management import call_command; call_command('check')"
-    result = run_python(code, env={"MODERATION_SETTINGS": json.dumps(WIDE)})
-    assert result.returncode != 0
-    assert "moderation.E003" in result.stderr
+    result = run_manage("check", settings=WIDE)
+    assert result.returncode == 0
+    assert "moderation.W005" in result.stderr
     assert "catalog.Listing.text_vector is halfvec(768) (MODERATION['DIMENSIONS'])" in result.stderr
     assert "but its migrations make it halfvec(512)" in result.stderr
+
+
+def test_makemigrations_runs_while_the_vector_fields_differ_from_their_migrations():
+    """Issue #10 follow-up, fault 2: docs/storage.md's "Changing the width", step 2, is the
+    command the check's hint names; an error would stop it."""
+    result = run_manage("makemigrations", "catalog", "--dry-run", settings=WIDE)
+    assert result.returncode == 0, result.stderr
+    assert "Alter field text_vector on listing" in result.stdout
+    assert "Alter field image_vector on listing" in result.stdout
 
 
 def test_the_migrations_check_passes_when_the_fields_match_the_migrations(demo_moderation):
@@ -107,6 +122,16 @@ def test_a_task_that_may_wait_on_the_embedder_past_the_queue_timeout_is_an_error
     assert "Q_CLUSTER['timeout'] = 60" in error.msg
     assert "deadline_seconds" in error.hint
     assert error.obj is get_embedder()
+
+
+def test_a_call_that_may_end_under_the_queue_timeout_but_past_the_tasks_budget_is_an_error(hosted):
+    """Issue #10 follow-up, fault 1: a task starts an embedder call only within 90% of the
+    timeout, so a call of BATCH_SIZE objects must fit that: 2 calls x 55 s = 110 s < 120 s."""
+    hosted(timeout=120, deadline_seconds=55, max_retries=0)
+    (error,) = checks.check_embedder_deadline()
+    assert error.id == "moderation.E005"
+    assert "may wait 110 s" in error.msg
+    assert "a task's budget of 108 s (90% of Q_CLUSTER['timeout'] = 120 s)" in error.msg
 
 
 def test_an_embedder_whose_worst_case_fits_the_queue_timeout_passes(hosted):

@@ -39,3 +39,31 @@ def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
     listing.refresh_from_db()
     assert listing.embedding_model == "demo:colour-words-v2"
     assert listing.moderation_status == S.REJECTED
+
+
+def test_reembed_leaves_listings_in_error_alone_and_scan_brings_them_back(
+    settings, demo_moderation, listing_factory, photo
+):
+    """Issue #10 follow-up, fault 4: a photo that cannot be decoded (or that crashes the
+    decoder) is not tried again by a change of model; a scan tries it again."""
+    broken = listing_factory(title="Green chair", stored_image=b"not an image")
+    score_now(broken)
+    assert (broken.moderation_status, broken.moderation_attempts) == (S.ERROR, 1)
+    settings.MODERATION = {
+        **demo_moderation,
+        "EMBEDDER": {
+            **demo_moderation["EMBEDDER"],
+            "OPTIONS": {**demo_moderation["EMBEDDER"]["OPTIONS"], "model_id": "demo:colour-words-v2"},
+        },
+    }
+    call_command("moderation_reembed", "--sync")
+    call_command("moderation_reembed", "--sync", "--all")
+    broken.refresh_from_db()
+    assert (broken.moderation_status, broken.moderation_attempts) == (S.ERROR, 1)
+    call_command("moderation_scan", "--sync")
+    broken.refresh_from_db()
+    assert (broken.moderation_status, broken.moderation_error, broken.moderation_attempts) == (
+        S.ERROR,
+        "image_format",
+        2,
+    )

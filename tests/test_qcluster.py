@@ -181,7 +181,7 @@ def provider():
 
 
 def http_settings(provider, *, options=None, **extra) -> str:
-    # A task's worst case on the embedder (two calls of 2.5 s) stays under Q_TIMEOUT:
+    # A task's worst case on the embedder (two calls of 2.5 s) stays within its budget (90% of Q_TIMEOUT):
     # check moderation.E005 would stop the cluster from starting otherwise.
     return json.dumps(
         {
@@ -329,6 +329,30 @@ def test_a_provider_dripping_one_byte_a_second_leaves_the_listing_pending_with_a
     assert listing.moderation_error == "deadline_exceeded"
     assert listing.moderation_retry_at is not None
     time.sleep(6)  # past Q_TIMEOUT: a worker still blocked would now be killed and replaced
+    assert cluster_processes(cluster) == processes
+
+
+def test_a_dripping_provider_ends_listings_scored_alone_in_deadline_exceeded_and_never_kills_a_worker(
+    start_cluster, provider, listing_factory, photo, settings
+):
+    """Issue #10 follow-up, fault 1: eight listings one attempt from MAX_ATTEMPTS, each
+    scored alone in a call of up to 1 s (worst case 2 s), with Q_TIMEOUT 6 s. A task
+    starts the calls that end within its budget and re-queues the others: every
+    listing ends in ``error``/``deadline_exceeded``, none in ``worker_crashed``, and no
+    worker is killed."""
+    moderation = http_settings(provider, options={"deadline_seconds": 1, "timeout": 5}, MAX_ATTEMPTS=2)
+    settings.MODERATION = json.loads(moderation)
+    listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(8)]
+    rows = Listing.objects.filter(pk__in=[x.pk for x in listings])
+    rows.update(moderation_attempts=1, moderation_error="unavailable")  # their tasks wait in the queue
+    provider.drip = Drip(interval=1.0)
+    cluster = start_cluster(MODERATION_SETTINGS=moderation)
+    wait_for(lambda: len(cluster_processes(cluster)) >= 5, what="the cluster's workers")
+    processes = cluster_processes(cluster)
+    wait_for(
+        lambda: not rows.exclude(moderation_status=S.ERROR).exists(), timeout=90, what="every listing to end in error"
+    )
+    assert set(rows.values_list("moderation_error", "moderation_attempts")) == {("deadline_exceeded", 2)}
     assert cluster_processes(cluster) == processes
 
 

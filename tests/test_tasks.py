@@ -140,7 +140,9 @@ def test_the_sweeper_requeues_lost_and_due_work(demo_moderation, listing_factory
     fresh = listing_factory(image=photo("blue"))
     due = listing_factory(image=photo("green"))
     Listing.objects.filter(pk=due.pk).update(
-        moderation_status=S.ERROR, moderation_retry_at=timezone.now() - timedelta(seconds=1)
+        moderation_status=S.ERROR,
+        moderation_queued_at=timezone.now() - timedelta(hours=1),  # queued, failed, retry due
+        moderation_retry_at=timezone.now() - timedelta(seconds=1),
     )
     before = OrmQ.objects.count()
     assert tasks.sweep() == 2
@@ -255,5 +257,165 @@ def test_an_embedder_wider_than_the_vector_columns_leaves_listings_pending_with_
         assert (listing.moderation_attempts, listing.moderation_started_at) == (0, None)
         assert listing.moderation_retry_at > timezone.now()  # retried later, by the sweeper
         assert provider.requests == []
+    finally:
+        provider.stop()
+
+
+def run_queued_batches() -> dict:
+    """Run the batch tasks waiting in the ORM broker in this process, as a worker would; returns their outcomes."""
+    outcome = {}
+    for queued in OrmQ.objects.order_by("id"):
+        for key, value in tasks.moderate_batch(*queued.task["args"]).items():
+            outcome[key] = outcome.get(key, 0) + value
+        queued.delete()
+    return outcome
+
+
+def test_a_task_for_a_listing_in_error_scores_nothing_without_a_due_retry(crashing_moderation, listing_factory, photo):
+    """Issue #10 follow-up, fault 3: a re-delivered batch task for a listing already in
+    ``error``/``worker_crashed`` must not crash a worker a fourth time; a permanent
+    ``image_format`` is not decoded again either."""
+    crasher = listing_factory(title="Red mug CRASH", image=photo("red"))
+    deliver_until_it_returns([(str(crasher.pk), crasher.moderation_version)])
+    broken = listing_factory(title="Green chair", stored_image=b"not an image")
+    score_now(broken)
+    items = [(str(x.pk), x.moderation_version) for x in (crasher, broken)]
+    assert tasks.moderate_batch("catalog.listing", items) == {"not_due": 2}  # raised WorkerKilled before
+    crasher.refresh_from_db()
+    broken.refresh_from_db()
+    assert (crasher.moderation_status, crasher.moderation_error, crasher.moderation_attempts) == (
+        S.ERROR,
+        "worker_crashed",
+        2,
+    )
+    assert (broken.moderation_error, broken.moderation_attempts) == ("image_format", 1)
+
+
+def test_an_error_whose_retry_is_due_is_scored_and_one_not_yet_due_is_not(demo_moderation, listing_factory, photo):
+    from datetime import timedelta
+
+    due = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    later = listing_factory(title="Blue kettle", image=photo("blue", "cup"))
+    now = timezone.now()
+    for listing, retry_at in ((due, now - timedelta(seconds=1)), (later, now + timedelta(hours=1))):
+        Listing.objects.filter(pk=listing.pk).update(
+            moderation_status=S.ERROR,
+            moderation_error="unavailable",
+            moderation_attempts=5,
+            moderation_retry_at=retry_at,
+        )
+    assert score_now(later) == {"not_due": 1}
+    assert later.moderation_status == S.ERROR
+    assert score_now(due) == {"ok": 1}
+    assert score_now(later, force=True) == {"ok": 1}  # a moderator's rescan
+
+
+def test_the_task_the_sweeper_queues_scores_an_error_whose_retry_is_due_and_the_sweeper_leaves_it_then(
+    demo_moderation, listing_factory, photo
+):
+    from datetime import timedelta
+
+    listing = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    OrmQ.objects.all().delete()
+    Listing.objects.filter(pk=listing.pk).update(
+        moderation_status=S.ERROR,
+        moderation_error="unavailable",
+        moderation_queued_at=timezone.now() - timedelta(hours=6),
+        moderation_retry_at=timezone.now() - timedelta(seconds=1),
+    )
+    assert tasks.sweep() == 1
+    assert tasks.sweep() == 0  # queued once
+    assert run_queued_batches() == {"ok": 1}
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.OK
+
+
+def test_the_sweeper_queues_a_due_retry_again_when_its_task_seems_lost(demo_moderation, listing_factory, photo):
+    from datetime import timedelta
+
+    listing = listing_factory(image=photo("red"))
+    now = timezone.now()
+    Listing.objects.filter(pk=listing.pk).update(
+        moderation_status=S.ERROR, moderation_queued_at=now - timedelta(hours=6), moderation_retry_at=now
+    )
+    assert tasks.sweep() == 1
+    Listing.objects.filter(pk=listing.pk).update(moderation_queued_at=now - timedelta(hours=1))  # lost since
+    assert tasks.sweep() == 1
+
+
+def test_a_task_starts_no_embedder_call_that_could_end_after_the_queue_timeout_and_requeues_the_rest_uncharged(
+    settings, listing_factory, photo
+):
+    """Issue #10 follow-up, fault 1: objects one attempt from MAX_ATTEMPTS are scored
+    alone, one embedder call each. With a provider dripping one byte a second and a
+    one-second deadline per call (worst case 2 s a call), a task within Q_CLUSTER's
+    timeout of 6 s starts the calls that end before 90% of it, and re-queues the
+    others without charging them an attempt."""
+    import time
+
+    from tests.fake_provider import Drip, FakeProvider
+
+    provider = FakeProvider(dims=512).start()
+    try:
+        settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 6, "retry": 8}
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0, "deadline_seconds": 1},
+            },
+            "MAX_ATTEMPTS": 3,
+        }
+        listings = [listing_factory(title=f"Red thing {i}", image=photo("red", seed=str(i))) for i in range(8)]
+        Listing.objects.update(moderation_attempts=2, moderation_error="unavailable")
+        OrmQ.objects.all().delete()
+        provider.drip = Drip(interval=1.0)
+        started = time.monotonic()
+        outcome = tasks.moderate_batch("catalog.listing", [(str(x.pk), x.moderation_version) for x in listings])
+        assert time.monotonic() - started < 0.9 * 6
+        tried = Listing.objects.filter(moderation_attempts=3)
+        assert 0 < tried.count() < 8
+        assert set(tried.values_list("moderation_status", "moderation_error")) == {(S.ERROR, "deadline_exceeded")}
+        postponed = Listing.objects.exclude(pk__in=tried)
+        assert outcome["postponed"] == postponed.count()
+        assert set(postponed.values_list("moderation_status", "moderation_attempts", "moderation_started_at")) == {
+            (S.PENDING, 2, None)
+        }
+        [requeued] = OrmQ.objects.all()
+        assert sorted(pk for pk, _version in requeued.task["args"][1]) == sorted(
+            str(pk) for pk in postponed.values_list("pk", flat=True)
+        )
+    finally:
+        provider.stop()
+
+
+def test_objects_left_when_the_budget_ends_while_looking_for_a_refused_input_give_their_attempt_back(
+    settings, listing_factory, photo
+):
+    """The provider refuses a batch for one text: each object is then sent alone, and
+    those whose call could end after the budget are re-queued with their attempt given back."""
+    from tests.fake_provider import FakeProvider, Scripted
+
+    provider = FakeProvider(dims=512).start()
+    try:
+        settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 6, "retry": 8}
+        settings.MODERATION = {
+            "EMBEDDER": {
+                "BACKEND": "moderation.embedders.http.HttpEmbedder",
+                "OPTIONS": {"base_url": provider.url, "dimensions": 512, "max_retries": 0, "deadline_seconds": 1},
+            },
+        }
+        titles = ["Red thing REFUSED", *[f"Red thing {i}" for i in range(7)]]
+        listings = [listing_factory(title=title, image=photo("red", seed=title)) for title in titles]
+        OrmQ.objects.all().delete()
+        provider.delay = 0.7  # a call: 0.7 s; its worst case: 2 s
+        refused = Scripted(400, body={"error": "input refused"}, delay=0.7)
+        provider.fail_when(lambda items: any("REFUSED" in value for kind, value in items if kind == "text"), refused)
+        outcome = tasks.moderate_batch("catalog.listing", [(str(x.pk), x.moderation_version) for x in listings])
+        assert Listing.objects.get(pk=listings[0].pk).moderation_error == "rejected"
+        postponed = Listing.objects.filter(moderation_status=S.PENDING)
+        assert 1 <= outcome["postponed"] == postponed.count() < 7
+        assert set(postponed.values_list("moderation_attempts", "moderation_started_at")) == {(0, None)}
+        [requeued] = OrmQ.objects.all()
+        assert len(requeued.task["args"][1]) == outcome["postponed"]
     finally:
         provider.stop()

@@ -4,11 +4,11 @@ from moderation.models import UNSCORED_STATUSES
 
 class Command(BatchCommand):
     help = (
-        "Moderate objects in batches: pending and errored ones, or --all (decisions on unchanged content are kept). "
+        "Moderate objects in batches: pending and errored ones (permanent errors too), or --all (decisions on "
+        "unchanged content are kept). "
         "Queues django-q2 tasks, or runs inline with --sync."
     )
     all_help = "Rescore every object, not only pending and error."
-    force = False
 
     def get_queryset(self, spec, *, every):
         queryset = spec.model._default_manager.all()
