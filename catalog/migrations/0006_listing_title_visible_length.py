@@ -7,7 +7,7 @@ import moderation.visible_text
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("catalog", "0004_moderation_started_at"),
+        ("catalog", "0005_category_description_listing_prohibited_items"),
     ]
 
     operations = [
