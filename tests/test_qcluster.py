@@ -115,7 +115,12 @@ def test_saves_and_edits_arriving_while_tasks_coalesce_are_all_scored_in_their_l
     for i in range(48):
         colour = colours[i % 4]
         listings.append(
-            listing_factory(title=f"{colour} mug {i}", image=photo(colour, "cup", seed=f"mug-{i}"), seller=seller)
+            # Titles apart enough not to be the seller's reposts of one listing.
+            listing_factory(
+                title=f"{colour} mug {i} {uuid.uuid4().hex[:10]}",
+                image=photo(colour, "cup", seed=f"mug-{i}"),
+                seller=seller,
+            )
         )
         if i % 4 == 3:
             edited = listings[i // 2]
