@@ -1,5 +1,7 @@
 """The moderation commands: scan and re-embed, inline or queued."""
 
+import io
+
 import pytest
 from django.core.management import call_command
 
@@ -39,3 +41,11 @@ def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
     listing.refresh_from_db()
     assert listing.embedding_model == "demo:colour-words-v2"
     assert listing.moderation_status == S.REJECTED
+
+
+def test_the_demo_model_command_writes_the_model_in_the_split_onnx_layout(tmp_path):
+    out = io.StringIO()
+    call_command("moderation_demo_model", str(tmp_path / "colour-words"), stdout=out)
+    assert "demo:colour-words-v1 written to" in out.getvalue()
+    for name in ("config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx"):
+        assert (tmp_path / "colour-words" / name).is_file()
