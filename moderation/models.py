@@ -124,6 +124,9 @@ class VectorIndexName(str):
         name.suffix = suffix
         return name
 
+    def __getnewargs__(self) -> tuple[str]:
+        return (self.suffix,)  # copies (Django deep-copies inherited indexes) are built from the suffix
+
     def __mod__(self, names: dict) -> str:
         table = f"{names['app_label']}_{names['class']}"
         return f"{table[:12]}_{names_digest(table, length=8)}_{self.suffix}"
