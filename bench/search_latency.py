@@ -64,14 +64,18 @@ def load(rows: int, images: np.ndarray, texts: np.ndarray) -> None:
     from django.contrib.auth.models import User
     from django.db import connection
 
-    from catalog.models import Category
+    from catalog.models import Category, Listing
 
     seller = User.objects.create(username="bench-seller")
     common = Category.objects.create(name="Common", slug="common")
     rare = Category.objects.create(name="Rare", slug="rare")  # every tenth listing: 10% selectivity
+    image_index, text_index = (
+        next(index.name for index in Listing._meta.indexes if index.fields == [field])
+        for field in ("image_vector", "text_vector")
+    )
     with connection.cursor() as cursor:
-        cursor.execute("DROP INDEX IF EXISTS catalog_listing_img_hnsw")
-        cursor.execute("DROP INDEX IF EXISTS catalog_listing_txt_hnsw")
+        cursor.execute(f"DROP INDEX IF EXISTS {image_index}")
+        cursor.execute(f"DROP INDEX IF EXISTS {text_index}")
         columns = (
             "seller_id, category_id, title, description, price, image, moderation_status, moderation_version, "
             "content_hash, embedding_model, text_vector, image_vector, suggested_categories, flag_reasons, "
@@ -108,11 +112,11 @@ def load(rows: int, images: np.ndarray, texts: np.ndarray) -> None:
         cursor.execute("SET maintenance_work_mem = '1GB'")
         started = time.perf_counter()
         cursor.execute(
-            "CREATE INDEX catalog_listing_img_hnsw ON catalog_listing USING hnsw "
+            f"CREATE INDEX {image_index} ON catalog_listing USING hnsw "
             "(image_vector halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
         )
         cursor.execute(
-            "CREATE INDEX catalog_listing_txt_hnsw ON catalog_listing USING hnsw "
+            f"CREATE INDEX {text_index} ON catalog_listing USING hnsw "
             "(text_vector halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)"
         )
         print(f"loaded {rows} listings; both HNSW indexes built in {time.perf_counter() - started:.0f} s")

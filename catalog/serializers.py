@@ -4,10 +4,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from moderation.api.serializers import ModerationStateSerializer, SafeImageField
-from moderation.models import ModerationStatus
-from moderation.search import MAX_K
-from moderation.visible_text import MinVisibleLengthValidator
+from moderation.api.serializers import ModerationStateSerializer, SafeImageField, SearchFiltersSerializer
 
 from .models import TITLE_VALIDATORS, Category, Listing
 
@@ -67,29 +64,13 @@ class PublicListingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SearchHitSerializer(serializers.Serializer):
-    score = serializers.FloatField(help_text="Cosine similarity for one modality; a fused rank score for several.")
-    ranks = serializers.DictField(child=serializers.IntegerField(), help_text="Rank in each fused list.")
-    listing = PublicListingSerializer(source="object")
+class ListingSearchFilters(SearchFiltersSerializer):
+    """The demo's search filters, besides ``k`` and ``status``: category, price and seller."""
 
-
-class SearchResultsSerializer(serializers.Serializer):
-    results = SearchHitSerializer(many=True)
-
-
-class SearchFiltersSerializer(serializers.Serializer):
-    """Filters every search accepts (query string or form fields)."""
-
-    k = serializers.IntegerField(min_value=1, max_value=MAX_K // 2, default=10)
     category = serializers.SlugField(required=False)
     price_min = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
     price_max = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
     seller = serializers.CharField(required=False, max_length=150, help_text="The seller's username.")
-    status = serializers.MultipleChoiceField(
-        choices=ModerationStatus.values,
-        required=False,
-        help_text="Moderators only: search these statuses instead of the public ones (ok, approved).",
-    )
 
     def validate(self, attrs):
         if "price_min" in attrs and "price_max" in attrs and attrs["price_min"] > attrs["price_max"]:
@@ -107,20 +88,3 @@ class SearchFiltersSerializer(serializers.Serializer):
         if "seller" in data:
             lookups["seller__username"] = data["seller"]
         return lookups
-
-
-class TextSearchSerializer(SearchFiltersSerializer):
-    q = serializers.CharField(
-        max_length=500, validators=[MinVisibleLengthValidator(1)], help_text="What the photo should show."
-    )
-
-
-class ImageSearchSerializer(SearchFiltersSerializer):
-    image = SafeImageField(help_text="A photo (JPEG, PNG, WebP or GIF).")
-
-
-class HybridSearchSerializer(ImageSearchSerializer):
-    q = serializers.CharField(max_length=500, validators=[MinVisibleLengthValidator(1)])
-    image_weight = serializers.FloatField(
-        min_value=0, max_value=1, default=0.5, help_text="0 uses only the text, 1 only the photo."
-    )

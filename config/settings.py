@@ -188,24 +188,20 @@ MODERATION = (
     }
 )
 
+# The app's API views set their own error handler, parsers, pagination and throttles
+# (moderation.api.views.ModerationAPIMixin), as they do on any host; the demo adds its
+# authentication, the rates from the environment (the app's defaults otherwise:
+# moderation.api.throttling.DEFAULT_RATES) and drf-spectacular's schema.
 REST_FRAMEWORK = {
     # DRF's own, refusing credentials that PostgreSQL cannot hold (a NUL) instead of a 500.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "moderation.api.authentication.SessionAuthentication",
         "moderation.api.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PARSER_CLASSES": [
-        "moderation.api.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
-    "DEFAULT_PAGINATION_CLASS": "moderation.api.pagination.CappedPageNumberPagination",
-    "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "moderation.api.errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["moderation.api.throttling.ScopedRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
-        "uploads": os.environ.get("THROTTLE_UPLOADS", "120/hour"),
-        "search": os.environ.get("THROTTLE_SEARCH", "600/minute"),
+        scope: os.environ[variable]
+        for scope, variable in (("uploads", "THROTTLE_UPLOADS"), ("search", "THROTTLE_SEARCH"))
+        if os.environ.get(variable)
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

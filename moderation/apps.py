@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class ModerationConfig(AppConfig):
@@ -10,6 +10,9 @@ class ModerationConfig(AppConfig):
     def ready(self) -> None:
         from . import checks, signal_handlers  # noqa: F401  (checks registers itself)
         from .tasks import ensure_sweep_schedule
+        from .vectors import create_vector_extension
 
         signal_handlers.connect()
+        # Before any app's migrations, whatever the apps' labels (moderation.vectors).
+        pre_migrate.connect(create_vector_extension, sender=self, dispatch_uid="moderation.vector_extension")
         post_migrate.connect(ensure_sweep_schedule, sender=self, dispatch_uid="moderation.sweep_schedule")

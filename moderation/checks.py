@@ -8,15 +8,16 @@ The demo model's warning is deployment advice (``check --deploy``).
 
 from django.conf import settings
 from django.core import checks
-from django.db import connections
+from django.db import connections, router
 from django.db.migrations.loader import MigrationLoader
 
 from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
-from .models import VECTOR_FIELDS, ModeratedQuerySet, vector_dimensions
-from .registry import specs
+from .models import VECTOR_FIELDS, Decision, ModeratedQuerySet, vector_dimensions
+from .registry import refused, specs
 from .tasks import TIMEOUT_SHARE, task_budget_seconds
 from .uploads import ModeratedImageField
+from .vectors import MIN_VECTOR_VERSION
 
 TAG = "moderation"
 WIDTH_HINT = 'Change the width as docs/storage.md ("Changing the width") says: a migration that clears the vectors.'
@@ -178,6 +179,8 @@ def check_vector_columns(app_configs=None, databases=None, **kwargs):
         return []  # moderation.W001 says why
     found = []
     for alias in databases:
+        if connections[alias].vendor != "postgresql":
+            continue  # moderation.E008
         loader = MigrationLoader(connections[alias])
         migrated = _migrated_dimensions(loader)
         unapplied = {
@@ -224,3 +227,83 @@ def check_embedder_deadline(app_configs=None, **kwargs):
             id="moderation.E005",
         )
     ]
+
+
+@checks.register(TAG, checks.Tags.models)
+def check_registrations(app_configs=None, **kwargs):
+    """``register()`` declarations that could not be accepted (``registry.refused``)."""
+    return [
+        checks.Error(
+            problem,
+            hint="Fix the register() call of the model: a ModeratedModel subclass, and the names of its own fields.",
+            obj=model,
+            id="moderation.E007",
+        )
+        for model, problems in refused()
+        if app_configs is None or model._meta.app_config in app_configs
+        for problem in problems
+    ]
+
+
+@checks.register(TAG)
+def check_database_engine(app_configs=None, **kwargs):
+    """A database that would hold moderation's tables is PostgreSQL (read from the
+    settings: no connection). On any other, ``migrate`` would fail half-way through
+    with the database's own error (SQLite: ``near "[]": syntax error``)."""
+    held = [Decision, *(spec.model for spec in specs())]
+    found = []
+    for alias in connections:
+        database = connections[alias]
+        if database.vendor == "postgresql":
+            continue
+        tables = [model._meta.label for model in held if router.allow_migrate_model(alias, model)]
+        if tables:
+            found.append(
+                checks.Error(
+                    f"The database {alias!r} is {database.display_name} ({database.settings_dict['ENGINE']}), but "
+                    f"it would hold {', '.join(tables)}: moderation needs PostgreSQL with the pgvector extension "
+                    "(vector columns, HNSW indexes, arrays).",
+                    hint=f"Point DATABASES[{alias!r}] at PostgreSQL 13 or later with pgvector "
+                    f"{'.'.join(map(str, MIN_VECTOR_VERSION))} or later (ENGINE "
+                    "'django.db.backends.postgresql'), or route these models to such a database.",
+                    id="moderation.E008",
+                )
+            )
+    return found
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit()) if text else ()
+
+
+@checks.register(TAG, checks.Tags.database)
+def check_vector_extension(app_configs=None, databases=None, **kwargs):
+    """The PostgreSQL server has pgvector at ``MIN_VECTOR_VERSION`` or later (`check
+    --database default`, and `migrate`, which creates the extension when it may)."""
+    if not databases:
+        return []
+    wanted = ".".join(map(str, MIN_VECTOR_VERSION))
+    found = []
+    for alias in databases:
+        database = connections[alias]
+        if database.vendor != "postgresql":
+            continue  # moderation.E008
+        with database.cursor() as cursor:
+            cursor.execute(
+                "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'"
+            )
+            available, installed = cursor.fetchone() or (None, None)
+        if installed and _version(installed) < MIN_VECTOR_VERSION:
+            message = f"The database {alias!r} has pgvector {installed}; moderation needs {wanted} or later."
+            if _version(available) >= MIN_VECTOR_VERSION:
+                hint = "Run `ALTER EXTENSION vector UPDATE;` in that database as a superuser."
+            else:
+                hint = f"Install pgvector {wanted} or later on the server, then `ALTER EXTENSION vector UPDATE;`."
+        elif not installed and _version(available) < MIN_VECTOR_VERSION:
+            have = f"pgvector {available}" if available else "no pgvector (the vector extension)"
+            message = f"The PostgreSQL server of the database {alias!r} has {have}; moderation needs {wanted} or later."
+            hint = f"Install pgvector {wanted} or later on the server (a managed service: enable its pgvector)."
+        else:
+            continue
+        found.append(checks.Error(message, hint=hint, id="moderation.E009"))
+    return found

@@ -13,6 +13,7 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.fields import ArrayField
 from django.db import connections, models
+from django.db.backends.utils import names_digest
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import HalfVectorField, HnswIndex
 
@@ -112,6 +113,30 @@ class ModeratedQuerySet(models.QuerySet):
         return self.filter(visible)
 
 
+class VectorIndexName(str):
+    """The name of a vector index on ``ModeratedModel.Meta``, valid for any app label and
+    model name: at most 30 characters (Django's limit, ``models.E034``).
+
+    Django names an inherited index by formatting "%(app_label)s" and "%(class)s" in its
+    name with ``%`` (``Options._format_names``); "marketplace_productlisting_img_hnsw"
+    would be 35 characters. This name formats itself as the start of
+    "<app_label>_<class>", a digest of the whole (so two models never share a name) and
+    ``suffix``: "marketplace__1ceed104_img_hnsw".
+    """
+
+    def __new__(cls, suffix: str):
+        name = super().__new__(cls, f"%(app_label)s_%(class)s_{suffix}")
+        name.suffix = suffix
+        return name
+
+    def __getnewargs__(self) -> tuple[str]:
+        return (self.suffix,)  # copies (Django deep-copies inherited indexes) are built from the suffix
+
+    def __mod__(self, names: dict) -> str:
+        table = f"{names['app_label']}_{names['class']}"
+        return f"{table[:12]}_{names_digest(table, length=8)}_{self.suffix}"
+
+
 class ModeratedModel(models.Model):
     """Abstract fields a moderated model carries. State changes go through
     ``moderation.transitions``, never through direct assignment."""
@@ -162,14 +187,14 @@ class ModeratedModel(models.Model):
         abstract = True
         indexes = [
             HnswIndex(
-                name="%(app_label)s_%(class)s_img_hnsw",
+                name=VectorIndexName("img_hnsw"),
                 fields=["image_vector"],
                 m=16,
                 ef_construction=64,
                 opclasses=["halfvec_cosine_ops"],
             ),
             HnswIndex(
-                name="%(app_label)s_%(class)s_txt_hnsw",
+                name=VectorIndexName("txt_hnsw"),
                 fields=["text_vector"],
                 m=16,
                 ef_construction=64,

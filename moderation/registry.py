@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from .models import ModeratedModel
@@ -44,6 +44,33 @@ class ModerationSpec:
     @property
     def label(self) -> str:
         return self.model._meta.label_lower
+
+    def problems(self) -> list[str]:
+        """What makes this declaration unusable: the model is no ``ModeratedModel``, or a
+        named field does not exist. Empty when it is fine."""
+        found = []
+        if not issubclass(self.model, ModeratedModel):
+            found.append(f"{self.model.__name__} must inherit moderation.models.ModeratedModel to be moderated.")
+        named = [("text_fields", name) for name in self.text_fields] + [
+            (role, getattr(self, role)) for role in ("image_field", "category_field", "owner_field", "created_field")
+        ]
+        for role, name in named:
+            if name is None:
+                continue
+            try:
+                self.model._meta.get_field(name)
+            except FieldDoesNotExist:
+                found.append(f"{self.model.__name__} has no field {name!r} (register(..., {role}=...)).")
+        if self.category_description_field:
+            try:
+                category = self.model._meta.get_field(self.category_field) if self.category_field else None
+            except FieldDoesNotExist:
+                category = None
+            if category is None or not category.is_relation:
+                found.append(
+                    f"{self.model.__name__}: category_description_field needs a category_field that is a foreign key."
+                )
+        return found
 
     def text_of(self, obj: models.Model) -> str:
         """The text that is embedded: the declared fields, non-empty, in order, without
@@ -146,6 +173,11 @@ class ModerationSpec:
 
 
 _registry: dict[str, ModerationSpec] = {}
+# Declarations that could not be registered: {model label: what is wrong with each}. A
+# declaration runs when the host's models are imported, where an exception would stop
+# every manage.py command with a traceback; system check moderation.E007 reports these
+# instead, all at once, and the model is not moderated until they are fixed.
+_refused: dict[str, tuple[type[models.Model], list[str]]] = {}
 
 
 def register(
@@ -162,13 +194,11 @@ def register(
     """Declare a ``ModeratedModel`` subclass as moderated. Usable as a class decorator.
 
     ``category_description_field`` is a field of the model that ``category_field`` points
-    to (a foreign key), holding what the category looks like (see ``category_descriptions``)."""
+    to (a foreign key), holding what the category looks like (see ``category_descriptions``).
+    A model that is no ``ModeratedModel``, or a field it does not have, is recorded for
+    system check ``moderation.E007`` and the model is not registered."""
 
     def declare(model: type[models.Model]) -> type[models.Model]:
-        if not issubclass(model, ModeratedModel):
-            raise ImproperlyConfigured(
-                f"{model.__name__} must inherit moderation.models.ModeratedModel to be moderated."
-            )
         spec = ModerationSpec(
             model,
             tuple(text_fields),
@@ -179,24 +209,21 @@ def register(
             created_field,
             category_description_field,
         )
-        for name in (*spec.text_fields, image_field, category_field, owner_field, created_field):
-            if name is None:
-                continue
-            try:
-                model._meta.get_field(name)
-            except Exception as exc:
-                raise ImproperlyConfigured(f"{model.__name__} has no field {name!r} to moderate.") from exc
-        if category_description_field:
-            category = model._meta.get_field(category_field) if category_field else None
-            if category is None or not category.is_relation:
-                raise ImproperlyConfigured(
-                    f"{model.__name__}: category_description_field needs a category_field that is a foreign key."
-                )
+        problems = spec.problems()
+        if problems:
+            _refused[spec.label] = (model, problems)
+            return model
+        _refused.pop(spec.label, None)
         _registry[spec.label] = spec
         model.moderation_spec = spec
         return model
 
     return declare(model) if model is not None else declare
+
+
+def refused() -> list[tuple[type[models.Model], list[str]]]:
+    """(model, what is wrong) of each declaration ``register`` could not accept."""
+    return list(_refused.values())
 
 
 def _label(model) -> str:

@@ -1,5 +1,6 @@
-"""pgvector plumbing shared by the write path and search: vectors as parameters, the
-per-query index options, and the order of what an index search returns.
+"""pgvector plumbing shared by the write path and search: the extension itself,
+vectors as parameters, the per-query index options, and the order of what an index
+search returns.
 
 The pipeline writes vectors and looks up duplicates with them; search reads them.
 Both go through here, so neither imports the other.
@@ -11,11 +12,44 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import numpy as np
-from django.db import connection
+import psycopg.errors
+from django.core.management.base import CommandError
+from django.db import ProgrammingError, connection, connections
 
 from .conf import moderation_settings
 
+# What the app needs of pgvector: halfvec (0.7) and iterative index scans (0.8).
+MIN_VECTOR_VERSION = (0, 8)
+
 T = TypeVar("T")
+
+
+def create_vector_extension(*, using: str = "default", **kwargs) -> None:
+    """``pre_migrate`` receiver: ``CREATE EXTENSION IF NOT EXISTS vector`` on a PostgreSQL
+    database before any migration runs.
+
+    A host's own migrations do not depend on moderation's (``makemigrations`` does not add
+    it), and their order is the apps' labels': the table of an app named ``ads`` would be
+    created before the extension, and fail with ``type "halfvec" does not exist``.
+    Raises CommandError, naming the statement to run, when the role may not create it.
+    """
+    database = connections[using]
+    if database.vendor != "postgresql":
+        return  # system check moderation.E008 stops migrate first
+    with database.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        if cursor.fetchone():
+            return
+        try:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except ProgrammingError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.InsufficientPrivilege):
+                raise
+            raise CommandError(
+                f"The role {database.settings_dict.get('USER') or '(default)'!r} may not create the pgvector "
+                f"extension in the database {using!r}. Run `CREATE EXTENSION vector;` once in that database as a "
+                "superuser (on a managed service, as the administrator role it gives you), then run migrate again."
+            ) from None
 
 
 def to_db(vector) -> list[float]:

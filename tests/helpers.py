@@ -82,3 +82,8 @@ def history(obj) -> list[tuple[str, str]]:
     from moderation import transitions
 
     return list(transitions.history(obj).order_by("created_at", "id").values_list("from_status", "to_status"))
+
+
+def hnsw_index(model, field: str) -> str:
+    """The name of ``model``'s HNSW index on ``field`` (``moderation.models.VectorIndexName``)."""
+    return next(index.name for index in model._meta.indexes if index.fields == [field])

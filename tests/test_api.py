@@ -9,6 +9,7 @@ from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
 from catalog.models import Listing
+from moderation import transitions
 from moderation.models import ModerationStatus
 from tests.helpers import image_bytes, score_now
 
@@ -485,10 +486,48 @@ def test_an_api_url_that_matches_nothing_is_a_json_404(api, path):
         assert_error(getattr(api, method)(path), 404, "not_found")
 
 
-def test_an_api_url_without_its_slash_is_still_redirected_to_it(api):
-    response = api.get("/api/search/text")
-    assert response.status_code == 301
-    assert response.url == "/api/search/text/"
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
+def test_an_api_url_without_its_slash_is_redirected_keeping_the_method_never_a_500(api, settings, method, debug):
+    """Issue #12, fault a: `curl -X POST .../api/listings` was Django's APPEND_SLASH
+    RuntimeError (a 500) with DEBUG on, and a 301 that makes clients drop the body without."""
+    settings.DEBUG = debug
+    response = getattr(api, method)("/api/listings?page=2")
+    assert response.status_code == 308, response.content
+    assert response["Location"] == "/api/listings/?page=2"
+
+
+def test_a_post_without_the_final_slash_reaches_the_endpoint_with_its_method_and_body(api, market, moderator):
+    api.force_authenticate(moderator)
+    flagged = market["flagged"]
+    url = f"/api/moderation/listings/{flagged.pk}/reject"
+    response = api.post(url, {"reason": "wrong photo"}, format="json", follow=True)
+    assert response.status_code == 200, response.content
+    assert response.redirect_chain == [(url + "/", 308)]
+    assert transitions.history(flagged).first().reason == "wrong photo"
+
+
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_an_api_url_without_its_slash_that_is_no_endpoint_either_is_a_json_404(api, method):
+    assert_error(getattr(api, method)("/api/nope"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/listings/99999999999999999999/", "/api/listings/{theirs}/", "/api/listings/?format=bogus"],
+    ids=["too-large-id", "someone-elses", "unknown-format"],
+)
+def test_every_404_has_the_code_not_found(api, market, sellers, path):
+    """Issue #12, fault b: a missing or someone else's listing and ?format=bogus were 404 "error"."""
+    api.force_authenticate(sellers[0])
+    assert_error(api.get(path.format(theirs=market["red_shoes"].pk)), 404, "not_found")
+
+
+def test_a_method_an_endpoint_does_not_take_is_a_405_and_a_body_it_cannot_parse_a_415(api, sellers):
+    api.force_authenticate(sellers[0])
+    assert_error(api.put("/api/listings/"), 405, "method_not_allowed")
+    response = api.generic("POST", "/api/listings/", "<listing/>", content_type="application/xml")
+    assert_error(response, 415, "unsupported_media_type")
 
 
 # -- the schema -----------------------------------------------------------------------
@@ -507,6 +546,8 @@ def test_the_openapi_schema_and_its_interactive_docs_are_served(api):
         "/api/moderation/listings/{id}/approve/",
     ]:
         assert path in paths
+    assert {"404", "405", "415"} <= set(paths["/api/listings/"]["post"]["responses"])
+    assert "405" in paths["/api/search/text/"]["get"]["responses"]
     assert api.get("/api/docs/").status_code == 200
 
 
@@ -517,3 +558,21 @@ def test_text_the_database_cannot_hold_is_a_400_not_a_500(api, market, sellers, 
     raw = '{"category": "' + category + '"}'  # JSON escapes, as a client would send them
     body = assert_error(api.generic("PATCH", url, raw, content_type="application/json"), 400)
     assert "category" in body["fields"]
+
+
+# -- a host without the demo's REST_FRAMEWORK block -------------------------------------
+
+
+def test_without_rest_framework_settings_errors_pages_and_throttles_are_the_apps(api, settings, market, moderator):
+    """The app's views set their own error handler, parsers, pagination and throttles:
+    a host with DRF's defaults gets what this document's other tests check."""
+    settings.REST_FRAMEWORK = {}
+    api.force_authenticate(moderator)
+    page = api.get("/api/moderation/listings/", {"page_size": 1}).json()
+    assert (page["count"], len(page["results"])) == (1, 1)
+    assert_error(api.get("/api/moderation/listings/", {"status": "bogus"}), 400, "invalid")
+    assert_error(api.get("/api/search/similar/99999999/"), 404, "not_found")
+    url = f"/api/moderation/listings/{market['flagged'].pk}/approve/"
+    assert_error(api.generic("POST", url, nested(1000), content_type="application/json"), 400, "parse_error")
+    assert "Red mug" in titles(api.get("/api/search/text/", {"q": "red"}))
+    assert_error(api.get("/api/listings/", {"page": "bogus"}), 404, "not_found")

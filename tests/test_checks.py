@@ -13,7 +13,7 @@ from moderation.checks import check_image_fields, check_vector_columns, check_ve
 from moderation.embedders import get_embedder
 from moderation.models import ModeratedModel
 from moderation.uploads import ModeratedImageField
-from tests.helpers import run_python
+from tests.helpers import ROOT, run_python
 from tests.testapp.models import Gadget
 
 
@@ -206,10 +206,115 @@ def test_every_check_is_tagged_moderation_and_the_model_and_database_ones_with_d
         for check in check_registry.registered_checks | check_registry.deployment_checks
         if check.__module__ == "moderation.checks"
     }
-    assert len(ours) == 8
+    assert len(ours) == 11
     assert all(checks.TAG in tags for tags in ours.values())
-    assert {"check_image_fields", "check_managers", "check_vector_migrations"} <= {
+    assert {"check_image_fields", "check_managers", "check_vector_migrations", "check_registrations"} <= {
         name for name, tags in ours.items() if "models" in tags
     }
     assert "database" in ours["check_vector_columns"]
+    assert "database" in ours["check_vector_extension"]
     assert check_registry.deployment_checks & {checks.check_demo_model}
+
+
+@isolate_apps("tests.testapp")
+def test_a_registration_naming_fields_the_model_lacks_is_an_error_per_field_not_an_import_error(monkeypatch):
+    monkeypatch.setattr(registry, "_refused", {})
+
+    @registry.register(text_fields=["name", "blurb"], image_field="photo", owner_field="seller")
+    class Poster(ModeratedModel):
+        name = models.CharField(max_length=50)
+        photo = ModeratedImageField()
+
+        class Meta(ModeratedModel.Meta):
+            app_label = "testapp"
+
+    found = checks.check_registrations()
+    assert [(error.id, error.obj) for error in found] == [("moderation.E007", Poster)] * 2
+    assert "Poster has no field 'blurb' (register(..., text_fields=...))." in found[0].msg
+    assert "'seller' (register(..., owner_field=...))" in found[1].msg
+    assert not registry.is_registered(Poster)
+
+
+@isolate_apps("tests.testapp")
+def test_registering_a_model_that_is_no_moderated_model_is_an_error(monkeypatch):
+    monkeypatch.setattr(registry, "_refused", {})
+
+    @registry.register(text_fields=["name"], image_field="photo")
+    class Plain(models.Model):  # noqa: DJ008
+        name = models.CharField(max_length=50)
+        photo = models.ImageField()
+
+        class Meta:
+            app_label = "testapp"
+
+    [error] = checks.check_registrations()
+    assert error.id == "moderation.E007"
+    assert "must inherit moderation.models.ModeratedModel" in error.msg
+
+
+def manage(*args: str, settings: str, path):
+    """``manage.py *args`` in a fresh interpreter with the settings module ``settings`` in ``path``."""
+    code = (
+        "import sys; from django.core.management import execute_from_command_line; execute_from_command_line(sys.argv)"
+    )
+    return run_python(code, args=list(args), env={"DJANGO_SETTINGS_MODULE": settings, "PYTHONPATH": f"{path}:{ROOT}"})
+
+
+def test_check_shows_every_registration_error_at_once_instead_of_a_traceback(tmp_path):
+    """register() raised ImproperlyConfigured while the models were imported: one error, a traceback."""
+    app = tmp_path / "posters"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    (app / "models.py").write_text(
+        "from django.db import models\n"
+        "from moderation.models import ModeratedModel\n"
+        "from moderation.registry import register\n\n\n"
+        "@register(text_fields=['title'], image_field='photo', category_field='kind')\n"
+        "class Poster(ModeratedModel):\n"
+        "    name = models.CharField(max_length=50)\n"
+    )
+    (tmp_path / "poster_settings.py").write_text(
+        "from tests.settings import *  # noqa\nINSTALLED_APPS = [*INSTALLED_APPS, 'posters']\n"
+    )
+    result = manage("check", settings="poster_settings", path=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("moderation.E007") == 3, result.stderr
+
+
+def test_a_database_that_is_not_postgresql_is_an_error_and_migrate_stops_before_doing_anything(tmp_path):
+    """Issue #12: on SQLite, `migrate` died with a raw `near "[]": syntax error` after marking a
+    migration applied."""
+    database = tmp_path / "db.sqlite3"
+    (tmp_path / "sqlite_settings.py").write_text(
+        "from tests.settings import *  # noqa\n"
+        f"DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', 'NAME': {str(database)!r}}}}}\n"
+    )
+    for command in ("check", "migrate"):
+        result = manage(command, settings="sqlite_settings", path=tmp_path)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "moderation.E008" in result.stderr, result.stderr
+        assert "The database 'default' is SQLite (django.db.backends.sqlite3)" in result.stderr
+        assert "moderation.Decision, catalog.Listing, testapp.Gadget" in result.stderr
+        assert "near" not in result.stderr
+    assert not database.exists() or sqlite_tables(database) == []
+
+
+def sqlite_tables(path) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+
+@pytest.mark.django_db
+def test_the_database_check_passes_with_pgvector_0_8_and_names_the_version_it_needs(monkeypatch):
+    assert checks.check_vector_extension(databases=["default"]) == []
+    monkeypatch.setattr(checks, "MIN_VECTOR_VERSION", (99, 0))
+    [error] = checks.check_vector_extension(databases=["default"])
+    assert error.id == "moderation.E009"
+    assert "has pgvector 0.8" in error.msg
+    assert "moderation needs 99.0 or later" in error.msg
+    assert "Install pgvector 99.0 or later on the server" in error.hint

@@ -9,7 +9,7 @@ from catalog.models import Listing
 from moderation import duplicates, tasks, transitions, vectors
 from moderation.models import ModerationStatus
 from moderation.registry import get_spec
-from tests.helpers import score_now
+from tests.helpers import hnsw_index, score_now
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
@@ -84,7 +84,7 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
             cursor.execute("SET LOCAL enable_sort = off")
             cursor.execute("EXPLAIN " + sql, params)
             plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
+    assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
     assert "Seq Scan on catalog_listing" not in plan, plan
     # What the lookup returns, computed exactly: an approximate index scan of a table whose
     # index still holds the rolled-back rows of earlier tests (no vacuum inside a test run)

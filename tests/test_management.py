@@ -1,5 +1,7 @@
 """The moderation commands: scan and re-embed, inline or queued."""
 
+import io
+
 import pytest
 from django.core.management import call_command
 
@@ -67,3 +69,11 @@ def test_reembed_leaves_listings_in_error_alone_and_scan_brings_them_back(
         "image_format",
         2,
     )
+
+
+def test_the_demo_model_command_writes_the_model_in_the_split_onnx_layout(tmp_path):
+    out = io.StringIO()
+    call_command("moderation_demo_model", str(tmp_path / "colour-words"), stdout=out)
+    assert "demo:colour-words-v1 written to" in out.getvalue()
+    for name in ("config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx"):
+        assert (tmp_path / "colour-words" / name).is_file()

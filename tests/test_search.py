@@ -10,6 +10,7 @@ from catalog.models import Category, Listing
 from moderation import search, vectors
 from moderation.models import ModerationStatus
 from moderation.search import Hit
+from tests.helpers import hnsw_index
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
@@ -29,7 +30,7 @@ def test_the_hnsw_index_serves_the_nearest_neighbour_query(many_listings):
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")  # only the HNSW index returns rows in order
         plan = search.nearest_queryset(queryset, "image_vector", many_listings[0], k=10).explain()
-    assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
+    assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
 
 
 def test_a_filtered_search_still_returns_k_results(many_listings):
@@ -99,5 +100,5 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
             cursor.execute("SET LOCAL enable_sort = off")
             cursor.execute("EXPLAIN " + union)
             plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Index Scan using catalog_listing_img_hnsw" in plan, plan
-    assert "Index Scan using catalog_listing_txt_hnsw" in plan, plan
+    assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
+    assert f"Index Scan using {hnsw_index(Listing, 'text_vector')}" in plan, plan

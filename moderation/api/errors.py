@@ -2,12 +2,17 @@
 
     {"error": {"status": 400, "code": "invalid", "message": "...", "fields": {"title": ["..."]}}}
 
-Set ``REST_FRAMEWORK["EXCEPTION_HANDLER"] = "moderation.api.errors.exception_handler"``.
+The app's views use ``exception_handler`` whatever ``REST_FRAMEWORK`` says
+(``moderation.api.views.ModerationAPIView``); a host's own views get it with
+``REST_FRAMEWORK["EXCEPTION_HANDLER"] = "moderation.api.errors.exception_handler"``.
+Each status has one ``code`` (DRF's: ``not_found``, ``method_not_allowed``, ...),
+except 400: ``invalid`` for a value, ``parse_error`` for a body.
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -35,7 +40,13 @@ class ServiceUnavailable(exceptions.APIException):
 
 
 def _translate(exc: Exception) -> Exception:
-    """Our own errors as the API exceptions that say the right status."""
+    """Our own errors, and Django's, as the API exceptions that say the right status and code."""
+    # DRF makes these a NotFound and a PermissionDenied too, but only inside its own
+    # handler: translated here, their code is the status's code, not "error".
+    if isinstance(exc, Http404):
+        return exceptions.NotFound(*exc.args)
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied(*exc.args)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(str(exc))
     if isinstance(exc, InvalidTransition):
@@ -53,7 +64,7 @@ def exception_handler(exc, context):
     if response is None:
         return None  # a real bug: let Django report it
     detail = response.data
-    body = {"status": response.status_code, "code": getattr(exc, "default_code", "error"), "message": ""}
+    body = {"status": response.status_code, "code": exc.default_code, "message": ""}
     if isinstance(exc, exceptions.ValidationError):
         body["code"] = "invalid"
         if isinstance(detail, dict):
@@ -65,7 +76,7 @@ def exception_handler(exc, context):
             body["message"] = str(detail[0] if isinstance(detail, list) and detail else detail)
     else:
         body["message"] = str(detail.get("detail", detail)) if isinstance(detail, dict) else str(detail)
-        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        codes = exc.get_codes()
         if isinstance(codes, str):
             body["code"] = codes
     if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS and getattr(exc, "wait", None):

@@ -1,15 +1,20 @@
 """Serializers shared by any moderated model's API: a safe photo upload field, the
-moderation state an owner or a moderator sees, decisions."""
+moderation state an owner or a moderator sees, decisions, an object as the public and
+the moderators see it, and search: its parameters, filters and results."""
 
 from __future__ import annotations
+
+import functools
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from moderation.models import Decision, FlagReason
+from moderation.models import Decision, FlagReason, ModerationStatus
 from moderation.registry import get_spec
+from moderation.search import MAX_K
 from moderation.uploads import validate_photo
+from moderation.visible_text import MinVisibleLengthValidator
 
 from .errors import PayloadTooLarge
 
@@ -78,17 +83,15 @@ class DecisionSerializer(serializers.ModelSerializer):
         fields = ["created_at", "actor", "from_status", "to_status", "reason", "flag_reasons", "scores"]
 
 
-class QueueItemSerializer(serializers.Serializer):
-    """An object in the moderators' queue, for any registered model."""
+class PublicObjectSerializer(serializers.Serializer):
+    """Any registered model's object as anyone may see it (search results): its key, its
+    text, its photo and its category, through the registered fields. No moderation
+    details. A host usually gives its own serializer instead (``ModerationRouter.register``)."""
 
     id = serializers.CharField(source="pk")
     text = serializers.SerializerMethodField()
     image = serializers.SerializerMethodField()
     category = serializers.SerializerMethodField()
-    owner = serializers.SerializerMethodField()
-    severity = serializers.IntegerField()
-    duplicate_of = serializers.CharField()
-    moderation = ModerationStateSerializer(source="*")
 
     def get_text(self, obj) -> str:
         return get_spec(type(obj)).text_of(obj)
@@ -103,6 +106,84 @@ class QueueItemSerializer(serializers.Serializer):
     def get_category(self, obj) -> str | None:
         return get_spec(type(obj)).category_of(obj)
 
+
+class QueueItemSerializer(PublicObjectSerializer):
+    """An object in the moderators' queue, for any registered model."""
+
+    owner = serializers.SerializerMethodField()
+    severity = serializers.IntegerField()
+    duplicate_of = serializers.CharField()
+    moderation = ModerationStateSerializer(source="*")
+
     def get_owner(self, obj) -> str | None:
         owner = get_spec(type(obj)).owner_id_of(obj)
         return None if owner is None else str(owner)
+
+
+# -- search ---------------------------------------------------------------------------
+
+
+class SearchFiltersSerializer(serializers.Serializer):
+    """What every search accepts besides its query: ``k`` and, for moderators, ``status``.
+
+    A host adds its model's filters in a subclass: declare the fields, and turn them into
+    ORM lookups in ``lookups()`` (``catalog.serializers.ListingSearchFilters``)."""
+
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K // 2, default=10)
+    status = serializers.MultipleChoiceField(
+        choices=ModerationStatus.values,
+        required=False,
+        help_text="Moderators only: search these statuses instead of the public ones (ok, approved).",
+    )
+
+    def lookups(self) -> dict:
+        """{ORM lookup: value} from the validated filters, for the search's ``filter()``.
+        Override with the model's own filters; the base has none."""
+        return {}
+
+
+class TextQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(
+        max_length=500, validators=[MinVisibleLengthValidator(1)], help_text="What the photo should show."
+    )
+
+
+class ImageQuerySerializer(serializers.Serializer):
+    image = SafeImageField(help_text="A photo (JPEG, PNG, WebP or GIF).")
+
+
+class HybridQuerySerializer(TextQuerySerializer, ImageQuerySerializer):
+    image_weight = serializers.FloatField(
+        min_value=0, max_value=1, default=0.5, help_text="0 uses only the text, 1 only the photo."
+    )
+
+
+@functools.cache
+def search_parameters(query_class: type | None, filters_class: type) -> type[serializers.Serializer]:
+    """One serializer of a search's query (``TextQuerySerializer``, ...; None for "more
+    like this") and its filters: the parameters are validated together, so a 400 names
+    every field that is wrong, and the schema lists them all."""
+    if query_class is None:
+        return filters_class
+    name = filters_class.__name__.removesuffix("Serializer") + query_class.__name__
+    return type(name, (query_class, filters_class), {"__module__": filters_class.__module__})
+
+
+class SearchHitSerializer(serializers.Serializer):
+    score = serializers.FloatField(help_text="Cosine similarity for one modality; a fused rank score for several.")
+    ranks = serializers.DictField(child=serializers.IntegerField(), help_text="Rank in each fused list.")
+
+
+@functools.cache
+def search_results(model, object_serializer_class: type) -> type[serializers.Serializer]:
+    """``{"results": [{"score", "ranks", "<model_name>": {...}}]}``: each hit's object under
+    its model's name (``listing``), as ``object_serializer_class`` shows it."""
+    name, module = model.__name__, object_serializer_class.__module__
+    hit = type(
+        f"{name}SearchHitSerializer",
+        (SearchHitSerializer,),
+        {"__module__": module, model._meta.model_name: object_serializer_class(source="object")},
+    )
+    return type(
+        f"{name}SearchResultsSerializer", (serializers.Serializer,), {"__module__": module, "results": hit(many=True)}
+    )

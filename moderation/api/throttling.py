@@ -1,9 +1,13 @@
 from rest_framework import throttling
 from rest_framework.settings import api_settings
 
+# The rates of the app's scopes when REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] names none.
+DEFAULT_RATES = {"uploads": "120/hour", "search": "600/minute"}
+
 
 class ScopedRateThrottle(throttling.ScopedRateThrottle):
-    """DRF's scoped throttle, reading the rates when asked (so test settings apply).
+    """DRF's scoped throttle, reading the rates when asked (so test settings apply), with
+    the app's defaults under the host's rates.
 
     Views set ``throttle_scope``: ``uploads`` (creating or changing a listing's photo)
     and ``search``. Rates in ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``.
@@ -11,4 +15,4 @@ class ScopedRateThrottle(throttling.ScopedRateThrottle):
 
     @property
     def THROTTLE_RATES(self):
-        return api_settings.DEFAULT_THROTTLE_RATES
+        return {**DEFAULT_RATES, **api_settings.DEFAULT_THROTTLE_RATES}

@@ -1,24 +1,198 @@
-"""The moderators' queue over the API, for one moderated model per viewset, and the
-API's answer for a URL that matches nothing."""
+"""The app's endpoints for any registered model: similar-item search, the moderators'
+queue, and the API's answer for a URL that matches nothing.
+
+Every view here answers the same whatever the host's ``REST_FRAMEWORK`` says
+(``ModerationAPIMixin``): the one error body, pages of 20, parsers that make any
+unparsable body a 400, the ``search`` and ``uploads`` throttles. A host mounts them
+with ``moderation.api.routers.ModerationRouter``, and may give its own views the same
+answers with the mixin.
+"""
 
 from __future__ import annotations
 
+from django.http import HttpResponsePermanentRedirect
+from django.urls import Resolver404, get_urlconf, resolve
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, parsers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.generics import GenericAPIView, get_object_or_404
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from moderation import transitions
-from moderation.models import REVIEW_ORDER, FlagReason, ModerationStatus
+from moderation import search, transitions
+from moderation.models import MODERATE_PERMISSION, PUBLIC_STATUSES, REVIEW_ORDER, VECTOR_FIELDS, FlagReason
+from moderation.models import ModerationStatus as S
 
+from .errors import exception_handler
+from .pagination import CappedPageNumberPagination
+from .parsers import JSONParser
 from .permissions import IsModerator
-from .serializers import DecisionRequestSerializer, DecisionSerializer, QueueItemSerializer
+from .serializers import (
+    DecisionRequestSerializer,
+    DecisionSerializer,
+    HybridQuerySerializer,
+    ImageQuerySerializer,
+    PublicObjectSerializer,
+    QueueItemSerializer,
+    SearchFiltersSerializer,
+    TextQuerySerializer,
+    search_parameters,
+    search_results,
+)
+from .throttling import ScopedRateThrottle
 
-S = ModerationStatus
 DECISION_EXAMPLE = OpenApiExample("With a reason", value={"reason": "The photo shows another product."})
+
+
+class ModerationAPIMixin:
+    """The answers of the app's views, set on the views rather than read from
+    ``REST_FRAMEWORK``, so that a host without the demo's settings gets what docs/api.md
+    documents. Authentication stays the host's (``DEFAULT_AUTHENTICATION_CLASSES``)."""
+
+    parser_classes = [JSONParser, parsers.FormParser, parsers.MultiPartParser]
+    pagination_class = CappedPageNumberPagination
+    throttle_classes = [ScopedRateThrottle]
+
+    def get_exception_handler(self):
+        return exception_handler
+
+
+# -- search ---------------------------------------------------------------------------
+
+
+class SearchSchema(AutoSchema):
+    """A search's parameters and results as its view is configured (``query_class``,
+    ``filters_class``, the model and its ``object_serializer_class``)."""
+
+    def get_override_parameters(self):
+        if self.method == "GET":
+            return [*super().get_override_parameters(), self.view.get_serializer_class()]
+        return super().get_override_parameters()
+
+    def get_request_serializer(self):
+        return self.view.get_serializer_class() if self.method == "POST" else None
+
+    def get_response_serializers(self):
+        return self.view.get_results_serializer_class()
+
+
+class SearchView(ModerationAPIMixin, GenericAPIView):
+    """Base of the search endpoints. Configured per model with ``as_view`` (the router
+    does it): ``queryset``, the rows searched and what their results need (e.g.
+    ``Product.objects.select_related("brand")``); ``object_serializer_class``, how a hit's
+    object is shown; ``filters_class``, a ``SearchFiltersSerializer`` with the model's filters."""
+
+    permission_classes = [AllowAny]
+    pagination_class = None  # k bounds the results
+    throttle_scope = "search"
+    schema = SearchSchema()
+    object_serializer_class = PublicObjectSerializer
+    filters_class = SearchFiltersSerializer
+    query_class = None  # the endpoint's own parameters besides the filters
+
+    def get_serializer_class(self):
+        """The parameters: the endpoint's query and the model's filters, one serializer."""
+        return search_parameters(self.query_class, self.filters_class)
+
+    def get_results_serializer_class(self):
+        return search_results(self.get_queryset().model, self.object_serializer_class)
+
+    def get_parameters(self, data):
+        """The validated parameters serializer; raises ValidationError (400) naming each bad field."""
+        parameters = self.get_serializer(data=data)
+        parameters.is_valid(raise_exception=True)
+        return parameters
+
+    def statuses(self, parameters):
+        """Public searches see ok and approved objects; moderators may ask for others."""
+        wanted = parameters.validated_data.get("status")
+        if wanted and self.request.user.has_perm(MODERATE_PERMISSION):
+            return sorted(wanted)
+        return PUBLIC_STATUSES
+
+    def respond(self, hits):
+        results = self.get_results_serializer_class()({"results": hits}, context=self.get_serializer_context())
+        return Response(results.data)
+
+
+class TextSearchView(SearchView):
+    """Objects whose photos show what a text says."""
+
+    query_class = TextQuerySerializer
+
+    def get(self, request):
+        parameters = self.get_parameters(request.query_params)
+        hits = search.by_text(
+            self.get_queryset(),
+            parameters.validated_data["q"],
+            k=parameters.validated_data["k"],
+            filters=parameters.lookups(),
+            statuses=self.statuses(parameters),
+        )
+        return self.respond(hits)
+
+
+class ImageSearchView(SearchView):
+    """Objects with photos like an uploaded one (multipart)."""
+
+    query_class = ImageQuerySerializer
+    parser_classes = [parsers.MultiPartParser]
+
+    def post(self, request):
+        parameters = self.get_parameters(request.data)
+        hits = search.by_image(
+            self.get_queryset(),
+            parameters.validated_data["image"].read(),
+            k=parameters.validated_data["k"],
+            filters=parameters.lookups(),
+            statuses=self.statuses(parameters),
+        )
+        return self.respond(hits)
+
+
+class HybridSearchView(SearchView):
+    """Text and photo together, fused by rank (multipart)."""
+
+    query_class = HybridQuerySerializer
+    parser_classes = [parsers.MultiPartParser]
+
+    def post(self, request):
+        parameters = self.get_parameters(request.data)
+        data = parameters.validated_data
+        hits = search.hybrid(
+            self.get_queryset(),
+            text=data["q"],
+            image=data["image"].read(),
+            image_weight=data["image_weight"],
+            k=data["k"],
+            filters=parameters.lookups(),
+            statuses=self.statuses(parameters),
+        )
+        return self.respond(hits)
+
+
+class SimilarView(SearchView):
+    """More like this object: its photo's and its text's neighbours, fused by rank. An
+    object that is not public is answered only for its owner and moderators (404 for others)."""
+
+    def get(self, request, pk):
+        parameters = self.get_parameters(request.query_params)
+        visible = self.get_queryset().visible_to(request.user).defer(*VECTOR_FIELDS)  # they stay in the database
+        obj = get_object_or_404(visible, pk=pk)
+        hits = search.similar_to(
+            obj,
+            k=parameters.validated_data["k"],
+            filters=parameters.lookups(),
+            statuses=self.statuses(parameters),
+            source=self.get_queryset(),
+        )
+        return self.respond(hits)
+
+
+# -- the moderators' queue ----------------------------------------------------------
 
 
 class QueueFiltersSerializer(serializers.Serializer):
@@ -40,9 +214,11 @@ class QueueFiltersSerializer(serializers.Serializer):
     ),
     retrieve=extend_schema(summary="One object of the queue, with its decision history"),
 )
-class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ModerationQueueViewSet(
+    ModerationAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Set ``queryset`` to the moderated model's rows (e.g. ``Listing.objects.all()``), a
-    ``ModeratedQuerySet``."""
+    ``ModeratedQuerySet``; ``ModerationRouter.register`` does."""
 
     permission_classes = [IsModerator]
     serializer_class = QueueItemSerializer
@@ -96,16 +272,36 @@ class ModerationQueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, v
         return self._decide(request, "rescan")
 
 
-class NotFoundView(APIView):
-    """The last URL of an API: a path under it that no endpoint matches (``search/similar/abc/``)
-    answers 404 with the one error body, by any method, instead of Django's HTML page::
+# -- URLs that are no endpoint --------------------------------------------------------
 
-        re_path(r"^.*/$", NotFoundView.as_view())  # last in the API's urlpatterns
 
-    Only paths that end in a slash: one without is left to APPEND_SLASH's redirect."""
+class NotFoundView(ModerationAPIMixin, APIView):
+    """The last URL of an API (``ModerationRouter`` adds it): a path under it that no
+    endpoint matches (``search/similar/abc/``) answers 404 with the one error body, by
+    any method, instead of Django's HTML page.
+
+    A path without its final slash whose slashed form is an endpoint (``POST
+    /api/listings``) is answered 308 to that URL: a 308 keeps the method and the body.
+    Django's APPEND_SLASH would answer a 301, which clients follow with a GET and no
+    body, and with DEBUG on raises a RuntimeError (a 500) for POST, PUT and PATCH."""
 
     schema = None  # not an endpoint
     permission_classes = [AllowAny]
 
-    def initial(self, request, *args, **kwargs):
+    def answer(self, request, *args, **kwargs):
+        if not request.path_info.endswith("/") and _is_endpoint(request.path_info + "/"):
+            query = request.META.get("QUERY_STRING")
+            location = f"{request.path}/?{query}" if query else f"{request.path}/"
+            return HttpResponsePermanentRedirect(location, preserve_request=True)  # a 308
         raise NotFound("No endpoint of the API has this URL.")
+
+    get = post = put = patch = delete = head = options = answer
+
+
+def _is_endpoint(path: str) -> bool:
+    """Whether ``path`` resolves to a view other than ``NotFoundView``."""
+    try:
+        match = resolve(path, get_urlconf())
+    except Resolver404:
+        return False
+    return getattr(match.func, "view_class", None) is not NotFoundView
