@@ -31,6 +31,10 @@ class Scores:
     duplicate_similarity: float | None = None
     flag_reasons: list[str] = field(default_factory=list)
     severity: int = 0
+    # What the scores were held against: ``thresholds_for`` the object's category
+    # ({"CONSISTENCY_MIN": 0.2, ...}), and the id of the model that made the vectors.
+    thresholds: dict = field(default_factory=dict)
+    model_id: str = ""
 
     def as_dict(self) -> dict:
         """The scores as a ``Decision`` keeps them (``Decision.scores``): these keys, always."""
@@ -48,6 +52,8 @@ class Scores:
             duplicate_similarity=obj.duplicate_similarity,
             flag_reasons=list(obj.flag_reasons),
             severity=obj.severity,
+            thresholds=dict(obj.moderation_thresholds),
+            model_id=obj.embedding_model,
         )
 
 
@@ -101,11 +107,13 @@ def score(
     matrix: np.ndarray | None,
     candidates: list,
     earlier=(),
+    model_id: str = "",
 ) -> Scores:
-    """Scores and flag reasons of one object; ``candidates`` as ``find_duplicate`` takes them."""
+    """Scores and flag reasons of one object; ``candidates`` as ``find_duplicate`` takes them.
+    ``model_id``: the embedder's, recorded with the thresholds the scores were held against."""
     category = spec.category_of(obj)
     limits = thresholds_for(category)
-    scores = Scores(consistency=float(text_vector @ image_vector))
+    scores = Scores(consistency=float(text_vector @ image_vector), thresholds=limits, model_id=model_id)
     if scores.consistency < limits["CONSISTENCY_MIN"]:
         scores.flag_reasons.append(FlagReason.TEXT_IMAGE_MISMATCH)
     if matrix is not None and category in labels:
@@ -144,6 +152,7 @@ def score_batch(
     labels: list[str],
     matrix: np.ndarray | None,
     candidates: list[list],
+    model_id: str = "",
 ) -> list[Scores]:
     """Scores of a batch of objects of one model, in order.
 
@@ -168,6 +177,7 @@ def score_batch(
                 matrix=matrix,
                 candidates=found,
                 earlier=earlier,
+                model_id=model_id,
             )
         )
         earlier.append((obj.pk, spec.owner_id_of(obj), image_vector, phash))

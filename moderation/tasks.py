@@ -230,6 +230,7 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
             labels=labels,
             matrix=matrix,
             candidates=duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id),
+            model_id=embedder.model_id,
         )
         results = [
             transitions.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)

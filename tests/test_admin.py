@@ -282,3 +282,155 @@ def test_status_colours_and_the_chart_are_styled_by_the_static_stylesheet_alone(
     assert not re.search(r"<style|style=\"|fill=\"#", html.split("<body", 1)[1])
     if page == QUEUE:
         assert '<span class="moderation-status flagged">Flagged</span>' in html
+
+
+# -- the review desk (issue #17) -------------------------------------------------------
+
+
+@pytest.fixture
+def second_moderator(moderator, user_factory):
+    """Another moderator with the same permissions."""
+    user = user_factory(username="second", is_staff=True)
+    user.user_permissions.add(*moderator.user_permissions.all())
+    return user
+
+
+def change_form_html(page: str) -> str:
+    """The admin's own change form (``<form ... id="listing_form">`` to its end)."""
+    return re.search(r'<form [^>]*id="\w+_form".*?</form>', page, re.S).group(0)
+
+
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+def test_the_decision_controls_are_a_form_of_their_own_outside_the_admins_change_form(
+    client, moderator, review_catalogue, page
+):
+    client.force_login(moderator)
+    html = client.get(f"{page}{review_catalogue['mismatch'].pk}/change/").content.decode()
+    admin_form = change_form_html(html)
+    assert 'id="moderation-decide-form"' in html
+    assert "moderation-decide-form" not in admin_form
+    assert "/moderation/approve/" not in admin_form
+    # The first submit button of the admin's form, the one Enter presses, is Save.
+    assert re.search(r'type="submit"[^>]*>', admin_form).group(0).count('name="_save"') == 1
+
+
+def test_approving_on_the_queues_detail_page_leads_to_the_next_listing_to_review_not_to_an_error(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    duplicate = review_catalogue["duplicate"]  # the first of the queue: Mug, red
+    response = client.post(f"{QUEUE}{duplicate.pk}/moderation/approve/", {"reason": ""}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{QUEUE}{review_catalogue['mismatch'].pk}/change/"
+    page = response.content.decode()
+    assert "doesn’t exist" not in page and "doesn't exist" not in page
+    assert "1 approved." in page
+    assert "Red hiking boots" in page
+    duplicate.refresh_from_db()
+    assert duplicate.moderation_status == S.APPROVED
+
+
+def test_the_next_listing_keeps_the_lists_filters_and_the_last_decision_returns_to_the_filtered_list(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    mismatch = review_catalogue["mismatch"]
+    filters = "_changelist_filters=flag_reason%3Dtext_image_mismatch"
+    detail = client.get(f"{QUEUE}{mismatch.pk}/change/?{filters}").content.decode()
+    assert f"/moderation/reject/?{filters}" in detail
+    response = client.post(f"{QUEUE}{mismatch.pk}/moderation/reject/?{filters}", {"reason": "wrong photo"})
+    assert response.url == f"{QUEUE}?flag_reason=text_image_mismatch"  # the only one of its list
+    assert "Nothing else to review" in client.get(response.url).content.decode()
+
+
+def test_next_and_previous_step_through_the_queue_in_its_order(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug, boots, chair = (review_catalogue[key].pk for key in ("duplicate", "mismatch", "broken"))
+    assert client.get(f"{QUEUE}{mug}/moderation/next/").url == f"{QUEUE}{boots}/change/"
+    assert client.get(f"{QUEUE}{boots}/moderation/next/").url == f"{QUEUE}{chair}/change/"
+    assert client.get(f"{QUEUE}{boots}/moderation/previous/").url == f"{QUEUE}{mug}/change/"
+    assert client.get(f"{QUEUE}{chair}/moderation/next/").url == f"{QUEUE}{mug}/change/"  # round again
+
+
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+@pytest.mark.parametrize("reason", ["dark\x00photo", "x" * 2001])
+def test_a_reason_the_database_cannot_hold_is_a_form_error_and_nothing_is_decided(
+    client, moderator, review_catalogue, page, reason
+):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    response = client.post(f"{page}{listing.pk}/moderation/approve/", {"reason": reason})
+    assert response.status_code == 200
+    assert response.context["form"].errors["reason"]
+    assert 'class="errorlist' in response.content.decode()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+    assert not Decision.objects.filter(object_pk=str(listing.pk), actor=moderator).exists()
+
+
+def test_a_rejection_needs_a_reason_on_the_detail_page_and_in_bulk(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    response = client.post(f"{QUEUE}{listing.pk}/moderation/reject/", {"reason": "  ", "preset": ""})
+    assert response.status_code == 200
+    assert "A rejection needs a reason" in response.content.decode()
+    bulk = client.post(QUEUE, {"action": "reject_selected", "_selected_action": [listing.pk], "apply": "1"})
+    assert "A rejection needs a reason" in bulk.content.decode()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+
+
+def test_a_preset_reason_from_settings_and_free_text_are_kept_together(
+    client, moderator, review_catalogue, settings
+):
+    settings.MODERATION = {**settings.MODERATION, "DECISION_REASONS": ["Stock photo"]}
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    assert '<option value="Stock photo">' in client.get(f"{QUEUE}{listing.pk}/change/").content.decode()
+    client.post(f"{QUEUE}{listing.pk}/moderation/reject/", {"preset": "Stock photo", "reason": "from a catalogue"})
+    assert transitions_history_reasons(listing)[0] == "Stock photo: from a catalogue"
+    refused = client.post(f"/admin/catalog/listing/{listing.pk}/moderation/approve/", {"preset": "Not a preset"})
+    assert refused.context["form"].errors["preset"]
+
+
+def transitions_history_reasons(obj) -> list[str]:
+    return list(Decision.objects.filter(object_pk=str(obj.pk)).values_list("reason", flat=True))
+
+
+def test_the_queues_count_line_is_pluralised(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get(QUEUE).content.decode()
+    assert re.search(r"3\s+listings to review", page)
+    assert "review queue" not in page
+    one = client.get(f"{QUEUE}?flag_reason=duplicate_image").content.decode()
+    assert re.search(r"1\s+listing to review", one)
+
+
+def test_the_queues_status_filter_offers_only_the_statuses_the_queue_can_hold(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    queue = client.get(QUEUE).content.decode()
+    offered = set(re.findall(r'href="\?moderation_status=(\w+)"', queue))
+    assert offered == {"flagged", "error"}
+    listings = client.get("/admin/catalog/listing/").content.decode()
+    assert set(re.findall(r'href="\?moderation_status=(\w+)"', listings)) == {"review", *S.values}
+
+
+def test_decision_log_rows_link_to_their_object(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    page = client.get(f"/admin/moderation/decision/?q={listing.pk}").content.decode()
+    assert f'<a href="{listing_url(listing)}">{listing.pk}</a>' in page
+
+
+def test_the_lists_show_a_small_generated_thumbnail_never_the_original(client, moderator, review_catalogue):
+    from django.core.files.storage import default_storage
+    from PIL import Image
+
+    client.force_login(moderator)
+    page = client.get(QUEUE).content.decode()
+    sources = re.findall(r'<img class="moderation-thumbnail" src="([^"]+)"', page)
+    assert len(sources) == 2  # the broken photo has none
+    originals = {review_catalogue[key].image.url for key in ("mismatch", "duplicate")}
+    assert not originals & set(sources)
+    for source in sources:
+        with default_storage.open(source.split(default_storage.base_url, 1)[1]) as thumbnail:
+            assert Image.open(thumbnail).size == (56, 56)
