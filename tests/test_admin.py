@@ -432,3 +432,118 @@ def test_the_lists_show_a_small_generated_thumbnail_never_the_original(client, m
     for source in sources:
         with default_storage.open(source.split(default_storage.base_url, 1)[1]) as thumbnail:
             assert Image.open(thumbnail).size == (56, 56)
+
+
+def test_a_second_moderator_sees_who_holds_a_listing_and_next_skips_it(
+    client, moderator, second_moderator, review_catalogue
+):
+    mug, boots, chair = (review_catalogue[key] for key in ("duplicate", "mismatch", "broken"))
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")  # opened: held by the first moderator
+    client.force_login(second_moderator)
+    assert "moderator is reviewing this until" in client.get(f"{QUEUE}{boots.pk}/change/").content.decode()
+    assert '<span class="moderation-held">held by moderator</span>' in client.get(QUEUE).content.decode()
+    assert client.get(f"{QUEUE}{mug.pk}/moderation/next/").url == f"{QUEUE}{chair.pk}/change/"
+    response = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""})
+    assert response.url == f"{QUEUE}{chair.pk}/change/"
+
+
+def test_a_decision_ends_the_moderators_hold(client, moderator, second_moderator, review_catalogue):
+    mug, boots = review_catalogue["duplicate"], review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"/admin/catalog/listing/{boots.pk}/change/")
+    client.post(f"/admin/catalog/listing/{boots.pk}/moderation/rescan/", {})
+    client.force_login(second_moderator)
+    assert client.get(f"{QUEUE}{mug.pk}/moderation/next/").url == f"{QUEUE}{boots.pk}/change/"
+
+
+def test_undo_after_a_decision_on_the_detail_page_returns_the_listing_to_the_queue(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    next_page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert 'id="moderation-undo-form"' in next_page
+    assert "You approved 1 object: &ldquo;Mug, red&rdquo;" in next_page
+    response = client.post(f"{QUEUE}moderation/undo/")
+    assert response.url == f"{QUEUE}{mug.pk}/change/"
+    mug.refresh_from_db()
+    assert mug.moderation_status == S.FLAGGED
+    assert Decision.objects.filter(object_pk=str(mug.pk), reason="undo", actor=moderator).exists()
+    assert client.post(f"{QUEUE}moderation/undo/").status_code == 404  # once
+
+
+def test_undo_after_a_bulk_action_restores_every_listing(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    chosen = [review_catalogue["mismatch"], review_catalogue["duplicate"]]
+    client.post(
+        QUEUE,
+        {"action": "reject_selected", "_selected_action": [o.pk for o in chosen], "apply": "1", "reason": "stock"},
+    )
+    assert "You rejected 2 objects" in client.get(QUEUE).content.decode()
+    done = client.post(f"{QUEUE}moderation/undo/", follow=True)
+    assert "2 decisions undone." in done.content.decode()
+    for listing in chosen:
+        listing.refresh_from_db()
+        assert listing.moderation_status == S.FLAGGED
+
+
+def test_the_undo_offer_ends_after_undo_seconds(client, moderator, review_catalogue, settings):
+    settings.MODERATION = {**settings.MODERATION, "UNDO_SECONDS": 0}
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""})
+    assert 'id="moderation-undo-form"' not in client.get(QUEUE).content.decode()
+    client.post(f"{QUEUE}moderation/undo/")
+    mug.refresh_from_db()
+    assert mug.moderation_status == S.APPROVED
+
+
+def test_a_note_is_kept_with_the_history_and_a_note_the_database_cannot_hold_is_refused(
+    client, moderator, review_catalogue
+):
+    from moderation.models import Note
+
+    client.force_login(moderator)
+    boots = review_catalogue["mismatch"]
+    client.post(f"{QUEUE}{boots.pk}/moderation/note/", {"text": "Asked the seller for a better photo"})
+    page = client.get(f"{QUEUE}{boots.pk}/change/").content.decode()
+    assert re.search(r'<tr class="moderation-note">.*?Asked the seller for a better photo', page, re.S)
+    refused = client.post(f"{QUEUE}{boots.pk}/moderation/note/", {"text": "a\x00b"}, follow=True)
+    assert "The note was not kept" in refused.content.decode()
+    assert Note.objects.count() == 1
+
+
+def test_the_detail_page_shows_each_score_beside_its_threshold_and_model(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    boots = review_catalogue["mismatch"]
+    assert boots.moderation_thresholds["CONSISTENCY_MIN"] == 0.5
+    page = client.get(listing_url(boots)).content.decode()
+    assert f"{boots.consistency_score:.2f} (threshold 0.50, model demo:colour-words-v1)" in page
+    decision = Decision.objects.filter(object_pk=str(boots.pk), to_status=S.FLAGGED).get()
+    assert decision.scores["thresholds"]["CONSISTENCY_MIN"] == 0.5
+    assert decision.scores["model_id"] == "demo:colour-words-v1"
+
+
+def test_a_duplicate_shows_both_sellers_their_upload_dates_which_came_first_and_the_others_status(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    page = client.get(listing_url(review_catalogue["duplicate"])).content.decode()
+    side = re.search(r'id="moderation-duplicate".*?</div>', page, re.S).group(0)
+    assert '<span class="moderation-status ok">OK</span>' in side  # the other listing's status
+    rows = re.findall(r"<tr(?: class=\"moderation-first\")?><td>(this|the other)</td>\s*<td>(\w+)</td>", side)
+    assert rows == [("this", "bob"), ("the other", "alice")]
+    assert re.search(r'<tr class="moderation-first"><td>the other</td>.*?\(first\)', side, re.S)
+
+
+def test_the_sellers_record_counts_their_other_troubled_listings_and_the_decisions_on_theirs(
+    client, moderator, review_catalogue
+):
+    from moderation import transitions
+
+    client.force_login(moderator)
+    transitions.reject(review_catalogue["ok"], actor=moderator, reason="stock photo")  # alice's other listing
+    page = client.get(listing_url(review_catalogue["mismatch"])).content.decode()
+    record = re.search(r'id="moderation-record">(.*?)</ul>', page, re.S).group(1)
+    assert "1 decision by moderators" in record
+    assert "Rejected: 1" in record
+    assert "Red ceramic mug" in record
