@@ -10,6 +10,7 @@ with its own in the same embedder call (``moderation.claims``).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import claims, db, duplicates, queue, scoring, transitions
+from . import claims, db, duplicates, queue, scoring, transitions, usage
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -193,8 +194,10 @@ def _read_image(spec: ModerationSpec, obj) -> bytes:
 
 def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool) -> Counter:
     outcome: Counter = Counter()
+    started, failed = time.perf_counter(), True
     try:
         text_vectors, image_vectors = embedder.embed(texts=[w[1] for w in work], images=[w[2] for w in work])
+        failed = False
     except PermanentEmbedError as exc:
         if len(work) > 1:  # find the one input the provider refuses; score the others
             for item in work:
@@ -206,6 +209,8 @@ def _embed_and_record(spec: ModerationSpec, work: list, embedder, *, force: bool
         return Counter(error=1)
     except (TransientEmbedError, EmbedderConfigurationError) as exc:
         return _retry_later(spec, work, exc, configuration=isinstance(exc, EmbedderConfigurationError))
+    finally:  # the embedder's account (moderation.usage), failed calls included
+        usage.record(embedder, texts=len(work), images=len(work), seconds=time.perf_counter() - started, failed=failed)
     objs = [obj for obj, _text, _image in work]
     phashes = [duplicates.image_phash(image) for _obj, _text, image in work]
     labels = spec.category_labels()

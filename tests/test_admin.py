@@ -547,3 +547,53 @@ def test_the_sellers_record_counts_their_other_troubled_listings_and_the_decisio
     assert "1 decision by moderators" in record
     assert "Rejected: 1" in record
     assert "Red ceramic mug" in record
+
+
+def test_each_categorys_agreement_histogram_has_its_own_scale(
+    client, moderator, review_catalogue, listing_factory, category_factory, photo
+):
+    from tests.helpers import score_now
+
+    # Kitchen holds 2 scored listings, Clothing 1: its one bar is as tall as Kitchen's tallest.
+    score_now(listing_factory(title="Blue coat", image=photo("blue", "shoe"), category=category_factory("Clothing")))
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    for category in ("Clothing", "Kitchen"):
+        chart = re.search(rf"<strong>{category}</strong>.*?</svg>", page, re.S).group(0)
+        heights = [int(h) for h in re.findall(r'<rect y="-\d+" width="18" height="(\d+)"', chart)]
+        assert max(heights) == 60, category
+
+
+def test_the_dashboard_shows_how_long_the_queue_has_waited(client, moderator, review_catalogue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Decision.objects.filter(object_pk=str(review_catalogue["duplicate"].pk), to_status=S.FLAGGED).update(
+        created_at=timezone.now() - timedelta(hours=3)
+    )
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    assert re.search(r'id="waiting-count">3<', page)
+    assert re.search(r'id="waiting-oldest">3\xa0hours<', page)
+    assert re.search(r'id="waiting-median">0\xa0minutes<', page)
+
+
+def test_the_dashboard_counts_decisions_per_moderator_per_day(client, moderator, second_moderator, review_catalogue):
+    from moderation import transitions
+
+    transitions.approve(review_catalogue["mismatch"], actor=moderator)
+    transitions.reject(review_catalogue["duplicate"], actor=moderator, reason="copy")
+    transitions.approve(review_catalogue["ok"], actor=second_moderator)
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    assert re.search(r'data-moderator="moderator">2<', page)
+    assert re.search(r'data-moderator="second">1<', page)
+
+
+def test_the_dashboard_gives_the_embedders_account_with_a_projected_monthly_cost(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    account = re.search(r'id="embedder-account">.*?</table>', page, re.S).group(0)
+    assert "demo:colour-words-v1" in account
+    assert re.search(r'id="projected-monthly-cost">0\.00<', account)

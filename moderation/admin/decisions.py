@@ -9,10 +9,11 @@ from django.urls import path
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from moderation import usage
 from moderation.models import MODERATE_PERMISSION
 from moderation.registry import specs
 
-from .dashboard import dashboard_report
+from .dashboard import dashboard_report, decisions_per_moderator
 from .lookups import CheckedLookupsMixin
 from .panel import admin_url_of
 
@@ -58,6 +59,8 @@ class DecisionAdmin(CheckedLookupsMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": _("Moderation dashboard"),
             "sections": [dashboard_report(spec) for spec in specs()],
+            "moderators": decisions_per_moderator(),
+            "account": usage.account(),
             "opts": self.model._meta,
             "media": self.media,
         }
