@@ -597,3 +597,15 @@ def test_the_dashboard_gives_the_embedders_account_with_a_projected_monthly_cost
     account = re.search(r'id="embedder-account">.*?</table>', page, re.S).group(0)
     assert "demo:colour-words-v1" in account
     assert re.search(r'id="projected-monthly-cost">0\.00<', account)
+
+
+def test_stepping_on_to_the_next_listing_ends_the_hold_on_the_one_left(
+    client, moderator, second_moderator, review_catalogue
+):
+    mug, boots = review_catalogue["duplicate"], review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{mug.pk}/change/")
+    client.get(f"{QUEUE}{mug.pk}/moderation/next/")
+    client.force_login(second_moderator)
+    assert "is reviewing this" not in client.get(f"{QUEUE}{mug.pk}/change/").content.decode()
+    assert client.get(f"{QUEUE}{boots.pk}/moderation/previous/").url == f"{QUEUE}{mug.pk}/change/"

@@ -315,9 +315,13 @@ class ModerationAdminMixin(CheckedLookupsMixin):
 
     def step_view(self, request, object_id, backwards):
         """GET: the next (or previous) object of the moderator's list, skipping what
-        another moderator holds; the list itself when there is none."""
+        another moderator holds; the list itself when there is none. The moderator's
+        hold on the object they leave ends."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
+        leaving = self.get_object(request, unquote(object_id))
+        if leaving is not None:
+            holds.release(leaving, request.user)
         return HttpResponseRedirect(ReviewFlow(self, request).step(unquote(object_id), backwards=backwards))
 
     def note_view(self, request, object_id):
