@@ -149,7 +149,7 @@ def test_pressing_enter_in_any_field_of_a_flagged_listings_change_page_saves_and
     fields_js = """Array.from(document.querySelectorAll("input, select"))
         .filter(e => !["hidden", "file", "submit", "button"].includes(e.type))"""
     fields = page.evaluate(
-        f"() => {fields_js}.map((e, i) => [i, e.name || e.id, e.tagName === 'INPUT' && !!e.closest('#listingreview_form')])"
+        f"() => {fields_js}.map((e, i) => [i, e.name || e.id, e.tagName === 'INPUT' && !!e.closest('form[id$=_form]')])"
     )
     assert len(fields) >= 5  # the admin form's fields, the decision's reason, the sidebar's filter
     assert sum(in_admin_form for _i, _name, in_admin_form in fields) >= 2  # title, price
