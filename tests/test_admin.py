@@ -609,3 +609,32 @@ def test_stepping_on_to_the_next_listing_ends_the_hold_on_the_one_left(
     client.force_login(second_moderator)
     assert "is reviewing this" not in client.get(f"{QUEUE}{mug.pk}/change/").content.decode()
     assert client.get(f"{QUEUE}{boots.pk}/moderation/previous/").url == f"{QUEUE}{mug.pk}/change/"
+
+
+def test_the_moderators_group_command_gives_a_staff_user_exactly_what_the_review_desk_needs(
+    client, user_factory, review_catalogue
+):
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    call_command("moderation_moderators_group")
+    call_command("moderation_moderators_group")  # again: updated, not doubled
+    group = Group.objects.get(name="Moderators")
+    assert {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()} == {
+        "catalog.view_listing",
+        "catalog.change_listing",
+        "catalog.view_listingreview",
+        "catalog.change_listingreview",
+        "testapp.view_gadget",
+        "testapp.change_gadget",
+        "moderation.view_decision",
+        "moderation.moderate",
+    }
+    user = user_factory(username="newcomer", is_staff=True)
+    user.groups.add(group)
+    client.force_login(user)
+    boots = review_catalogue["mismatch"]
+    assert client.get(f"{QUEUE}{boots.pk}/change/").status_code == 200
+    client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""})
+    boots.refresh_from_db()
+    assert boots.moderation_status == S.APPROVED
