@@ -72,4 +72,4 @@ class ListingReview(Listing):
     class Meta:
         proxy = True
         verbose_name = "listing to review"
-        verbose_name_plural = "review queue"
+        verbose_name_plural = "listings to review"

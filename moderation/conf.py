@@ -82,6 +82,18 @@ DEFAULTS: dict[str, Any] = {
     # The sweeper re-queues a pending object whose task seems lost after this long.
     "STALE_AFTER_SECONDS": 600,
     "SWEEP_EVERY_MINUTES": 1,
+    # The review desk (moderation/admin/). Reasons a moderator can pick for a decision,
+    # besides free text; a rejection needs one or the other.
+    "DECISION_REASONS": [
+        "The photo does not show the item described",
+        "The photo is another seller's",
+        "The listing is in the wrong category",
+        "The item is not allowed on this site",
+    ],
+    # A moderator who opens an object holds it this long (moderation/holds.py).
+    "HOLD_SECONDS": 300,
+    # A moderator may undo their last decisions this long after making them.
+    "UNDO_SECONDS": 120,
 }
 
 # Keys of earlier versions: refused with their new name.

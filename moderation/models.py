@@ -165,6 +165,9 @@ class ModeratedModel(models.Model):
     duplicate_similarity = models.FloatField(null=True, blank=True, editable=False)
     # The prohibited concepts the photo or text looks like: [{concept, on, score, threshold}].
     prohibited_items = models.JSONField(default=list, blank=True, editable=False)
+    # The thresholds the scores were held against ({"CONSISTENCY_MIN": 0.2, ...}), written
+    # with them: a change of settings later does not rewrite what a moderator is shown.
+    moderation_thresholds = models.JSONField(default=dict, blank=True, editable=False)
     flag_reasons = ArrayField(models.CharField(max_length=32), default=list, blank=True, editable=False)
     severity = models.PositiveSmallIntegerField(default=0, db_index=True, editable=False)
     moderation_error = models.CharField(max_length=32, blank=True, editable=False)
@@ -211,12 +214,20 @@ class ModeratedModel(models.Model):
 MODERATE_PERMISSION = "moderation.moderate"
 
 
-class Decision(models.Model):
-    """One state change of a moderated object, by a person or by the system (actor is None)."""
+class ObjectRecord(models.Model):
+    """A row about one moderated object of any registered model (content type + key)."""
 
     content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
     object_pk = models.CharField(max_length=64)
     content_object = GenericForeignKey("content_type", "object_pk")
+
+    class Meta:
+        abstract = True
+
+
+class Decision(ObjectRecord):
+    """One state change of a moderated object, by a person or by the system (actor is None)."""
+
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -281,3 +292,58 @@ class ThresholdChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.category or 'all categories'}): {self.old_value} -> {self.new_value}"
+
+
+class ReviewHold(ObjectRecord):
+    """A moderator who opened an object holds it until ``expires_at`` (``moderation.holds``):
+    others see who, and the review flow's "next" skips it. One hold per object."""
+
+    moderator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["content_type", "object_pk"], name="moderation_one_hold")]
+
+    def __str__(self) -> str:
+        return f"{self.moderator} holds {self.object_pk} until {self.expires_at:%H:%M}"
+
+
+class Note(ObjectRecord):
+    """A moderator's internal note on an object, shown with its decisions; never to the seller."""
+
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField(_("note"), max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["content_type", "object_pk", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"note by {self.author or 'someone'} on {self.object_pk}"
+
+
+# Upper bounds (ms) of the latency buckets of ``EmbedderUsage``; the last is open-ended.
+LATENCY_BUCKETS_MS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 60000)
+
+
+class EmbedderUsage(models.Model):
+    """The embedder's account, one row per day and model id (``moderation.usage``): calls,
+    inputs, total latency, a latency histogram over ``LATENCY_BUCKETS_MS`` (one count more,
+    for slower calls) and the estimated cost in the provider's currency."""
+
+    day = models.DateField()
+    model_id = models.CharField(max_length=100)
+    calls = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    inputs = models.PositiveBigIntegerField(default=0)
+    latency_ms = models.FloatField(default=0.0)
+    latency_buckets = ArrayField(models.PositiveIntegerField(), default=list)
+    cost = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["-day", "model_id"]
+        constraints = [models.UniqueConstraint(fields=["day", "model_id"], name="moderation_usage_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} on {self.day}: {self.calls} calls"

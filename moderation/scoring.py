@@ -34,6 +34,10 @@ class Scores:
     prohibited_items: list[dict] = field(default_factory=list)
     flag_reasons: list[str] = field(default_factory=list)
     severity: int = 0
+    # What the scores were held against: ``thresholds_for`` the object's category
+    # ({"CONSISTENCY_MIN": 0.2, ...}), and the id of the model that made the vectors.
+    thresholds: dict = field(default_factory=dict)
+    model_id: str = ""
 
     def as_dict(self) -> dict:
         """The scores as a ``Decision`` keeps them (``Decision.scores``): these keys, always."""
@@ -52,6 +56,8 @@ class Scores:
             prohibited_items=list(obj.prohibited_items),
             flag_reasons=list(obj.flag_reasons),
             severity=obj.severity,
+            thresholds=dict(obj.moderation_thresholds),
+            model_id=obj.embedding_model,
         )
 
 
@@ -211,6 +217,7 @@ def score_batch(
     concepts: np.ndarray | None,
     candidates: list[list],
     stored: dict,
+    model_id: str = "",
 ) -> list[Scores]:
     """Scores of a batch of objects of one model, in order.
 
@@ -219,7 +226,8 @@ def score_batch(
     ``concept_matrix``. ``candidates`` are each object's nearest earlier photos in the
     database (``duplicates.duplicate_candidates``); each object is also compared with
     the others of the batch uploaded before it, whose new vectors are not in the
-    database yet. ``stored``: ``thresholds.stored(spec.label)``.
+    database yet. ``stored``: ``thresholds.stored(spec.label)``. ``model_id``: the
+    embedder's, recorded with the thresholds each object was held against.
     """
     texts = [spec.text_of(obj) for obj in objs]
     in_batch = {obj.pk for obj in objs}
@@ -233,6 +241,7 @@ def score_batch(
         scores = score_vectors(
             text_vector, image_vector, category=category, labels=labels, matrix=matrix, concepts=concepts, limits=limits
         )
+        scores.thresholds, scores.model_id = limits, model_id
         # The batch's own vectors are newer than the database's.
         earlier = [candidate for candidate in found if candidate.pk not in in_batch] + mates
         duplicate = duplicates.find_duplicate(phash, text, candidates=earlier, limits=limits)

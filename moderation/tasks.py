@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import claims, db, duplicates, queue, scoring, thresholds, transitions
+from . import claims, db, duplicates, queue, scoring, thresholds, transitions, usage
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -260,8 +260,10 @@ def _embed_and_record(
     record the outcome. When the provider refuses the batch, each object is tried alone,
     while the budget lasts: the others give their attempt back into ``postponed``."""
     outcome: Counter = Counter()
+    started, failed = time.perf_counter(), True
     try:
         text_vectors, image_vectors = embedder.embed(texts=[w[1] for w in work], images=[w[2] for w in work])
+        failed = False
     except PermanentEmbedError as exc:
         if len(work) > 1:  # find the one input the provider refuses; score the others
             for index, item in enumerate(work):
@@ -278,6 +280,8 @@ def _embed_and_record(
         return Counter(error=1)
     except (TransientEmbedError, EmbedderConfigurationError) as exc:
         return _retry_later(spec, work, exc, configuration=isinstance(exc, EmbedderConfigurationError))
+    finally:  # the embedder's account (moderation.usage), failed calls included
+        usage.record(embedder, texts=len(work), images=len(work), seconds=time.perf_counter() - started, failed=failed)
     objs = [obj for obj, _text, _image in work]
     phashes = [duplicates.image_phash(image) for _obj, _text, image in work]
     labels = spec.category_labels()
@@ -308,6 +312,7 @@ def _embed_and_record(
             concepts=concepts,
             stored=stored,
             candidates=duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id),
+            model_id=embedder.model_id,
         )
         results = [
             transitions.ScoredObject(obj.pk, obj.moderation_version, text_vector, image_vector, phash, object_scores)

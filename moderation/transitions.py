@@ -42,6 +42,7 @@ SCORE_FIELDS = [
     "duplicate_of",
     "duplicate_similarity",
     "prohibited_items",
+    "moderation_thresholds",
     "flag_reasons",
     "severity",
     "moderated_at",
@@ -177,6 +178,7 @@ def record_scores(
             row.category_rank = scores.category_rank
             row.category_score = scores.category_score
             row.suggested_categories = scores.suggested_categories
+            row.moderation_thresholds = scores.thresholds
             row.duplicate_of = scores.duplicate_of
             row.duplicate_similarity = scores.duplicate_similarity
             row.prohibited_items = scores.prohibited_items
@@ -345,6 +347,31 @@ def rescan(obj: models.Model, *, actor=None) -> None:
             ]
         )
         queue.enqueue_on_commit(spec.label, row.pk, row.moderation_version, force=True)
+
+
+def undo(obj: models.Model, *, actor, within_seconds: float) -> models.Model:
+    """Take back ``actor``'s approval or rejection of ``obj``, made less than
+    ``within_seconds`` ago: the object returns to the status it had, and the undo is a
+    ``Decision`` of its own. Raises ``InvalidTransition`` when that decision is not the
+    object's last one, is someone else's or older, or the object changed since."""
+    with transaction.atomic():
+        row = _locked(type(obj), obj.pk)
+        if row is None:
+            raise InvalidTransition(f"{obj} no longer exists.")
+        last = history(row).first()
+        if (
+            last is None
+            or last.actor_id != actor.pk
+            or last.to_status not in DECIDED_STATUSES
+            or last.to_status != row.moderation_status
+            or last.created_at < timezone.now() - timedelta(seconds=within_seconds)
+        ):
+            raise InvalidTransition(f"{row}: there is no recent decision of yours to undo.")
+        row.moderation_status = last.from_status
+        row.save(update_fields=["moderation_status"])
+        _decision(row, from_status=last.to_status, to_status=last.from_status, actor=actor, reason="undo")
+    obj.moderation_status = row.moderation_status
+    return row
 
 
 def decide(obj: models.Model, verb: str, *, actor, reason: str = ""):

@@ -357,3 +357,359 @@ def test_status_colours_and_the_chart_are_styled_by_the_static_stylesheet_alone(
     assert not re.search(r"<style|style=\"|fill=\"#", html.split("<body", 1)[1])
     if page == QUEUE:
         assert '<span class="moderation-status flagged">Flagged</span>' in html
+
+
+# -- the review desk (issue #17) -------------------------------------------------------
+
+
+@pytest.fixture
+def second_moderator(moderator, user_factory):
+    """Another moderator with the same permissions."""
+    user = user_factory(username="second", is_staff=True)
+    user.user_permissions.add(*moderator.user_permissions.all())
+    return user
+
+
+def change_form_html(page: str) -> str:
+    """The admin's own change form (``<form ... id="listing_form">`` to its end)."""
+    return re.search(r'<form [^>]*id="\w+_form".*?</form>', page, re.S).group(0)
+
+
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+def test_the_decision_controls_are_a_form_of_their_own_outside_the_admins_change_form(
+    client, moderator, review_catalogue, page
+):
+    client.force_login(moderator)
+    html = client.get(f"{page}{review_catalogue['mismatch'].pk}/change/").content.decode()
+    admin_form = change_form_html(html)
+    assert 'id="moderation-decide-form"' in html
+    assert "moderation-decide-form" not in admin_form
+    assert "/moderation/approve/" not in admin_form
+    # The first submit button of the admin's form, the one Enter presses, is Save.
+    assert re.search(r'type="submit"[^>]*>', admin_form).group(0).count('name="_save"') == 1
+
+
+def test_approving_on_the_queues_detail_page_leads_to_the_next_listing_to_review_not_to_an_error(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    duplicate = review_catalogue["duplicate"]  # the first of the queue: Mug, red
+    response = client.post(f"{QUEUE}{duplicate.pk}/moderation/approve/", {"reason": ""}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{QUEUE}{review_catalogue['mismatch'].pk}/change/"
+    page = response.content.decode()
+    assert "Perhaps it was deleted?" not in page  # the admin's message for an object it cannot find
+    assert "1 approved." in page
+    assert "Red hiking boots" in page
+    duplicate.refresh_from_db()
+    assert duplicate.moderation_status == S.APPROVED
+
+
+def test_the_next_listing_keeps_the_lists_filters_and_the_last_decision_returns_to_the_filtered_list(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    mismatch = review_catalogue["mismatch"]
+    filters = "_changelist_filters=flag_reason%3Dtext_image_mismatch"
+    detail = client.get(f"{QUEUE}{mismatch.pk}/change/?{filters}").content.decode()
+    assert f"/moderation/reject/?{filters}" in detail
+    response = client.post(f"{QUEUE}{mismatch.pk}/moderation/reject/?{filters}", {"reason": "wrong photo"})
+    assert response.url == f"{QUEUE}?flag_reason=text_image_mismatch"  # the only one of its list
+    assert "Nothing else to review" in client.get(response.url).content.decode()
+
+
+def test_next_and_previous_step_through_the_queue_in_its_order(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug, boots, chair = (review_catalogue[key].pk for key in ("duplicate", "mismatch", "broken"))
+    assert client.get(f"{QUEUE}{mug}/moderation/next/").url == f"{QUEUE}{boots}/change/"
+    assert client.get(f"{QUEUE}{boots}/moderation/next/").url == f"{QUEUE}{chair}/change/"
+    assert client.get(f"{QUEUE}{boots}/moderation/previous/").url == f"{QUEUE}{mug}/change/"
+    assert client.get(f"{QUEUE}{chair}/moderation/next/").url == f"{QUEUE}{mug}/change/"  # round again
+
+
+@pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
+@pytest.mark.parametrize("reason", ["dark\x00photo", "x" * 2001])
+def test_a_reason_the_database_cannot_hold_is_a_form_error_and_nothing_is_decided(
+    client, moderator, review_catalogue, page, reason
+):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    response = client.post(f"{page}{listing.pk}/moderation/approve/", {"reason": reason})
+    assert response.status_code == 200
+    assert response.context["form"].errors["reason"]
+    assert 'class="errorlist' in response.content.decode()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+    assert not Decision.objects.filter(object_pk=str(listing.pk), actor=moderator).exists()
+
+
+def test_a_rejection_needs_a_reason_on_the_detail_page_and_in_bulk(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    response = client.post(f"{QUEUE}{listing.pk}/moderation/reject/", {"reason": "  ", "preset": ""})
+    assert response.status_code == 200
+    assert "A rejection needs a reason" in response.content.decode()
+    bulk = client.post(QUEUE, {"action": "reject_selected", "_selected_action": [listing.pk], "apply": "1"})
+    assert "A rejection needs a reason" in bulk.content.decode()
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+
+
+def test_a_preset_reason_from_settings_and_free_text_are_kept_together(client, moderator, review_catalogue, settings):
+    settings.MODERATION = {**settings.MODERATION, "DECISION_REASONS": ["Stock photo"]}
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    assert '<option value="Stock photo">' in client.get(f"{QUEUE}{listing.pk}/change/").content.decode()
+    client.post(f"{QUEUE}{listing.pk}/moderation/reject/", {"preset": "Stock photo", "reason": "from a catalogue"})
+    assert transitions_history_reasons(listing)[0] == "Stock photo: from a catalogue"
+    refused = client.post(f"/admin/catalog/listing/{listing.pk}/moderation/approve/", {"preset": "Not a preset"})
+    assert refused.context["form"].errors["preset"]
+
+
+def transitions_history_reasons(obj) -> list[str]:
+    return list(Decision.objects.filter(object_pk=str(obj.pk)).values_list("reason", flat=True))
+
+
+def test_the_queues_count_line_is_pluralised(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get(QUEUE).content.decode()
+    assert re.search(r"3\s+listings to review", page)
+    assert "review queue" not in page
+    one = client.get(f"{QUEUE}?flag_reason=duplicate_image").content.decode()
+    assert re.search(r"1\s+listing to review", one)
+
+
+def test_the_queues_status_filter_offers_only_the_statuses_the_queue_can_hold(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    queue = client.get(QUEUE).content.decode()
+    offered = set(re.findall(r'href="\?moderation_status=(\w+)"', queue))
+    assert offered == {"flagged", "error"}
+    listings = client.get("/admin/catalog/listing/").content.decode()
+    assert set(re.findall(r'href="\?moderation_status=(\w+)"', listings)) == {"review", *S.values}
+
+
+def test_decision_log_rows_link_to_their_object(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    page = client.get(f"/admin/moderation/decision/?q={listing.pk}").content.decode()
+    assert f'<a href="{listing_url(listing)}">{listing.pk}</a>' in page
+
+
+def test_the_lists_show_a_small_generated_thumbnail_never_the_original(client, moderator, review_catalogue):
+    from django.core.files.storage import default_storage
+    from PIL import Image
+
+    client.force_login(moderator)
+    page = client.get(QUEUE).content.decode()
+    sources = re.findall(r'<img class="moderation-thumbnail" src="([^"]+)"', page)
+    assert len(sources) == 2  # the broken photo has none
+    originals = {review_catalogue[key].image.url for key in ("mismatch", "duplicate")}
+    assert not originals & set(sources)
+    for source in sources:
+        with default_storage.open(source.split(default_storage.base_url, 1)[1]) as thumbnail:
+            assert Image.open(thumbnail).size == (56, 56)
+
+
+def test_a_second_moderator_sees_who_holds_a_listing_and_next_skips_it(
+    client, moderator, second_moderator, review_catalogue
+):
+    mug, boots, chair = (review_catalogue[key] for key in ("duplicate", "mismatch", "broken"))
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")  # opened: held by the first moderator
+    client.force_login(second_moderator)
+    assert "moderator is reviewing this until" in client.get(f"{QUEUE}{boots.pk}/change/").content.decode()
+    assert '<span class="moderation-held">held by moderator</span>' in client.get(QUEUE).content.decode()
+    assert client.get(f"{QUEUE}{mug.pk}/moderation/next/").url == f"{QUEUE}{chair.pk}/change/"
+    response = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""})
+    assert response.url == f"{QUEUE}{chair.pk}/change/"
+
+
+def test_a_decision_ends_the_moderators_hold(client, moderator, second_moderator, review_catalogue):
+    mug, boots = review_catalogue["duplicate"], review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"/admin/catalog/listing/{boots.pk}/change/")
+    client.post(f"/admin/catalog/listing/{boots.pk}/moderation/rescan/", {})
+    client.force_login(second_moderator)
+    assert client.get(f"{QUEUE}{mug.pk}/moderation/next/").url == f"{QUEUE}{boots.pk}/change/"
+
+
+def test_undo_after_a_decision_on_the_detail_page_returns_the_listing_to_the_queue(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    next_page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert 'id="moderation-undo-form"' in next_page
+    assert "You approved 1 object: &ldquo;Mug, red&rdquo;" in next_page
+    response = client.post(f"{QUEUE}moderation/undo/")
+    assert response.url == f"{QUEUE}{mug.pk}/change/"
+    mug.refresh_from_db()
+    assert mug.moderation_status == S.FLAGGED
+    assert Decision.objects.filter(object_pk=str(mug.pk), reason="undo", actor=moderator).exists()
+    assert client.post(f"{QUEUE}moderation/undo/").status_code == 404  # once
+
+
+def test_undo_after_a_bulk_action_restores_every_listing(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    chosen = [review_catalogue["mismatch"], review_catalogue["duplicate"]]
+    client.post(
+        QUEUE,
+        {"action": "reject_selected", "_selected_action": [o.pk for o in chosen], "apply": "1", "reason": "stock"},
+    )
+    assert "You rejected 2 objects" in client.get(QUEUE).content.decode()
+    done = client.post(f"{QUEUE}moderation/undo/", follow=True)
+    assert "2 decisions undone." in done.content.decode()
+    for listing in chosen:
+        listing.refresh_from_db()
+        assert listing.moderation_status == S.FLAGGED
+
+
+def test_the_undo_offer_ends_after_undo_seconds(client, moderator, review_catalogue, settings):
+    settings.MODERATION = {**settings.MODERATION, "UNDO_SECONDS": 0}
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""})
+    assert 'id="moderation-undo-form"' not in client.get(QUEUE).content.decode()
+    client.post(f"{QUEUE}moderation/undo/")
+    mug.refresh_from_db()
+    assert mug.moderation_status == S.APPROVED
+
+
+def test_a_note_is_kept_with_the_history_and_a_note_the_database_cannot_hold_is_refused(
+    client, moderator, review_catalogue
+):
+    from moderation.models import Note
+
+    client.force_login(moderator)
+    boots = review_catalogue["mismatch"]
+    client.post(f"{QUEUE}{boots.pk}/moderation/note/", {"text": "Asked the seller for a better photo"})
+    page = client.get(f"{QUEUE}{boots.pk}/change/").content.decode()
+    assert re.search(r'<tr class="moderation-note">.*?Asked the seller for a better photo', page, re.S)
+    refused = client.post(f"{QUEUE}{boots.pk}/moderation/note/", {"text": "a\x00b"}, follow=True)
+    assert "The note was not kept" in refused.content.decode()
+    assert Note.objects.count() == 1
+
+
+def test_the_detail_page_shows_each_score_beside_its_threshold_and_model(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    boots = review_catalogue["mismatch"]
+    assert boots.moderation_thresholds["CONSISTENCY_MIN"] == 0.5
+    page = client.get(listing_url(boots)).content.decode()
+    assert f"{boots.consistency_score:.2f} (threshold 0.50, model demo:colour-words-v1)" in page
+    decision = Decision.objects.filter(object_pk=str(boots.pk), to_status=S.FLAGGED).get()
+    assert decision.scores["thresholds"]["CONSISTENCY_MIN"] == 0.5
+    assert decision.scores["model_id"] == "demo:colour-words-v1"
+
+
+def test_a_duplicate_shows_both_sellers_their_upload_dates_which_came_first_and_the_others_status(
+    client, moderator, review_catalogue
+):
+    client.force_login(moderator)
+    page = client.get(listing_url(review_catalogue["duplicate"])).content.decode()
+    side = re.search(r'id="moderation-duplicate".*?</div>', page, re.S).group(0)
+    assert '<span class="moderation-status ok">OK</span>' in side  # the other listing's status
+    rows = re.findall(r"<tr(?: class=\"moderation-first\")?><td>(this|the other)</td>\s*<td>(\w+)</td>", side)
+    assert rows == [("this", "bob"), ("the other", "alice")]
+    assert re.search(r'<tr class="moderation-first"><td>the other</td>.*?\(first\)', side, re.S)
+
+
+def test_the_sellers_record_counts_their_other_troubled_listings_and_the_decisions_on_theirs(
+    client, moderator, review_catalogue
+):
+    from moderation import transitions
+
+    client.force_login(moderator)
+    transitions.reject(review_catalogue["ok"], actor=moderator, reason="stock photo")  # alice's other listing
+    page = client.get(listing_url(review_catalogue["mismatch"])).content.decode()
+    record = re.search(r'id="moderation-record">(.*?)</ul>', page, re.S).group(1)
+    assert "1 decision by moderators" in record
+    assert "Rejected: 1" in record
+    assert "Red ceramic mug" in record
+
+
+def test_each_categorys_agreement_histogram_has_its_own_scale(
+    client, moderator, review_catalogue, listing_factory, category_factory, photo
+):
+    from tests.helpers import score_now
+
+    # Kitchen holds 2 scored listings, Clothing 1: its one bar is as tall as Kitchen's tallest.
+    score_now(listing_factory(title="Blue coat", image=photo("blue", "shoe"), category=category_factory("Clothing")))
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    for category in ("Clothing", "Kitchen"):
+        chart = re.search(rf"<strong>{category}</strong>.*?</svg>", page, re.S).group(0)
+        heights = [int(h) for h in re.findall(r'<rect y="-\d+" width="18" height="(\d+)"', chart)]
+        assert max(heights) == 60, category
+
+
+def test_the_dashboard_shows_how_long_the_queue_has_waited(client, moderator, review_catalogue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Decision.objects.filter(object_pk=str(review_catalogue["duplicate"].pk), to_status=S.FLAGGED).update(
+        created_at=timezone.now() - timedelta(hours=3)
+    )
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    assert re.search(r'id="waiting-count">3<', page)
+    assert re.search(r'id="waiting-oldest">3\xa0hours<', page)
+    assert re.search(r'id="waiting-median">0\xa0minutes<', page)
+
+
+def test_the_dashboard_counts_decisions_per_moderator_per_day(client, moderator, second_moderator, review_catalogue):
+    from moderation import transitions
+
+    transitions.approve(review_catalogue["mismatch"], actor=moderator)
+    transitions.reject(review_catalogue["duplicate"], actor=moderator, reason="copy")
+    transitions.approve(review_catalogue["ok"], actor=second_moderator)
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    assert re.search(r'data-moderator="moderator">2<', page)
+    assert re.search(r'data-moderator="second">1<', page)
+
+
+def test_the_dashboard_gives_the_embedders_account_with_a_projected_monthly_cost(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    page = client.get("/admin/moderation/decision/dashboard/").content.decode()
+    account = re.search(r'id="embedder-account">.*?</table>', page, re.S).group(0)
+    assert "demo:colour-words-v1" in account
+    assert re.search(r'id="projected-monthly-cost">0\.00<', account)
+
+
+def test_stepping_on_to_the_next_listing_ends_the_hold_on_the_one_left(
+    client, moderator, second_moderator, review_catalogue
+):
+    mug, boots = review_catalogue["duplicate"], review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{mug.pk}/change/")
+    client.get(f"{QUEUE}{mug.pk}/moderation/next/")
+    client.force_login(second_moderator)
+    assert "is reviewing this" not in client.get(f"{QUEUE}{mug.pk}/change/").content.decode()
+    assert client.get(f"{QUEUE}{boots.pk}/moderation/previous/").url == f"{QUEUE}{mug.pk}/change/"
+
+
+def test_the_moderators_group_command_gives_a_staff_user_exactly_what_the_review_desk_needs(
+    client, user_factory, review_catalogue
+):
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    call_command("moderation_moderators_group")
+    call_command("moderation_moderators_group")  # again: updated, not doubled
+    group = Group.objects.get(name="Moderators")
+    assert {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()} == {
+        "catalog.view_listing",
+        "catalog.change_listing",
+        "catalog.view_listingreview",
+        "catalog.change_listingreview",
+        "testapp.view_gadget",
+        "testapp.change_gadget",
+        "moderation.view_decision",
+        "moderation.moderate",
+    }
+    user = user_factory(username="newcomer", is_staff=True)
+    user.groups.add(group)
+    client.force_login(user)
+    boots = review_catalogue["mismatch"]
+    assert client.get(f"{QUEUE}{boots.pk}/change/").status_code == 200
+    client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""})
+    boots.refresh_from_db()
+    assert boots.moderation_status == S.APPROVED

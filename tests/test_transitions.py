@@ -74,3 +74,36 @@ def test_counting_an_attempt_writes_no_column_an_index_covers(demo_moderation, l
     assert any("hnsw" in definition for definition in definitions)
     assert not [(column, d) for column in written for d in definitions if column in d]
     assert set(Listing.objects.values_list("moderation_attempts", flat=True)) == {1}
+
+
+def test_undo_takes_back_a_moderators_own_recent_decision_and_is_audited(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.reject(listing, actor=admin_user, reason="wrong photo")
+    transitions.undo(listing, actor=admin_user, within_seconds=60)
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+    last = transitions.history(listing).first()
+    assert (last.from_status, last.to_status, last.actor, last.reason) == (S.REJECTED, S.FLAGGED, admin_user, "undo")
+    with pytest.raises(InvalidTransition):  # an undo is no decision to undo
+        transitions.undo(listing, actor=admin_user, within_seconds=60)
+
+
+def test_undo_is_refused_for_another_moderators_decision_an_old_one_or_changed_content(
+    demo_moderation, listing_factory, photo, admin_user, user_factory
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.approve(listing, actor=admin_user)
+    with pytest.raises(InvalidTransition):
+        transitions.undo(listing, actor=user_factory(), within_seconds=60)
+    with pytest.raises(InvalidTransition):
+        transitions.undo(listing, actor=admin_user, within_seconds=0)
+    listing.title = "Blue hiking boots"
+    listing.save()  # back to pending: the decision no longer holds
+    with pytest.raises(InvalidTransition):
+        transitions.undo(listing, actor=admin_user, within_seconds=60)
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING

@@ -1,4 +1,5 @@
-"""The scores of a moderated object in plain words, for the review panel."""
+"""The scores of a moderated object in plain words, for the review panel: each score
+beside the threshold it was held against and the model that made it."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ from django.utils.translation import gettext as _
 from moderation.models import FlagReason, ModerationStatus
 
 
+def held_against(obj, key: str, value: str) -> str:
+    """ "0.17 (threshold 0.20, model demo:colour-words-v1)": ``value`` with the threshold
+    ``key`` recorded with the scores (``moderation_thresholds``) and the model id."""
+    threshold = obj.moderation_thresholds.get(key)
+    if threshold is None:
+        return _("%(value)s (threshold not recorded, model %(model)s)") % {"value": value, "model": obj.embedding_model}
+    return _("%(value)s (threshold %(threshold)s, model %(model)s)") % {
+        "value": value,
+        "threshold": f"{threshold:.2f}" if isinstance(threshold, float) else threshold,
+        "model": obj.embedding_model,
+    }
+
+
 def explain(obj) -> list[str]:
     """The scores in plain words, for a moderator: one sentence or two per check."""
     lines = []
     if obj.consistency_score is not None:
-        agreement = _("Text and photo agreement: %(score).2f (cosine similarity of their embeddings).") % {
-            "score": obj.consistency_score
+        agreement = _("Text and photo agreement: %(score)s, the cosine similarity of their embeddings.") % {
+            "score": held_against(obj, "CONSISTENCY_MIN", f"{obj.consistency_score:.2f}")
         }
         if FlagReason.TEXT_IMAGE_MISMATCH in obj.flag_reasons:
             verdict = _("This is below the threshold: the photo may not show what the text describes.")
@@ -23,10 +37,10 @@ def explain(obj) -> list[str]:
         looks_like = ", ".join(f"{s['category']} ({s['score']:.2f})" for s in obj.suggested_categories)
         lines.append(
             _(
-                "Listed category ranks #%(rank)d among all categories for this photo. "
-                "The photo looks most like: %(looks_like)s."
+                "Listed category ranks #%(rank)s among all categories for this photo (the highest rank "
+                "allowed is the threshold). The photo looks most like: %(looks_like)s."
             )
-            % {"rank": obj.category_rank, "looks_like": looks_like}
+            % {"rank": held_against(obj, "CATEGORY_MAX_RANK", str(obj.category_rank)), "looks_like": looks_like}
         )
     if obj.duplicate_of and FlagReason.REPOST in obj.flag_reasons:
         lines.append(
@@ -39,10 +53,13 @@ def explain(obj) -> list[str]:
     elif obj.duplicate_of:
         lines.append(
             _(
-                "The photo is nearly identical (similarity %(similarity).3f) to the photo of another "
+                "The photo is nearly identical (similarity %(similarity)s) to the photo of another "
                 "seller's object #%(other)s, which was uploaded first; this one is the later copy."
             )
-            % {"similarity": obj.duplicate_similarity, "other": obj.duplicate_of}
+            % {
+                "similarity": held_against(obj, "DUPLICATE_MIN_SIMILARITY", f"{obj.duplicate_similarity:.3f}"),
+                "other": obj.duplicate_of,
+            }
         )
     for item in obj.prohibited_items:
         lines.append(

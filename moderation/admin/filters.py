@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils.translation import gettext_lazy as _
 
-from moderation.models import FlagReason, ModerationStatus
+from moderation.models import REVIEW_STATUSES, FlagReason, ModerationStatus
 
 
 class ChoicesFilter(admin.SimpleListFilter):
@@ -31,7 +31,13 @@ class StatusFilter(ChoicesFilter):
     parameter_name = "moderation_status"
 
     def lookups(self, request, model_admin):
-        return [("review", _("Needs review (flagged or error)")), *ModerationStatus.choices]
+        """The statuses the admin's list can hold (``moderation_statuses``: the review queue
+        holds flagged and error alone), and "needs review" where the list holds more."""
+        statuses = getattr(model_admin, "moderation_statuses", ModerationStatus.values)
+        choices = [(status, ModerationStatus(status).label) for status in statuses]
+        if set(statuses) > set(REVIEW_STATUSES):
+            choices.insert(0, ("review", _("Needs review (flagged or error)")))
+        return choices
 
     def filter(self, queryset, value):
         if value == "review":

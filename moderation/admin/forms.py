@@ -1,16 +1,46 @@
-"""The form of a moderator's decision: the reason kept in the history."""
+"""The forms of the review desk: a moderator's decision (its reason kept in the history) and a note."""
 
 from __future__ import annotations
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from moderation.conf import moderation_settings
+
 
 class DecisionForm(forms.Form):
+    """A reason picked from the site's ``DECISION_REASONS``, free text, or both.
+
+    ``verb`` is the decision the form is for ("approve", "reject", "rescan"): a
+    rejection needs a reason. A reason PostgreSQL cannot hold (a NUL character) or
+    longer than 2,000 characters is a form error, and nothing is decided.
+    """
+
+    preset = forms.ChoiceField(label=_("Reason"), required=False)
     reason = forms.CharField(
-        label=_("Reason"),
+        label=_("Details"),
         required=False,
         max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
         help_text=_("Kept in the decision history, and shown to the seller where the site does so."),
     )
+
+    def __init__(self, *args, verb: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verb = verb
+        presets = moderation_settings.DECISION_REASONS
+        self.fields["preset"].choices = [("", "---------"), *((text, text) for text in presets)]
+
+    def clean(self):
+        data = super().clean()
+        parts = [part for part in (data.get("preset", ""), data.get("reason", "").strip()) if part]
+        if self.verb == "reject" and not parts and not self.errors:
+            raise forms.ValidationError(_("A rejection needs a reason: pick one or write one."), code="required")
+        data["reason"] = ": ".join(parts)
+        return data
+
+
+class NoteForm(forms.Form):
+    """An internal note on an object, for other moderators."""
+
+    text = forms.CharField(label=_("Note"), max_length=2000, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}))

@@ -1,44 +1,77 @@
-"""What a host's ModelAdmin gains for moderation: columns, filters, the review panel and
-the decisions; and ``ReviewQueueAdmin``, the same limited to what needs a person.
+"""What a host's ModelAdmin gains for moderation: columns, filters, the review panel, the
+decisions and the review flow; and ``ReviewQueueAdmin``, the same limited to what needs a person.
 
-Actions call ``moderation.transitions``: the admin holds no state rules of its own.
-Status colours and the panel's layout are in the static file ``moderation/admin.css``.
+Actions and views call ``moderation.transitions``: the admin holds no state rules of
+its own. The decision controls are a form of their own, outside the admin's change
+form: pressing Enter in a field of the change form saves it and never decides.
+Styles are in ``moderation/admin.css``, keyboard shortcuts in ``moderation/review.js``.
 """
 
 from __future__ import annotations
 
+import time
+
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from moderation import search, transitions
+from moderation import holds, notes, search, transitions
+from moderation.conf import moderation_settings
 from moderation.exceptions import InvalidTransition
-from moderation.models import MODERATE_PERMISSION, REVIEW_ORDER, ModerationStatus
+from moderation.models import MODERATE_PERMISSION, REVIEW_ORDER, REVIEW_STATUSES, ModerationStatus
 from moderation.registry import get_spec
 
 from .explanations import explain
 from .filters import ReasonFilter, StatusFilter
-from .forms import DecisionForm
+from .flow import ReviewFlow
+from .forms import DecisionForm, NoteForm
 from .lookups import CheckedLookupsMixin
+from .panel import admin_url, duplicate_sides, owner_record
+from .thumbnails import thumbnail_url
+
+VERBS = ("approve", "reject", "rescan")
+# The session key of the moderator's last decisions, which they may undo for UNDO_SECONDS.
+UNDO_SESSION_KEY = "moderation_undo"
+
+
+def _done_message(verb: str, count: int) -> str:
+    if verb == "approve":
+        return ngettext("%(count)d approved.", "%(count)d approved.", count) % {"count": count}
+    if verb == "reject":
+        return ngettext("%(count)d rejected.", "%(count)d rejected.", count) % {"count": count}
+    return ngettext("%(count)d queued for scoring.", "%(count)d queued for scoring.", count) % {"count": count}
 
 
 class ModerationAdminMixin(CheckedLookupsMixin):
     """Moderation for a host's ModelAdmin of a registered model."""
 
     change_form_template = "admin/moderation/change_form.html"
+    change_list_template = "admin/moderation/change_list.html"
     actions = ["approve_selected", "reject_selected", "rescan_selected"]
     moderation_columns = ("moderation_thumbnail", "moderation_status_badge", "moderation_scores", "moderation_reasons")
+    # The statuses this admin's list can hold: its status filter offers these alone.
+    moderation_statuses = tuple(ModerationStatus)
+    # The side of a list thumbnail and of a similar object's, in CSS pixels.
+    thumbnail_size = 56
+    similar_thumbnail_size = 110
 
     class Media:
         css = {"all": ["moderation/admin.css"]}
+        js = ["moderation/review.js"]
 
     # -- the change list -----------------------------------------------------------
+
+    def get_queryset(self, request):
+        """The host's queryset, with who else holds each object (``moderation_held_by``)."""
+        return holds.with_holders(super().get_queryset(request), request.user)
 
     def get_list_display(self, request):
         """The host's columns, with the thumbnail first and the moderation columns after."""
@@ -58,16 +91,25 @@ class ModerationAdminMixin(CheckedLookupsMixin):
 
     @admin.display(description=_("photo"))
     def moderation_thumbnail(self, obj):
-        image = getattr(obj, get_spec(type(obj)).image_field)
-        if not image:
+        url = thumbnail_url(obj, self.thumbnail_size)
+        if not url:
             return "-"
-        return format_html('<img class="moderation-thumbnail" src="{}" alt="">', image.url)
+        return format_html(
+            '<img class="moderation-thumbnail" src="{}" width="{}" height="{}" alt="" loading="lazy">',
+            url,
+            self.thumbnail_size,
+            self.thumbnail_size,
+        )
 
     @admin.display(description=_("status"), ordering="moderation_status")
     def moderation_status_badge(self, obj):
-        return format_html(
+        badge = format_html(
             '<span class="moderation-status {}">{}</span>', obj.moderation_status, obj.get_moderation_status_display()
         )
+        held_by = getattr(obj, "moderation_held_by", None)
+        if held_by:
+            badge += format_html(' <span class="moderation-held">{}</span>', _t("held by %(name)s") % {"name": held_by})
+        return badge
 
     @admin.display(description=_("scores"), ordering="consistency_score")
     def moderation_scores(self, obj):
@@ -93,6 +135,9 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             return format_html("<em>{}</em>: {}", obj.moderation_error, obj.moderation_error_detail[:120])
         return "; ".join(obj.flag_reason_labels) or "-"
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), **self.undo_context(request)})
+
     # -- permissions and actions ----------------------------------------------------
 
     def has_moderate_permission(self, request) -> bool:
@@ -110,83 +155,215 @@ class ModerationAdminMixin(CheckedLookupsMixin):
     def rescan_selected(self, request, queryset):
         for obj in queryset:
             transitions.rescan(obj, actor=request.user)
-        self.message_user(request, _("%(count)d queued for scoring.") % {"count": len(queryset)}, messages.SUCCESS)
+        self.message_user(request, _done_message("rescan", len(queryset)), messages.SUCCESS)
 
     def _decide_with_reason(self, request, queryset, verb: str):
         """First an intermediate page that asks for the reason, then the decisions."""
-        form = DecisionForm(request.POST if "apply" in request.POST else None)
+        form = DecisionForm(request.POST if "apply" in request.POST else None, verb=verb)
         if form.is_bound and form.is_valid():
-            self._apply(request, list(queryset), verb, form.cleaned_data["reason"])
+            done = self._apply(request, list(queryset), verb, form.cleaned_data["reason"])
+            self._offer_undo(request, done, verb, back=ReviewFlow(self, request).url("changelist"))
             return None
+        return self.decision_page(request, list(queryset), verb, form, action=f"{verb}_selected")
+
+    def decision_page(self, request, objects: list, verb: str, form: DecisionForm, *, action: str = ""):
+        """The page that asks for a decision's reason, or shows why it was refused.
+        ``action``: the bulk action that posts it; empty for one object's decision."""
+        flow = ReviewFlow(self, request)
         context = {
             **self.admin_site.each_context(request),
-            "title": _("Approve") if verb == "approve" else _("Reject"),
+            "title": _("Approve") if verb == "approve" else _("Reject") if verb == "reject" else _("Rescan"),
             "verb": verb,
-            "objects": queryset,
+            "objects": objects,
             "form": form,
             "opts": self.model._meta,
-            "action": f"{verb}_selected",
+            "action": action,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "cancel_url": flow.url("change", quote(objects[0].pk)) if not action else flow.url("changelist"),
+            "media": self.media,
         }
         return TemplateResponse(request, "admin/moderation/decide.html", context)
 
-    def _apply(self, request, objects, verb: str, reason: str) -> None:
-        done, refused = 0, []
+    def _apply(self, request, objects, verb: str, reason: str) -> list:
+        """Decide on each of ``objects``; report what was done and what was refused.
+        Returns the objects decided on."""
+        done, refused = [], []
         for obj in objects:
             try:
                 transitions.decide(obj, verb, actor=request.user, reason=reason)
-                done += 1
+                done.append(obj)
             except InvalidTransition as exc:
                 refused.append(str(exc))
+            else:
+                holds.release(obj, request.user)
         if done:
-            message = _("%(count)d approved.") if verb == "approve" else _("%(count)d rejected.")
-            self.message_user(request, message % {"count": done}, messages.SUCCESS)
+            self.message_user(request, _done_message(verb, len(done)), messages.SUCCESS)
         for text in refused:
             self.message_user(request, text, messages.WARNING)
+        return done
 
-    # -- the change page: the review panel ------------------------------------------
+    # -- undo -------------------------------------------------------------------------
+
+    def _offer_undo(self, request, objects: list, verb: str, *, back: str) -> None:
+        """Keep the moderator's last approvals or rejections in the session, to undo
+        for ``UNDO_SECONDS``; ``back`` is where the undo leads when there are several."""
+        if verb not in ("approve", "reject") or not objects:
+            return
+        request.session[UNDO_SESSION_KEY] = {
+            "url": self._url("moderation_undo"),
+            "pks": [str(obj.pk) for obj in objects],
+            "labels": [str(obj) for obj in objects[:3]],
+            "verb": verb,
+            "until": time.time() + moderation_settings.UNDO_SECONDS,
+            "back": back,
+        }
+
+    def undo_context(self, request) -> dict:
+        """The undo offer of the moderator's last decisions, if its time is not up."""
+        offer = request.session.get(UNDO_SESSION_KEY)
+        if not offer or offer["until"] < time.time() or not self.has_moderate_permission(request):
+            return {}
+        count = len(offer["pks"])
+        if offer["verb"] == "approve":
+            text = ngettext("You approved %(count)d object", "You approved %(count)d objects", count)
+        else:
+            text = ngettext("You rejected %(count)d object", "You rejected %(count)d objects", count)
+        return {"moderation_undo": {**offer, "text": text % {"count": count}, "count": count}}
+
+    def undo_view(self, request):
+        """POST: take back the decisions of the session's undo offer (``transitions.undo``)."""
+        if request.method != "POST" or not self.has_moderate_permission(request):
+            raise PermissionDenied
+        offer = request.session.get(UNDO_SESSION_KEY)
+        if not offer or offer["url"] != request.path:
+            raise Http404(_("Nothing to undo."))
+        del request.session[UNDO_SESSION_KEY]
+        undone = []
+        for obj in self.model._default_manager.filter(pk__in=offer["pks"]):
+            try:
+                transitions.undo(obj, actor=request.user, within_seconds=moderation_settings.UNDO_SECONDS)
+                undone.append(obj)
+            except InvalidTransition as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if undone:
+            message = ngettext("%(count)d decision undone.", "%(count)d decisions undone.", len(undone))
+            self.message_user(request, message % {"count": len(undone)}, messages.SUCCESS)
+        if len(undone) == 1 and len(offer["pks"]) == 1:
+            flow = ReviewFlow(self, request)
+            return HttpResponseRedirect(flow.url("change", quote(undone[0].pk)))
+        return HttpResponseRedirect(offer["back"])
+
+    # -- the change page: the review panel and the review flow ----------------------
+
+    def _url(self, name: str, *args) -> str:
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return reverse("{}:{}_{}_{}".format(self.admin_site.name, *info, name), args=args)
 
     def get_urls(self):
         info = self.model._meta.app_label, self.model._meta.model_name
+        view = self.admin_site.admin_view
         return [
+            path("moderation/undo/", view(self.undo_view), name="{}_{}_moderation_undo".format(*info)),
+            path(
+                "<path:object_id>/moderation/next/",
+                view(self.step_view),
+                {"backwards": False},
+                name="{}_{}_moderation_next".format(*info),
+            ),
+            path(
+                "<path:object_id>/moderation/previous/",
+                view(self.step_view),
+                {"backwards": True},
+                name="{}_{}_moderation_previous".format(*info),
+            ),
+            path("<path:object_id>/moderation/note/", view(self.note_view), name="{}_{}_moderation_note".format(*info)),
             path(
                 "<path:object_id>/moderation/<str:verb>/",
-                self.admin_site.admin_view(self.decide_view),
+                view(self.decide_view),
                 name="{}_{}_moderation_decide".format(*info),
             ),
             *super().get_urls(),
         ]
 
-    def decide_view(self, request, object_id, verb):
-        """POST from the review panel: approve, reject or rescan one object."""
-        if request.method != "POST" or verb not in ("approve", "reject", "rescan"):
-            raise PermissionDenied
-        if not self.has_moderate_permission(request):
-            raise PermissionDenied
+    def _object_or_404(self, request, object_id):
         obj = self.get_object(request, unquote(object_id))  # None for an id that is no object's, like "abc"
         if obj is None:
             raise Http404(_("No such object."))
-        if verb == "rescan":
-            transitions.decide(obj, verb, actor=request.user)
-            self.message_user(request, _("Queued for scoring."), messages.SUCCESS)
+        return obj
+
+    def decide_view(self, request, object_id, verb):
+        """POST from the review panel: approve, reject or rescan one object, then on to
+        the next object of the moderator's list (``ReviewFlow``). A reason the form
+        refuses shows the form again with its error, and nothing is decided."""
+        if request.method != "POST" or verb not in VERBS:
+            raise PermissionDenied
+        if not self.has_moderate_permission(request):
+            raise PermissionDenied
+        obj = self._object_or_404(request, object_id)
+        form = DecisionForm(request.POST, verb=verb)
+        if not form.is_valid():
+            return self.decision_page(request, [obj], verb, form)
+        flow = ReviewFlow(self, request)
+        order = flow.pending()  # where the object stood before the decision takes it out
+        if not self._apply(request, [obj], verb, form.cleaned_data["reason"]):
+            return HttpResponseRedirect(flow.url("change", quote(obj.pk)))
+        self._offer_undo(request, [obj], verb, back=flow.url("changelist"))
+        following = flow.step(str(obj.pk), order=order)
+        if following == flow.url("changelist"):
+            self.message_user(request, _("Nothing else to review in this list."), messages.INFO)
+        return HttpResponseRedirect(following)
+
+    def step_view(self, request, object_id, backwards):
+        """GET: the next (or previous) object of the moderator's list, skipping what
+        another moderator holds; the list itself when there is none. The moderator's
+        hold on the object they leave ends."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        leaving = self.get_object(request, unquote(object_id))
+        if leaving is not None:
+            holds.release(leaving, request.user)
+        return HttpResponseRedirect(ReviewFlow(self, request).step(unquote(object_id), backwards=backwards))
+
+    def note_view(self, request, object_id):
+        """POST: an internal note on the object, kept with its history."""
+        if request.method != "POST" or not self.has_moderate_permission(request):
+            raise PermissionDenied
+        obj = self._object_or_404(request, object_id)
+        form = NoteForm(request.POST)
+        if form.is_valid():
+            notes.add_note(obj, author=request.user, text=form.cleaned_data["text"])
+            self.message_user(request, _("Note kept."), messages.SUCCESS)
         else:
-            form = DecisionForm(request.POST)
-            form.is_valid()
-            self._apply(request, [obj], verb, form.cleaned_data.get("reason", ""))
-        return HttpResponseRedirect(request.POST.get("next") or request.path.rsplit("/moderation/", 1)[0] + "/")
+            errors = "; ".join(error for errors in form.errors.values() for error in errors)
+            self.message_user(request, _("The note was not kept: %(errors)s") % {"errors": errors}, messages.ERROR)
+        return HttpResponseRedirect(ReviewFlow(self, request).url("change", quote(obj.pk)))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
-        extra_context = {**(extra_context or {}), **(self.review_context(request, obj) if obj else {})}
+        obj = self.get_object(request, unquote(object_id))
+        extra_context = {
+            **(extra_context or {}),
+            **(self.review_context(request, obj) if obj else {}),
+            **self.undo_context(request),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def review_context(self, request, obj) -> dict:
-        """What the review panel shows; override to add site-specific facts."""
+        """What the review panel shows; override to add site-specific facts. A moderator
+        who opens the object holds it (``moderation.holds``)."""
         spec = get_spec(type(obj))
         image = getattr(obj, spec.image_field)
+        can_moderate = self.has_moderate_permission(request)
+        hold = holds.hold(obj, request.user) if can_moderate else None
         duplicate = None
         if obj.duplicate_of:
-            duplicate = type(obj)._default_manager.filter(pk=obj.duplicate_of).first()
+            other = type(obj)._default_manager.filter(pk=obj.duplicate_of).first()
+            duplicate = duplicate_sides(obj, other) if other else None
+        filters = self.get_preserved_filters(request)
+        query = f"?{filters}" if filters else ""
+        key = quote(obj.pk)
+        history = [{"decision": d, "when": d.created_at} for d in transitions.history(obj).select_related("actor")]
+        history += [{"note": n, "when": n.created_at} for n in notes.notes_of(obj).select_related("author")]
+        history.sort(key=lambda entry: entry["when"], reverse=True)
         return {
             "moderation": {
                 "object": obj,
@@ -197,30 +374,24 @@ class ModerationAdminMixin(CheckedLookupsMixin):
                 "category": spec.category_of(obj),
                 "explanations": explain(obj),
                 "duplicate": duplicate,
-                "duplicate_image_url": getattr(duplicate, spec.image_field).url if duplicate else None,
-                "duplicate_admin_url": _admin_url(duplicate),
+                "duplicate_image_url": getattr(duplicate["other"], spec.image_field).url if duplicate else None,
                 "similar": [
-                    (hit, _admin_url(hit.object), getattr(hit.object, spec.image_field).url)
+                    (hit, admin_url(hit.object), thumbnail_url(hit.object, self.similar_thumbnail_size))
                     for hit in search.similar_to(obj, k=6, statuses=None)
                 ],
-                "history": transitions.history(obj).select_related("actor"),
-                "can_moderate": self.has_moderate_permission(request),
-                "decide_url": reverse(
-                    f"{self.admin_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_moderation_decide",
-                    args=[obj.pk, "VERB"],
-                ),
-                "form": DecisionForm(),
+                "record": owner_record(obj),
+                "history": history,
+                "can_moderate": can_moderate,
+                "held_by": hold.moderator if hold and hold.moderator_id != request.user.pk else None,
+                "hold": hold,
+                "decide_urls": {verb: self._url("moderation_decide", key, verb) + query for verb in VERBS},
+                "next_url": self._url("moderation_next", key) + query,
+                "previous_url": self._url("moderation_previous", key) + query,
+                "note_url": self._url("moderation_note", key) + query,
+                "form": DecisionForm(verb="approve"),
+                "note_form": NoteForm(),
             }
         }
-
-
-def _admin_url(obj) -> str | None:
-    if obj is None:
-        return None
-    try:
-        return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:
-        return None
 
 
 class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
@@ -237,6 +408,7 @@ class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
     """
 
     list_per_page = 50
+    moderation_statuses = REVIEW_STATUSES
     ordering = REVIEW_ORDER  # the change list orders by the admin's ordering, not the queryset's
 
     def get_queryset(self, request):

@@ -83,6 +83,12 @@ class Embedder(ABC):
     @abstractmethod
     def _embed_images(self, images: list[Image.Image]) -> np.ndarray: ...
 
+    def estimated_cost(self, *, texts: int, images: int) -> float:
+        """What embedding ``texts`` texts and ``images`` images is estimated to cost, in the
+        provider's currency, for the embedder's account (``moderation.usage``); 0 for a
+        model that runs here."""
+        return 0.0
+
     def worst_case_seconds(self, batch_size: int) -> float | None:
         """The longest one task scoring ``batch_size`` objects can wait on calls out of the
         process, in seconds; None for an embedder that makes none. Checked against the

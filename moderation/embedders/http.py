@@ -325,6 +325,10 @@ class HttpEmbedder(Embedder):
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.image_size = upload_max_side
 
+    def estimated_cost(self, *, texts: int, images: int) -> float:
+        """At ``cost_per_text`` and ``cost_per_image``; retried calls are not counted twice."""
+        return texts * self.prices["text"] + images * self.prices["image"]
+
     def embed(self, *, texts, images):
         """Texts and images go out at once, on two threads (the session is thread-safe for this)."""
         if not texts or not images:

@@ -1,0 +1,87 @@
+"""The facts beside a decision on the review panel: a duplicate's two sides, the seller's
+record, and when the content under review was uploaded. Plain data for the template."""
+
+from __future__ import annotations
+
+from django.contrib.admin.utils import quote
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import CharField, Count, Min, Model
+from django.db.models.functions import Cast
+from django.urls import NoReverseMatch, reverse
+
+from moderation.models import REVIEW_STATUSES, Decision, ModeratedQuerySet, ModerationStatus
+from moderation.registry import get_spec
+
+# The seller's record lists at most this many of their other objects.
+RECORD_SIZE = 10
+
+
+def admin_url_of(content_type: ContentType, pk) -> str | None:
+    """The change page of the object ``pk`` of ``content_type`` on the default admin
+    site, if it has one (the object itself is not loaded)."""
+    try:
+        return reverse(f"admin:{content_type.app_label}_{content_type.model}_change", args=[quote(pk)])
+    except NoReverseMatch:
+        return None
+
+
+def admin_url(obj: Model | None) -> str | None:
+    """The admin change page of ``obj``, if the default admin site has one."""
+    return None if obj is None else admin_url_of(ContentType.objects.get_for_model(obj), obj.pk)
+
+
+def uploaded_at(objs: list[Model]) -> dict[str, object]:
+    """When each object's current text and photo were saved: {str(pk): datetime}, from
+    the decision that sent that content version to ``pending`` (one query)."""
+    if not objs:
+        return {}
+    rows = (
+        Decision.objects.filter(
+            content_type=ContentType.objects.get_for_model(objs[0]),
+            object_pk__in=[str(obj.pk) for obj in objs],
+            to_status=ModerationStatus.PENDING,
+        )
+        .values("object_pk", "content_version")
+        .annotate(at=Min("created_at"))
+    )
+    versions = {str(obj.pk): obj.moderation_version for obj in objs}
+    return {row["object_pk"]: row["at"] for row in rows if versions[row["object_pk"]] == row["content_version"]}
+
+
+def duplicate_sides(obj: Model, other: Model) -> dict:
+    """Both sides of a duplicate photo: each object, its owner, its upload date, and
+    which came first (the earliest upload is the original; ``None`` when unknown)."""
+    spec = get_spec(type(obj))
+    dates = uploaded_at([obj, other])
+    here, there = dates.get(str(obj.pk)), dates.get(str(other.pk))
+    sides = [
+        {"object": item, "owner": getattr(item, spec.owner_field) if spec.owner_field else None, "uploaded_at": at}
+        for item, at in ((obj, here), (other, there))
+    ]
+    first = None
+    if here and there:
+        first = sides[0] if here <= there else sides[1]
+    return {"sides": sides, "first": first, "other": other, "other_url": admin_url(other)}
+
+
+def owner_record(obj: Model) -> dict | None:
+    """The owner's other objects that needed a person or were rejected, newest first
+    (``RECORD_SIZE`` at most), their total, and how many decisions people made on
+    the owner's objects. None for a model without an owner or an object without one."""
+    spec = get_spec(type(obj))
+    owner = spec.owner_id_of(obj) if spec.owner_field else None
+    if owner is None:
+        return None
+    owned: ModeratedQuerySet = type(obj)._default_manager.filter(**{spec.owner_field: owner})
+    troubled = owned.exclude(pk=obj.pk).filter(moderation_status__in=[*REVIEW_STATUSES, ModerationStatus.REJECTED])
+    by_status = dict(troubled.order_by().values_list("moderation_status").annotate(n=Count("pk")))
+    decisions = Decision.objects.filter(
+        content_type=ContentType.objects.get_for_model(obj),
+        object_pk__in=owned.annotate(key=Cast("pk", CharField())).values("key"),
+        actor__isnull=False,
+    ).count()
+    return {
+        "objects": [(item, admin_url(item)) for item in troubled.order_by("-pk")[:RECORD_SIZE]],
+        "by_status": [(ModerationStatus(status).label, n) for status, n in sorted(by_status.items())],
+        "decisions": decisions,
+    }

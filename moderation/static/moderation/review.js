@@ -1,0 +1,74 @@
+/* The review desk's keyboard: a key clicks the element whose data-moderation-key names it
+   (a: approve, r: reject, s: rescan, n: next, p: previous, o: open the photo, u: undo).
+   Keys typed into a field stay the field's. A decision that needs a reason (reject)
+   first moves to the reason's list; Enter there, or Ctrl+Enter in the details, decides.
+   Esc leaves a field, and closes the photo. Loaded by ModerationAdminMixin (class Media). */
+(function () {
+  "use strict";
+
+  var pending = null; // the button a reason is being picked for
+
+  function isField(element) {
+    return element && (element.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(element.tagName));
+  }
+
+  function reasonGiven(form) {
+    return Array.prototype.some.call(form.querySelectorAll("select, textarea"), function (field) {
+      return field.value.trim() !== "";
+    });
+  }
+
+  function press(element) {
+    if (element.hasAttribute("data-moderation-needs-reason") && !reasonGiven(element.form)) {
+      pending = element;
+      element.form.classList.add("moderation-choosing");
+      element.form.querySelector("select, textarea").focus();
+      return;
+    }
+    element.click();
+  }
+
+  function openPhoto(event) {
+    var dialog = document.getElementById("moderation-photo-dialog");
+    if (!dialog || !dialog.showModal) return;
+    event.preventDefault();
+    dialog.showModal();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var link = document.getElementById("moderation-photo-link");
+    if (link) link.addEventListener("click", openPhoto);
+    var dialog = document.getElementById("moderation-photo-dialog");
+    if (dialog) {
+      dialog.addEventListener("click", function (event) {
+        if (event.target.tagName === "IMG") dialog.classList.toggle("zoomed");
+        else dialog.close();
+      });
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.altKey || event.metaKey) return;
+    if (event.key === "Escape" && isField(target)) {
+      pending = null;
+      target.blur();
+      return;
+    }
+    if (event.key === "Enter" && pending && target.form === pending.form) {
+      if (target.tagName === "SELECT" || event.ctrlKey) {
+        event.preventDefault();
+        if (reasonGiven(pending.form)) pending.click();
+      }
+      return;
+    }
+    if (event.ctrlKey || isField(target) || document.querySelector("dialog[open]")) return;
+    // On a change list, n opens the first object of the list.
+    var element =
+      document.querySelector('[data-moderation-key="' + event.key + '"]') ||
+      (event.key === "n" && document.querySelector("#result_list tbody th a"));
+    if (!element) return;
+    event.preventDefault();
+    press(element);
+  });
+})();
