@@ -44,6 +44,10 @@ MULTILINGUAL_CORPUS = [
     "rote Keramiktasse mit Henkel",
 ] * 10
 HALF = [0.5, 0.5, 0.5]
+# The real vocabularies' sizes (CLIP BPE, SigLIP's SentencePiece, Gemma, XLM-RoBERTa,
+# NLLB-200): at scale="real" the embedding tables have them, so memory is the real one
+# (the small trained tokenizers use their first ids only).
+REAL_VOCAB = {"openai": 49408, "siglip": 32000, "siglip2": 256000, "mclip": 250002, "nllb": 256206}
 
 
 @dataclass
@@ -203,7 +207,7 @@ def _vision(kind: str, *, scale: str, dims: int):
 def _text(name: str, tokenizer, *, scale: str, dims: int, context: int):
     import torch
 
-    vocab = len(tokenizer)
+    vocab = REAL_VOCAB[name] if scale == "real" else len(tokenizer)
     width = dict(hidden_size=dims if name.startswith("siglip") else 32, intermediate_size=64)
     layers = dict(num_hidden_layers=2, num_attention_heads=2)
     if scale == "real":
