@@ -5,13 +5,16 @@ A model folder holds::
     config.json                    embed_dim, text_cfg.context_length, ...
     visual/model.onnx              image tower: float32 NCHW "image" -> (n, embed_dim)
     visual/preprocess_cfg.json     size, mean, std, interpolation, resize_mode
-    textual/model.onnx             text tower: int token ids (n, context_length) -> (n, embed_dim)
+    textual/model.onnx             text tower: int32/int64 "text" ids, or "input_ids" and
+                                   "attention_mask" (M-CLIP), (n, context_length) -> (n, embed_dim)
     textual/tokenizer.json         a `tokenizers` tokenizer
-    textual/tokenizer_config.json  pad_token
+    textual/tokenizer_config.json  pad_token, padding_side
 
-Preprocessing is read from the model's own files, never hard-coded, so any CLIP
-exported in this layout works. Each tower is one class; both load lazily, once per
-process (and again after a fork), and stay warm.
+Preprocessing and tokenizing are read from the model's own files, never hard-coded, so
+every family of Immich's zoo works (OpenAI CLIP, OpenCLIP, SigLIP, SigLIP2, M-CLIP,
+NLLB-CLIP; docs/embedders.md), and one this embedder cannot feed is refused. Each
+tower is one class; both load lazily, once per process (and again after a fork), and
+stay warm.
 """
 
 from __future__ import annotations
