@@ -5,13 +5,16 @@ A model folder holds::
     config.json                    embed_dim, text_cfg.context_length, ...
     visual/model.onnx              image tower: float32 NCHW "image" -> (n, embed_dim)
     visual/preprocess_cfg.json     size, mean, std, interpolation, resize_mode
-    textual/model.onnx             text tower: int token ids (n, context_length) -> (n, embed_dim)
+    textual/model.onnx             text tower: int32/int64 "text" ids, or "input_ids" and
+                                   "attention_mask" (M-CLIP), (n, context_length) -> (n, embed_dim)
     textual/tokenizer.json         a `tokenizers` tokenizer
-    textual/tokenizer_config.json  pad_token
+    textual/tokenizer_config.json  pad_token, padding_side
 
-Preprocessing is read from the model's own files, never hard-coded, so any CLIP
-exported in this layout works. Each tower is one class; both load lazily, once per
-process (and again after a fork), and stay warm.
+Preprocessing and tokenizing are read from the model's own files, never hard-coded, so
+every family of Immich's zoo works (OpenAI CLIP, OpenCLIP, SigLIP, SigLIP2, M-CLIP,
+NLLB-CLIP; docs/embedders.md), and one this embedder cannot feed is refused. Each
+tower is one class; both load lazily, once per process (and again after a fork), and
+stay warm.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import text_cleaning
 from .base import Embedder, EmbedderConfigurationError
 
 logger = logging.getLogger("moderation.embedders")
@@ -90,10 +94,6 @@ class _Tower:
         return self._session
 
     @cached_property
-    def input_name(self) -> str:
-        return self.session.get_inputs()[0].name
-
-    @cached_property
     def fixed_batch(self) -> bool:
         """Some exports fix the batch axis to 1; those run one input at a time."""
         return self.session.get_inputs()[0].shape[0] == 1
@@ -108,21 +108,49 @@ class _Tower:
         return np.concatenate(outputs, axis=0)
 
 
+def model_family(config: dict) -> str:
+    """The model's family as error messages name it: its text model (M-CLIP, NLLB, SigLIP
+    name theirs in config.json's text_cfg), else OpenAI CLIP / OpenCLIP's own text tower."""
+    text_cfg = config.get("text_cfg") or {}
+    return text_cfg.get("hf_model_name") or text_cfg.get("hf_tokenizer_name") or "OpenAI CLIP / OpenCLIP"
+
+
 class ClipTextual:
     """The text tower: clean, tokenize (pad and truncate to the context length), run.
+
+    Each family's export is fed what it expects, read from the model's own files:
+    OpenAI CLIP, OpenCLIP, SigLIP, SigLIP2 and NLLB-CLIP take token ids alone as
+    ``text``; M-CLIP (XLM-RoBERTa) takes ``input_ids`` and ``attention_mask``; int32 or
+    int64 as the graph declares. The pad token and padding side come from
+    tokenizer_config.json (SigLIP pads with "</s>", SigLIP2 with "<pad>"), the cleaning
+    from config.json (see ``text_cleaning``). A graph that asks for anything else is
+    refused with an ``EmbedderConfigurationError`` (``model_config``) naming the family
+    and the file, never fed a guess.
 
     Seller text is plain text: a token of the tokenizer's added vocabulary typed into a
     title ("<|endoftext|>", "</s>", "[SEP]", "<pad>") is encoded as its letters, never
     as the control token itself.
     """
 
+    FEEDS = {"text": "ids", "input_ids": "ids", "attention_mask": "attention_mask"}
+    DTYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
     def __init__(self, folder: Path, config: dict, **tower_options) -> None:
         from tokenizers import AddedToken, Tokenizer
 
+        self.family = model_family(config)
         text_cfg = config.get("text_cfg", {})
         self.context_length = int(text_cfg.get("context_length", 77))
-        self.canonicalize = (text_cfg.get("tokenizer_kwargs") or {}).get("clean") == "canonicalize"
-        pad_token = _read_json(folder / "tokenizer_config.json").get("pad_token")
+        clean = (text_cfg.get("tokenizer_kwargs") or {}).get("clean", "whitespace")
+        try:
+            self.clean = text_cleaning.CLEANERS[clean]
+        except KeyError:
+            raise EmbedderConfigurationError(
+                f"{folder.parent / 'config.json'} ({self.family}) names an unknown text cleaning {clean!r} "
+                f"(supported: {', '.join(text_cleaning.CLEANERS)}).",
+                code="model_config",
+            ) from None
+        tokenizer_cfg = _read_json(folder / "tokenizer_config.json")
         try:
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:
@@ -138,30 +166,49 @@ class ClipTextual:
         unmarked = [token for token in self.tokenizer.get_added_tokens_decoder().values() if not token.special]
         self.tokenizer.add_special_tokens([AddedToken(token.content, special=True) for token in unmarked])
         self.tokenizer.encode_special_tokens = True
+        pad_token = tokenizer_cfg.get("pad_token")
         if isinstance(pad_token, dict):  # tokenizer_config may hold an AddedToken dict
             pad_token = pad_token.get("content")
         pad_id = self.tokenizer.token_to_id(pad_token) if pad_token else None
-        self.tokenizer.enable_padding(length=self.context_length, pad_token=pad_token or "", pad_id=pad_id or 0)
+        if pad_id is None:
+            # Padding with a guessed id would change what a pooling tower reads.
+            raise EmbedderConfigurationError(
+                f"{folder / 'tokenizer_config.json'} ({self.family}) names no pad_token of its tokenizer.json "
+                f"(pad_token: {pad_token!r}).",
+                code="model_config",
+            )
+        self.tokenizer.enable_padding(
+            length=self.context_length,
+            pad_token=pad_token,
+            pad_id=pad_id,
+            direction=tokenizer_cfg.get("padding_side", "right"),
+        )
         self.tokenizer.enable_truncation(max_length=self.context_length)
         self.tower = _Tower(folder / "model.onnx", **tower_options)
 
-    def clean(self, text: str) -> str:
-        text = " ".join(text.split())
-        if self.canonicalize:
-            text = "".join(ch for ch in text if ch.isalnum() or ch.isspace()).lower()
-        return text
-
     @cached_property
     def inputs(self) -> list[tuple[str, str, type]]:
-        """(input name, encoding field, dtype) for each model input: ids, and a mask where asked for."""
-        return [
-            (
-                model_input.name,
-                "attention_mask" if model_input.name == "attention_mask" else "ids",
-                np.int64 if "int64" in model_input.type else np.int32,
+        """(input name, encoding field, dtype) for each model input.
+
+        Raises EmbedderConfigurationError for an input this embedder cannot fill.
+        """
+        inputs = []
+        for model_input in self.tower.session.get_inputs():
+            field, dtype = self.FEEDS.get(model_input.name), self.DTYPES.get(model_input.type)
+            if field is None or dtype is None:
+                raise EmbedderConfigurationError(
+                    f"{self.tower.path} ({self.family}) expects an input {model_input.name!r} of "
+                    f"{model_input.type}; this embedder feeds text towers "
+                    f"{' or '.join(sorted(self.FEEDS))} as int32 or int64 token ids and masks.",
+                    code="model_config",
+                )
+            inputs.append((model_input.name, field, dtype))
+        if not any(field == "ids" for _, field, _ in inputs):
+            raise EmbedderConfigurationError(
+                f"{self.tower.path} ({self.family}) takes no token ids ('text' or 'input_ids').",
+                code="model_config",
             )
-            for model_input in self.tower.session.get_inputs()
-        ]
+        return inputs
 
     def feeds(self, texts: list[str]) -> dict[str, np.ndarray]:
         encodings = self.tokenizer.encode_batch([self.clean(text) for text in texts])
@@ -244,9 +291,25 @@ class ClipVisual:
         pixels = np.asarray(self.resize(image)).transpose(2, 0, 1)  # uint8 (3, size, size)
         return self._levels[self._channels, pixels]
 
+    @cached_property
+    def input_name(self) -> str:
+        """The graph's one input, float32 NCHW pixels.
+
+        Raises EmbedderConfigurationError for another kind of input (some exports take
+        uint8 RGB and normalise inside the graph; this embedder does not feed those).
+        """
+        inputs = self.tower.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)":
+            found = ", ".join(f"{i.name!r} of {i.type.removeprefix('tensor(').rstrip(')')}" for i in inputs)
+            raise EmbedderConfigurationError(
+                f"{self.tower.path} expects {found}; this embedder feeds one float32 (n, 3, size, size) input.",
+                code="model_config",
+            )
+        return inputs[0].name
+
     def __call__(self, images: list[Image.Image]) -> np.ndarray:
         batch = np.stack([self.preprocess(image) for image in images])
-        return self.tower.run({self.tower.input_name: batch})
+        return self.tower.run({self.input_name: batch})
 
 
 class OnnxClipEmbedder(Embedder):
