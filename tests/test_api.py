@@ -118,11 +118,41 @@ def test_the_owner_sees_the_moderation_state_and_an_edit_sends_it_back_to_pendin
     flagged = market["flagged"]
     body = api.get(f"/api/listings/{flagged.pk}/").json()
     assert body["moderation"]["status"] == "flagged"
-    assert body["moderation"]["reasons"][0]["code"] == "text_image_mismatch"
     assert "vector" not in str(body)
     edited = api.patch(f"/api/listings/{flagged.pk}/", {"title": "Blue boots"}, format="json").json()
     assert edited["moderation"]["status"] == "pending"
     assert edited["moderation"]["version"] == 2
+
+
+def test_a_seller_never_sees_the_scores_or_which_check_caught_their_listing(api, market, sellers):
+    api.force_authenticate(sellers[1])
+    flagged = market["flagged"]
+    for body in (api.get(f"/api/listings/{flagged.pk}/").json(), api.get("/api/listings/").json()["results"][0]):
+        assert set(body["moderation"]) == {"status", "version", "rejection_reason", "moderated_at"}
+        assert "text_image_mismatch" not in str(body)
+        assert str(round(flagged.consistency_score, 2))[:4] not in str(body["moderation"])
+
+
+def test_a_site_may_show_sellers_the_scores_with_a_setting(api, market, sellers, settings):
+    settings.MODERATION = {**settings.MODERATION, "SELLERS_SEE_SCORES": True}
+    api.force_authenticate(sellers[1])
+    body = api.get(f"/api/listings/{market['flagged'].pk}/").json()
+    assert body["moderation"]["reasons"][0]["code"] == "text_image_mismatch"
+    assert body["moderation"]["consistency"] == pytest.approx(market["flagged"].consistency_score)
+
+
+def test_a_rejected_listing_shows_its_seller_the_moderators_reason(api, market, sellers, moderator):
+    flagged = market["flagged"]
+    transitions.reject(flagged, actor=moderator, reason="The photo does not show the item described: blue, not red")
+    api.force_authenticate(sellers[1])
+    state = api.get(f"/api/listings/{flagged.pk}/").json()["moderation"]
+    assert state == {
+        "status": "rejected",
+        "version": 1,
+        "rejection_reason": "The photo does not show the item described: blue, not red",
+        "moderated_at": state["moderated_at"],
+    }
+    assert api.get(f"/api/listings/{market['red_shoes'].pk}/").json()["moderation"]["rejection_reason"] is None
 
 
 def test_anonymous_users_cannot_list_or_create(api):
@@ -393,10 +423,34 @@ def test_moderators_see_the_queue_and_decide_through_the_same_services(api, mark
     assert [step["to_status"] for step in detail["history"]] == ["flagged", "pending"]
     rejected = api.post(f"/api/moderation/listings/{flagged}/reject/", {"reason": "wrong photo"}, format="json")
     assert rejected.json()["moderation"]["status"] == "rejected"
-    assert_error(api.post(f"/api/moderation/listings/{flagged}/reject/", {}, format="json"), 409, "conflict")
+    again = api.post(f"/api/moderation/listings/{flagged}/reject/", {"reason": "wrong photo"}, format="json")
+    assert_error(again, 409, "conflict")
     assert api.get("/api/moderation/listings/", {"status": "rejected"}).json()["count"] == 1
     rescanned = api.post(f"/api/moderation/listings/{flagged}/rescan/", {}, format="json")
     assert rescanned.status_code == 200
+
+
+@pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}, {"preset": ""}])
+def test_a_rejection_without_a_reason_is_a_400_and_nothing_changes(api, market, moderator, body):
+    api.force_authenticate(moderator)
+    flagged = market["flagged"]
+    response = api.post(f"/api/moderation/listings/{flagged.pk}/reject/", body, format="json")
+    error = assert_error(response, 400, "invalid")
+    assert "reason" in error["fields"]
+    flagged.refresh_from_db()
+    assert flagged.moderation_status == S.FLAGGED
+    assert transitions.history(flagged).count() == 2
+
+
+def test_a_rejection_takes_a_preset_reason_of_the_sites_and_refuses_any_other(api, market, moderator, settings):
+    settings.MODERATION = {**settings.MODERATION, "DECISION_REASONS": ["Stock photo"]}
+    api.force_authenticate(moderator)
+    url = f"/api/moderation/listings/{market['flagged'].pk}/reject/"
+    error = assert_error(api.post(url, {"preset": "Counterfeit"}, format="json"), 400, "invalid")
+    assert "preset" in error["fields"]
+    decided = api.post(url, {"preset": "Stock photo", "reason": "from a catalogue"}, format="json")
+    assert decided.status_code == 200, decided.content
+    assert transitions.history(market["flagged"]).first().reason == "Stock photo: from a catalogue"
 
 
 @pytest.mark.parametrize("query", ["status=bogus", "reason=bogus", "status=%00", "reason=%00", "status=flagged%00"])
