@@ -1,8 +1,9 @@
-"""The demo marketplace's own API: sellers' listings. Search and the moderators' queue
+"""The demo marketplace's own API: sellers' listings and their apps' tokens. Search and the moderators' queue
 are the app's (``catalog/urls.py`` mounts them as a host would)."""
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import permissions, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 
 from moderation.api.views import ModerationAPIMixin
 
@@ -61,3 +62,10 @@ class ListingViewSet(ModerationAPIMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(seller=self.request.user)
+
+
+@extend_schema(summary='A token for an app: POST username and password, get {"token": ...}')
+class TokenView(ModerationAPIMixin, ObtainAuthToken):
+    """DRF's token endpoint with the app's error body: a wrong password is a 400
+    ``invalid``. The token is the user's one key (``rest_framework.authtoken``) and is
+    sent as ``Authorization: Token <key>``; deleting it in the admin revokes it."""

@@ -155,8 +155,37 @@ def test_a_rejected_listing_shows_its_seller_the_moderators_reason(api, market, 
     assert api.get(f"/api/listings/{market['red_shoes'].pk}/").json()["moderation"]["rejection_reason"] is None
 
 
-def test_anonymous_users_cannot_list_or_create(api):
-    assert_error(api.get("/api/listings/"), 403, "not_authenticated")
+def test_a_request_without_credentials_is_a_401_naming_the_token_scheme(api):
+    for response in (api.get("/api/listings/"), api.post("/api/listings/", {}), api.get("/api/moderation/listings/")):
+        assert_error(response, 401, "not_authenticated")
+        assert response["WWW-Authenticate"] == "Token"
+
+
+def test_an_app_trades_a_password_for_a_token_once_and_then_sends_the_token(api, market, sellers):
+    answer = api.post("/api/token/", {"username": "alice", "password": "pw-for-tests"}, format="json")
+    assert answer.status_code == 200, answer.content
+    token = answer.json()["token"]
+    app = APIClient()
+    listed = app.get("/api/listings/", HTTP_AUTHORIZATION=f"Token {token}")
+    assert listed.status_code == 200
+    assert {row["title"] for row in listed.json()["results"]} == {"Red mug", "Blue kettle"}
+    again = api.post("/api/token/", {"username": "alice", "password": "pw-for-tests"}, format="json")
+    assert again.json()["token"] == token  # one key per user, until it is deleted
+
+
+@pytest.mark.parametrize("form", [{"username": "alice", "password": "wrong"}, {"username": "alice"}, {}])
+def test_a_token_request_with_a_wrong_or_missing_password_is_a_400_and_makes_no_token(api, sellers, form):
+    from rest_framework.authtoken.models import Token
+
+    assert_error(api.post("/api/token/", form, format="json"), 400, "invalid")
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize("endpoint", ["/api/listings/", "/api/search/text/?q=red"])
+@pytest.mark.parametrize("key", ["abc\x00def", "\x00", "bogus"])
+def test_a_token_that_is_wrong_or_the_database_cannot_hold_is_a_401(api, sellers, endpoint, key):
+    response = api.get(endpoint, HTTP_AUTHORIZATION=f"Token {key}")
+    assert_error(response, 401, "authentication_failed")
 
 
 # Every endpoint looks the Basic user name up before its own work.
@@ -183,7 +212,7 @@ def test_basic_credentials_the_database_cannot_hold_fail_like_a_wrong_password(a
     wrong = api.get(endpoint, **basic(b"alice:wrong"))
     response = api.get(endpoint, **basic(credentials))
     assert (response.status_code, response.content) == (wrong.status_code, wrong.content)
-    assert response.status_code == 403
+    assert response.status_code == 401
     if endpoint != "/api/docs/":  # the docs page renders an error as plain text
         assert b"authentication_failed" in response.content  # the one error body, as JSON or the schema's YAML
 
@@ -203,14 +232,14 @@ def test_a_session_cookie_the_database_cannot_hold_is_no_session(api, market, en
     api.cookies["sessionid"] = "abc\x00defghijk"
     response = api.get(endpoint)
     if endpoint in ("/api/listings/", "/api/moderation/listings/"):
-        assert_error(response, 403, "not_authenticated")
+        assert_error(response, 401, "not_authenticated")
     else:
         assert response.status_code == 200
 
 
-def test_the_schema_documents_the_session_and_basic_logins(api):
+def test_the_schema_documents_the_token_session_and_basic_logins(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
-    assert set(schema["components"]["securitySchemes"]) == {"cookieAuth", "basicAuth"}
+    assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth", "basicAuth"}
     assert {"cookieAuth": []} in schema["paths"]["/api/listings/"]["get"]["security"]
 
 
