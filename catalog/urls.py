@@ -24,6 +24,7 @@ moderation.register(
 
 urlpatterns = [
     path("", include(router.urls)),
+    path("token/", views.TokenView.as_view(), name="api-token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include(moderation.urls)),  # last: it ends with the JSON 404 for any other URL

@@ -1,8 +1,9 @@
-"""The demo marketplace's own API: sellers' listings. Search and the moderators' queue
+"""The demo marketplace's own API: sellers' listings and their apps' tokens. Search and the moderators' queue
 are the app's (``catalog/urls.py`` mounts them as a host would)."""
 
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import permissions, viewsets
+from rest_framework.authtoken.views import ObtainAuthToken
 
 from moderation.api.views import ModerationAPIMixin
 
@@ -25,14 +26,9 @@ LISTING_EXAMPLE = OpenApiExample(
         "created_at": "2026-11-28T08:00:00Z",
         "updated_at": "2026-11-28T08:00:00Z",
         "moderation": {
-            "status": "flagged",
+            "status": "rejected",
             "version": 1,
-            "reasons": [{"code": "text_image_mismatch", "label": "The photo does not match the title and description"}],
-            "consistency": 0.17,
-            "category_rank": 1,
-            "suggested_categories": [],
-            "duplicate_similarity": None,
-            "error": None,
+            "rejection_reason": "The photo does not show the item described",
             "moderated_at": "2026-11-28T08:00:02Z",
         },
     },
@@ -66,3 +62,10 @@ class ListingViewSet(ModerationAPIMixin, viewsets.ModelViewSet):
 
     def perform_create(self, serializer):
         serializer.save(seller=self.request.user)
+
+
+@extend_schema(summary='A token for an app: POST username and password, get {"token": ...}')
+class TokenView(ModerationAPIMixin, ObtainAuthToken):
+    """DRF's token endpoint with the app's error body: a wrong password is a 400
+    ``invalid``. The token is the user's one key (``rest_framework.authtoken``) and is
+    sent as ``Authorization: Token <key>``; deleting it in the admin revokes it."""

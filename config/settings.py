@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
@@ -195,7 +196,10 @@ MODERATION = (
 # moderation.api.throttling.DEFAULT_RATES) and drf-spectacular's schema.
 REST_FRAMEWORK = {
     # DRF's own, refusing credentials that PostgreSQL cannot hold (a NUL) instead of a 500.
+    # Tokens first: apps' requests cost a lookup, not a password hash, and a request
+    # without credentials is a 401 with `WWW-Authenticate: Token` (moderation.api.authentication).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "moderation.api.authentication.TokenAuthentication",
         "moderation.api.authentication.SessionAuthentication",
         "moderation.api.authentication.BasicAuthentication",
     ],

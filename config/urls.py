@@ -9,12 +9,15 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from django.views.static import serve
 
+from moderation import health
 from moderation.uploads import photo_content_types
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("catalog.urls")),
+    path("health/", health.web, name="health"),
+    path("health/cluster/", health.cluster, name="health-cluster"),
 ]
 
 

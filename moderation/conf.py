@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
         "The listing is in the wrong category",
         "The item is not allowed on this site",
     ],
+    # A seller sees their object's status and a rejection's reason; True also shows them
+    # the scores and the flag and error codes (which tell a fraudster what caught them).
+    "SELLERS_SEE_SCORES": False,
     # A moderator who opens an object holds it this long (moderation/holds.py).
     "HOLD_SECONDS": 300,
     # A moderator may undo their last decisions this long after making them.

@@ -2,8 +2,9 @@
 
 Whoever asks (the signal handler on save, the tasks, the admin, the API), a state
 changes here and nowhere else. Each function locks the row, checks the current state,
-writes the change and a ``Decision`` row in one transaction, and queues a scoring task
-on commit where the change needs one.
+writes the change and a ``Decision`` row in one transaction, queues a scoring task
+on commit where the change needs one, and sends the host's signals
+(``moderation.signals``) on commit.
 
     pending -> ok | flagged -> approved | rejected;  error (with a code)
 """
@@ -19,7 +20,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import queue
+from . import queue, signals
 from .conf import moderation_settings
 from .db import update_rows
 from .exceptions import InvalidTransition
@@ -71,6 +72,13 @@ def _decision_row(
         scores=Scores.stored_on(obj).as_dict() if with_scores else {},
         content_version=obj.moderation_version,
     )
+
+
+def _send_on_commit(signal, obj: models.Model, **kwargs) -> None:
+    """Send ``signal`` for ``obj`` once the transaction commits (never for a change rolled
+    back). ``send_robust``: a receiver's error is logged by Django (``django.dispatch``),
+    not raised into a task or a moderator's request whose change is already committed."""
+    transaction.on_commit(lambda: signal.send_robust(sender=type(obj), instance=obj, **kwargs))
 
 
 def _rows_for_update(model: type[models.Model]):
@@ -190,6 +198,8 @@ def record_scores(
             if from_status not in DECIDED_STATUSES:
                 row.moderation_status = S.FLAGGED if scores.flag_reasons else S.OK
             changed.append(row)
+            if row.moderation_status == S.FLAGGED and from_status != S.FLAGGED:
+                _send_on_commit(signals.object_flagged, row, reasons=list(row.flag_reasons))
             if row.moderation_status != from_status:
                 decisions.append(
                     _decision_row(
@@ -290,6 +300,10 @@ def record_failure(
             row.moderation_status == S.ERROR and row.moderation_error != from_error
         ):
             _decision(row, from_status=from_status, to_status=row.moderation_status, reason=row.moderation_error_detail)
+            if row.moderation_status == S.ERROR:
+                _send_on_commit(
+                    signals.object_failed, row, code=row.moderation_error, detail=row.moderation_error_detail
+                )
         return row.moderation_status
 
 
@@ -306,7 +320,10 @@ def _decide(obj: models.Model, *, to_status: str, actor, reason: str) -> models.
         from_status = row.moderation_status
         row.moderation_status = to_status
         row.save(update_fields=["moderation_status"])
-        _decision(row, from_status=from_status, to_status=to_status, actor=actor, reason=reason, with_scores=True)
+        decision = _decision(
+            row, from_status=from_status, to_status=to_status, actor=actor, reason=reason, with_scores=True
+        )
+        _send_on_commit(signals.object_decided, row, status=to_status, reason=reason, actor=actor, decision=decision)
     obj.moderation_status = to_status
     return row
 
@@ -316,9 +333,20 @@ def approve(obj: models.Model, *, actor, reason: str = "") -> models.Model:
     return _decide(obj, to_status=S.APPROVED, actor=actor, reason=reason)
 
 
-def reject(obj: models.Model, *, actor, reason: str = "") -> models.Model:
-    """A moderator refuses the object; it leaves public search. Raises ``InvalidTransition``
-    if it is rejected already."""
+def decision_reason(preset: str, details: str) -> str:
+    """The reason a decision records and the seller is told: one of ``DECISION_REASONS``
+    (``preset``), the moderator's words, or both as "preset: details"; "" for neither.
+    The admin's form and the API's compose it here, so both say it the same way."""
+    return ": ".join(part for part in (preset, details.strip()) if part)
+
+
+def reject(obj: models.Model, *, actor, reason: str) -> models.Model:
+    """A moderator refuses the object; it leaves public search. ``reason`` is what the
+    seller is told (``DECISION_REASONS``, or the moderator's words). Raises ValueError
+    for a blank reason (the admin's and the API's forms refuse it first) and
+    ``InvalidTransition`` if the object is rejected already."""
+    if not reason.strip():
+        raise ValueError("A rejection needs a reason: one of MODERATION['DECISION_REASONS'] or the moderator's words.")
     return _decide(obj, to_status=S.REJECTED, actor=actor, reason=reason)
 
 

@@ -118,15 +118,74 @@ def test_the_owner_sees_the_moderation_state_and_an_edit_sends_it_back_to_pendin
     flagged = market["flagged"]
     body = api.get(f"/api/listings/{flagged.pk}/").json()
     assert body["moderation"]["status"] == "flagged"
-    assert body["moderation"]["reasons"][0]["code"] == "text_image_mismatch"
     assert "vector" not in str(body)
     edited = api.patch(f"/api/listings/{flagged.pk}/", {"title": "Blue boots"}, format="json").json()
     assert edited["moderation"]["status"] == "pending"
     assert edited["moderation"]["version"] == 2
 
 
-def test_anonymous_users_cannot_list_or_create(api):
-    assert_error(api.get("/api/listings/"), 403, "not_authenticated")
+def test_a_seller_never_sees_the_scores_or_which_check_caught_their_listing(api, market, sellers):
+    api.force_authenticate(sellers[1])
+    flagged = market["flagged"]
+    for body in (api.get(f"/api/listings/{flagged.pk}/").json(), api.get("/api/listings/").json()["results"][0]):
+        assert set(body["moderation"]) == {"status", "version", "rejection_reason", "moderated_at"}
+        assert "text_image_mismatch" not in str(body)
+        assert str(round(flagged.consistency_score, 2))[:4] not in str(body["moderation"])
+
+
+def test_a_site_may_show_sellers_the_scores_with_a_setting(api, market, sellers, settings):
+    settings.MODERATION = {**settings.MODERATION, "SELLERS_SEE_SCORES": True}
+    api.force_authenticate(sellers[1])
+    body = api.get(f"/api/listings/{market['flagged'].pk}/").json()
+    assert body["moderation"]["reasons"][0]["code"] == "text_image_mismatch"
+    assert body["moderation"]["consistency"] == pytest.approx(market["flagged"].consistency_score)
+
+
+def test_a_rejected_listing_shows_its_seller_the_moderators_reason(api, market, sellers, moderator):
+    flagged = market["flagged"]
+    transitions.reject(flagged, actor=moderator, reason="The photo does not show the item described: blue, not red")
+    api.force_authenticate(sellers[1])
+    state = api.get(f"/api/listings/{flagged.pk}/").json()["moderation"]
+    assert state == {
+        "status": "rejected",
+        "version": 1,
+        "rejection_reason": "The photo does not show the item described: blue, not red",
+        "moderated_at": state["moderated_at"],
+    }
+    assert api.get(f"/api/listings/{market['red_shoes'].pk}/").json()["moderation"]["rejection_reason"] is None
+
+
+def test_a_request_without_credentials_is_a_401_naming_the_token_scheme(api):
+    for response in (api.get("/api/listings/"), api.post("/api/listings/", {}), api.get("/api/moderation/listings/")):
+        assert_error(response, 401, "not_authenticated")
+        assert response["WWW-Authenticate"] == "Token"
+
+
+def test_an_app_trades_a_password_for_a_token_once_and_then_sends_the_token(api, market, sellers):
+    answer = api.post("/api/token/", {"username": "alice", "password": "pw-for-tests"}, format="json")
+    assert answer.status_code == 200, answer.content
+    token = answer.json()["token"]
+    app = APIClient()
+    listed = app.get("/api/listings/", HTTP_AUTHORIZATION=f"Token {token}")
+    assert listed.status_code == 200
+    assert {row["title"] for row in listed.json()["results"]} == {"Red mug", "Blue kettle"}
+    again = api.post("/api/token/", {"username": "alice", "password": "pw-for-tests"}, format="json")
+    assert again.json()["token"] == token  # one key per user, until it is deleted
+
+
+@pytest.mark.parametrize("form", [{"username": "alice", "password": "wrong"}, {"username": "alice"}, {}])
+def test_a_token_request_with_a_wrong_or_missing_password_is_a_400_and_makes_no_token(api, sellers, form):
+    from rest_framework.authtoken.models import Token
+
+    assert_error(api.post("/api/token/", form, format="json"), 400, "invalid")
+    assert not Token.objects.exists()
+
+
+@pytest.mark.parametrize("endpoint", ["/api/listings/", "/api/search/text/?q=red"])
+@pytest.mark.parametrize("key", ["abc\x00def", "\x00", "bogus"])
+def test_a_token_that_is_wrong_or_the_database_cannot_hold_is_a_401(api, sellers, endpoint, key):
+    response = api.get(endpoint, HTTP_AUTHORIZATION=f"Token {key}")
+    assert_error(response, 401, "authentication_failed")
 
 
 # Every endpoint looks the Basic user name up before its own work.
@@ -153,7 +212,7 @@ def test_basic_credentials_the_database_cannot_hold_fail_like_a_wrong_password(a
     wrong = api.get(endpoint, **basic(b"alice:wrong"))
     response = api.get(endpoint, **basic(credentials))
     assert (response.status_code, response.content) == (wrong.status_code, wrong.content)
-    assert response.status_code == 403
+    assert response.status_code == 401
     if endpoint != "/api/docs/":  # the docs page renders an error as plain text
         assert b"authentication_failed" in response.content  # the one error body, as JSON or the schema's YAML
 
@@ -173,14 +232,14 @@ def test_a_session_cookie_the_database_cannot_hold_is_no_session(api, market, en
     api.cookies["sessionid"] = "abc\x00defghijk"
     response = api.get(endpoint)
     if endpoint in ("/api/listings/", "/api/moderation/listings/"):
-        assert_error(response, 403, "not_authenticated")
+        assert_error(response, 401, "not_authenticated")
     else:
         assert response.status_code == 200
 
 
-def test_the_schema_documents_the_session_and_basic_logins(api):
+def test_the_schema_documents_the_token_session_and_basic_logins(api):
     schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
-    assert set(schema["components"]["securitySchemes"]) == {"cookieAuth", "basicAuth"}
+    assert set(schema["components"]["securitySchemes"]) == {"tokenAuth", "cookieAuth", "basicAuth"}
     assert {"cookieAuth": []} in schema["paths"]["/api/listings/"]["get"]["security"]
 
 
@@ -393,10 +452,34 @@ def test_moderators_see_the_queue_and_decide_through_the_same_services(api, mark
     assert [step["to_status"] for step in detail["history"]] == ["flagged", "pending"]
     rejected = api.post(f"/api/moderation/listings/{flagged}/reject/", {"reason": "wrong photo"}, format="json")
     assert rejected.json()["moderation"]["status"] == "rejected"
-    assert_error(api.post(f"/api/moderation/listings/{flagged}/reject/", {}, format="json"), 409, "conflict")
+    again = api.post(f"/api/moderation/listings/{flagged}/reject/", {"reason": "wrong photo"}, format="json")
+    assert_error(again, 409, "conflict")
     assert api.get("/api/moderation/listings/", {"status": "rejected"}).json()["count"] == 1
     rescanned = api.post(f"/api/moderation/listings/{flagged}/rescan/", {}, format="json")
     assert rescanned.status_code == 200
+
+
+@pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}, {"preset": ""}])
+def test_a_rejection_without_a_reason_is_a_400_and_nothing_changes(api, market, moderator, body):
+    api.force_authenticate(moderator)
+    flagged = market["flagged"]
+    response = api.post(f"/api/moderation/listings/{flagged.pk}/reject/", body, format="json")
+    error = assert_error(response, 400, "invalid")
+    assert "reason" in error["fields"]
+    flagged.refresh_from_db()
+    assert flagged.moderation_status == S.FLAGGED
+    assert transitions.history(flagged).count() == 2
+
+
+def test_a_rejection_takes_a_preset_reason_of_the_sites_and_refuses_any_other(api, market, moderator, settings):
+    settings.MODERATION = {**settings.MODERATION, "DECISION_REASONS": ["Stock photo"]}
+    api.force_authenticate(moderator)
+    url = f"/api/moderation/listings/{market['flagged'].pk}/reject/"
+    error = assert_error(api.post(url, {"preset": "Counterfeit"}, format="json"), 400, "invalid")
+    assert "preset" in error["fields"]
+    decided = api.post(url, {"preset": "Stock photo", "reason": "from a catalogue"}, format="json")
+    assert decided.status_code == 200, decided.content
+    assert transitions.history(market["flagged"]).first().reason == "Stock photo: from a catalogue"
 
 
 @pytest.mark.parametrize("query", ["status=bogus", "reason=bogus", "status=%00", "reason=%00", "status=flagged%00"])

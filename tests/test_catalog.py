@@ -31,3 +31,24 @@ def test_the_admin_lists_listings(admin_client, listing_factory):
     response = admin_client.get("/admin/catalog/listing/")
     assert response.status_code == 200
     assert b"Green lamp" in response.content
+
+
+def test_the_seller_is_emailed_the_reason_when_a_listing_is_rejected_and_not_when_approved(
+    demo_moderation, listing_factory, user_factory, photo, admin_user, mailoutbox, django_capture_on_commit_callbacks
+):
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    seller = user_factory(username="alice", email="alice@example.com")
+    wrong = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"), seller=seller)
+    fine = listing_factory(title="Red mug", image=photo("red", "cup"), seller=seller)
+    score_now(wrong)
+    score_now(fine)
+    with django_capture_on_commit_callbacks(execute=True):
+        transitions.reject(wrong, actor=admin_user, reason="The photo does not show the item described")
+        transitions.approve(fine, actor=admin_user)
+    [mail] = mailoutbox
+    assert mail.to == ["alice@example.com"]
+    assert "Red hiking boots" in mail.subject
+    assert "The photo does not show the item described" in mail.body
+    assert "0." not in mail.body  # no score

@@ -38,7 +38,7 @@ def test_the_moderators_decisions_are_a_labelled_set(
     missed = listing_factory(title="Green bowl", image=photo("green", "disc"))
     for listing in (wrong, right, missed):
         score_now(listing)
-    transitions.reject(wrong, actor=moderator)
+    transitions.reject(wrong, actor=moderator, reason="wrong photo")
     transitions.approve(right, actor=moderator)
     transitions.reject(missed, actor=moderator, reason="fake")  # scored ok, rejected all the same
     call_command("moderation_evaluate", "--output-dir", str(tmp_path))

@@ -41,6 +41,7 @@ FLOW = [
     "moderation.notes",
     "moderation.admin",
     "moderation.api",
+    "moderation.health",
     "moderation.checks",
     "moderation.operations",
     "moderation.management.base",

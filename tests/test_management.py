@@ -29,7 +29,7 @@ def test_reembed_writes_vectors_of_the_new_model_and_keeps_decisions(
 ):
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
     score_now(listing)
-    transitions.reject(listing, actor=admin_user)
+    transitions.reject(listing, actor=admin_user, reason="wrong photo")
     settings.MODERATION = {
         **demo_moderation,
         "EMBEDDER": {

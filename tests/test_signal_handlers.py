@@ -76,7 +76,7 @@ def test_a_hash_stored_before_it_left_out_the_model_is_respelled_without_new_con
 
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
     score_now(listing)
-    transitions.reject(listing, actor=admin_user)
+    transitions.reject(listing, actor=admin_user, reason="wrong photo")
     spec = get_spec(Listing)
     legacy = spec.legacy_content_hash(listing, model_id=listing.embedding_model)
     Listing.objects.filter(pk=listing.pk).update(content_hash=legacy)

@@ -107,3 +107,16 @@ def test_undo_is_refused_for_another_moderators_decision_an_old_one_or_changed_c
         transitions.undo(listing, actor=admin_user, within_seconds=60)
     listing.refresh_from_db()
     assert listing.moderation_status == S.PENDING
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_a_rejection_without_a_reason_is_refused_and_nothing_changes(
+    demo_moderation, listing_factory, photo, admin_user, reason
+):
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    with pytest.raises(ValueError, match="DECISION_REASONS"):
+        transitions.reject(listing, actor=admin_user, reason=reason)
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+    assert history(listing)[-1] == (S.PENDING, S.FLAGGED)

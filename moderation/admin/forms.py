@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from moderation.conf import moderation_settings
+from moderation.transitions import decision_reason
 
 
 class DecisionForm(forms.Form):
@@ -33,10 +34,9 @@ class DecisionForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        parts = [part for part in (data.get("preset", ""), data.get("reason", "").strip()) if part]
-        if self.verb == "reject" and not parts and not self.errors:
+        data["reason"] = decision_reason(data.get("preset", ""), data.get("reason", ""))
+        if self.verb == "reject" and not data["reason"] and not self.errors:
             raise forms.ValidationError(_("A rejection needs a reason: pick one or write one."), code="required")
-        data["reason"] = ": ".join(parts)
         return data
 
 

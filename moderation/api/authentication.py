@@ -1,19 +1,29 @@
-"""DRF's session and HTTP Basic authentication, refusing credentials the database cannot hold.
+"""DRF's token, session and HTTP Basic authentication, refusing credentials the database cannot hold.
 
-A credential is looked up in the database: the Basic user name by the auth backend
-(``WHERE username = ...``), the session cookie's key by the session store. PostgreSQL
+A credential is looked up in the database: the token by its key, the Basic user name
+by the auth backend (``WHERE username = ...``), the session cookie's key by the
+session store. PostgreSQL
 text cannot hold a NUL, nor a lone surrogate, and a value with one is a ``DataError``,
 a 500 on every endpoint before any login. Such a credential matches no user, so:
 
+- ``TokenAuthentication`` answers it as a wrong token (``authentication_failed``);
 - ``BasicAuthentication`` answers it as a wrong password (``authentication_failed``);
 - ``SessionAuthentication`` takes such a session cookie for no session (anonymous).
 
-Set them in place of DRF's own::
+Set them in place of DRF's own (``rest_framework.authtoken`` in ``INSTALLED_APPS`` for
+the tokens)::
 
     REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+        "moderation.api.authentication.TokenAuthentication",
         "moderation.api.authentication.SessionAuthentication",
         "moderation.api.authentication.BasicAuthentication",
     ]
+
+The first class names the scheme of a 401: DRF answers a request without credentials
+401 with ``WWW-Authenticate`` only when the first class has a header to send (token and
+Basic do; session does not, and the answer would be a 403). Token first: an app's
+request then costs one indexed lookup, where Basic re-hashes the password on every
+request (PBKDF2, about a second: docs/benchmarks.md, bench/auth_cost.py).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.authentication import BasicScheme, SessionScheme
+from drf_spectacular.authentication import BasicScheme, SessionScheme, TokenScheme
 from rest_framework import authentication, exceptions
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
@@ -36,6 +46,16 @@ def database_can_hold(text: str) -> bool:
     except (ValidationError, exceptions.ValidationError):
         return False
     return True
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication (``Authorization: Token <key>``); a key the database
+    cannot hold is a wrong one (``AuthenticationFailed``, as DRF says for an unknown key)."""
+
+    def authenticate_credentials(self, key):
+        if not database_can_hold(key):
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        return super().authenticate_credentials(key)
 
 
 class BasicAuthentication(authentication.BasicAuthentication):
@@ -59,7 +79,7 @@ class SessionAuthentication(authentication.SessionAuthentication):
         return super().authenticate(request)
 
 
-# The OpenAPI security schemes of the two (drf-spectacular's for DRF's own classes,
+# The OpenAPI security schemes of the three (drf-spectacular's for DRF's own classes,
 # which it matches by exact class): registered when this module is imported.
 class SessionAuthenticationScheme(SessionScheme):
     target_class = SessionAuthentication
@@ -67,3 +87,7 @@ class SessionAuthenticationScheme(SessionScheme):
 
 class BasicAuthenticationScheme(BasicScheme):
     target_class = BasicAuthentication
+
+
+class TokenAuthenticationScheme(TokenScheme):
+    target_class = TokenAuthentication

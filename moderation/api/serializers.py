@@ -7,12 +7,15 @@ from __future__ import annotations
 import functools
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from moderation.conf import moderation_settings
 from moderation.models import Decision, FlagReason, ModerationStatus
 from moderation.registry import get_spec
 from moderation.search import MAX_K
+from moderation.transitions import decision_reason, history
 from moderation.uploads import validate_photo
 from moderation.visible_text import MinVisibleLengthValidator
 
@@ -42,10 +45,15 @@ class FlagReasonSerializer(serializers.Serializer):
 
 
 class ModerationStateSerializer(serializers.Serializer):
-    """What the owner and moderators see of an object's moderation. Read-only."""
+    """What an object's owner sees of its moderation, read-only: the status and, for a
+    rejection, the moderator's reason (``rejection_reason``). Scores, flag reason codes
+    and error codes tell a fraudster which check caught them and by how much, so they
+    are the moderators' (``ModeratorStateSerializer``) unless the site sets
+    ``MODERATION["SELLERS_SEE_SCORES"]``."""
 
     status = serializers.CharField(source="moderation_status")
     version = serializers.IntegerField(source="moderation_version")
+    rejection_reason = serializers.SerializerMethodField()
     reasons = serializers.SerializerMethodField()
     consistency = serializers.FloatField(source="consistency_score", allow_null=True)
     category_rank = serializers.IntegerField(allow_null=True)
@@ -53,6 +61,26 @@ class ModerationStateSerializer(serializers.Serializer):
     duplicate_similarity = serializers.FloatField(allow_null=True)
     error = serializers.SerializerMethodField()
     moderated_at = serializers.DateTimeField(allow_null=True)
+
+    # The moderators' fields: which check caught the object, and by how much.
+    SCORE_FIELDS = ("reasons", "consistency", "category_rank", "suggested_categories", "duplicate_similarity", "error")
+
+    def shows_scores(self) -> bool:
+        """Whether ``SCORE_FIELDS`` are shown; override for another audience."""
+        return moderation_settings.SELLERS_SEE_SCORES
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if not self.shows_scores():
+            for name in self.SCORE_FIELDS:
+                del fields[name]
+        return fields
+
+    def get_rejection_reason(self, obj) -> str | None:
+        """The reason of the rejection in force (what the seller must fix); None otherwise."""
+        if obj.moderation_status != ModerationStatus.REJECTED:
+            return None
+        return history(obj).filter(to_status=ModerationStatus.REJECTED).values_list("reason", flat=True).first()
 
     @extend_schema_field(FlagReasonSerializer(many=True))
     def get_reasons(self, obj) -> list[dict]:
@@ -71,8 +99,34 @@ class ModerationStateSerializer(serializers.Serializer):
         }
 
 
+class ModeratorStateSerializer(ModerationStateSerializer):
+    """An object's moderation as moderators see it: with its scores, flag reasons and error."""
+
+    def shows_scores(self) -> bool:
+        return True
+
+
 class DecisionRequestSerializer(serializers.Serializer):
+    """A moderator's decision: a ``preset`` reason from ``MODERATION["DECISION_REASONS"]``,
+    the moderator's own words (``reason``), or both, as in the admin. A rejection needs
+    one or the other (400 ``invalid`` naming ``reason``). ``context["verb"]``: "approve",
+    "reject" or "rescan". ``validated_data["reason"]`` is the composed reason."""
+
+    preset = serializers.ChoiceField(choices=[], required=False, allow_blank=True, default="")
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["preset"].choices = moderation_settings.DECISION_REASONS
+
+    def validate(self, attrs):
+        attrs["reason"] = decision_reason(attrs["preset"], attrs["reason"])
+        if self.context.get("verb") == "reject" and not attrs["reason"]:
+            raise serializers.ValidationError(
+                {"reason": [_("A rejection needs a reason: a preset from DECISION_REASONS or your own words.")]},
+                code="required",
+            )
+        return attrs
 
 
 class DecisionSerializer(serializers.ModelSerializer):

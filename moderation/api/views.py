@@ -246,7 +246,7 @@ class ModerationQueueViewSet(
 
     def _decide(self, request, verb: str):
         obj = self.get_object()
-        form = DecisionRequestSerializer(data=request.data)
+        form = DecisionRequestSerializer(data=request.data, context={"verb": verb})
         form.is_valid(raise_exception=True)
         transitions.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
         obj.refresh_from_db()
