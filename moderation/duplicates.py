@@ -1,7 +1,8 @@
 """The duplicate check: the same picture used by another owner, the earliest upload the original.
 
-A listing is never a duplicate of a later copy, and a rejected listing is nobody's
-original. The same owner listing the same picture and text again is a ``repost``.
+The original of a picture is its earliest upload, whoever owns it: a listing is never a
+duplicate of a later copy, and a rejected listing is nobody's original. The same owner
+listing the same picture and text again is a ``repost`` of the owner's own original.
 
 CLIP vectors of two different photos of similar things can be very close, so a
 duplicate needs both: a photo vector close to another owner's (one index search per
@@ -166,11 +167,13 @@ def find_duplicate(
     """The original this photo copies, as (flag reason, candidate), or None.
 
     ``candidates`` were uploaded before this object and are not rejected
-    (``duplicate_candidates``, and the batch's own from ``batch_candidates``). The same
-    picture of another owner is a ``duplicate_image`` of the earliest such object; the
-    same picture with near-identical text of the same owner is a ``repost`` of the
-    earliest. ``limits``: ``DUPLICATE_MIN_SIMILARITY``, ``PHASH_MAX_DISTANCE``,
-    ``REPOST_MIN_TEXT_SIMILARITY`` (``scoring.thresholds_for``).
+    (``duplicate_candidates``, and the batch's own from ``batch_candidates``). The
+    original is the earliest of them showing the same picture, whoever owns it: of
+    another owner, this object is its ``duplicate_image``; of the same owner, its
+    ``repost`` when the texts are near-identical, else nothing (a later copy by another
+    owner does not make the owner's own re-listing a copy). ``limits``:
+    ``DUPLICATE_MIN_SIMILARITY``, ``PHASH_MAX_DISTANCE``, ``REPOST_MIN_TEXT_SIMILARITY``
+    (``scoring.thresholds_for``).
     """
     same = [
         candidate
@@ -178,12 +181,13 @@ def find_duplicate(
         if candidate.similarity >= limits["DUPLICATE_MIN_SIMILARITY"]
         and same_picture(phash, candidate.phash, limits["PHASH_MAX_DISTANCE"])
     ]
-    copied = [candidate for candidate in same if not candidate.same_owner]
-    if copied:
-        return FlagReason.DUPLICATE_IMAGE, min(copied, key=attrgetter("order"))
-    reposted = [c for c in same if c.same_owner and same_text(text, c.text, limits["REPOST_MIN_TEXT_SIMILARITY"])]
-    if reposted:
-        return FlagReason.REPOST, min(reposted, key=attrgetter("order"))
+    if not same:
+        return None
+    original = min(same, key=attrgetter("order"))
+    if not original.same_owner:
+        return FlagReason.DUPLICATE_IMAGE, original
+    if same_text(text, original.text, limits["REPOST_MIN_TEXT_SIMILARITY"]):
+        return FlagReason.REPOST, original
     return None
 
 
