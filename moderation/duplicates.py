@@ -1,7 +1,8 @@
 """The duplicate check: the same picture used by another owner, the earliest upload the original.
 
-A listing is never a duplicate of a later copy, and a rejected listing is nobody's
-original. The same owner listing the same picture and text again is a ``repost``.
+The original of a picture is its earliest upload, whoever owns it: a listing is never a
+duplicate of a later copy, and a rejected listing is nobody's original. The same owner
+listing the same picture and text again is a ``repost`` of the owner's own original.
 
 CLIP vectors of two different photos of similar things can be very close, so a
 duplicate needs both: a photo vector close to another owner's (one index search per
@@ -62,7 +63,9 @@ class Candidate:
     text: str
 
 
-def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> tuple[str, list]:
+def duplicate_query(
+    spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, later: bool = False
+) -> tuple[str, list]:
     """The statement of ``duplicate_candidates``: SQL and parameters.
 
     Each object's vector is one row of an unnested array, joined LATERAL to index
@@ -72,7 +75,8 @@ def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, m
     a moderator refused. The inner queries are built by the ORM from the model's
     default manager (so the manager's own conditions hold) and refer to the outer row
     as ``q``. No distance condition in SQL: it would keep the planner off the HNSW
-    index, so the thresholds are applied by the caller.
+    index, so the thresholds are applied by the caller. With ``later``, objects of other
+    owners uploaded *after* it are searched instead (``later_copies``).
     """
     model = spec.model
     quote = connection.ops.quote_name
@@ -83,14 +87,16 @@ def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, m
 
     pk_field = model._meta.pk
     pk_type = pk_field.db_type(connection)
+    before = ">" if later else "<"
     if spec.created_field:
         created = model._meta.get_field(spec.created_field)
         earlier = (
-            f"({column(created)}, {column(pk_field)}) < (q.created::{created.db_type(connection)}, q.pk::{pk_type})"
+            f"({column(created)}, {column(pk_field)}) {before} "
+            f"(q.created::{created.db_type(connection)}, q.pk::{pk_type})"
         )
         order_fields = [spec.created_field, "pk"]
     else:
-        earlier, order_fields = f"{column(pk_field)} < q.pk::{pk_type}", ["pk"]
+        earlier, order_fields = f"{column(pk_field)} {before} q.pk::{pk_type}", ["pk"]
     base = (
         model._default_manager.filter(embedding_model=model_id, image_vector__isnull=False)
         .exclude(moderation_status=ModerationStatus.REJECTED)
@@ -110,7 +116,7 @@ def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, m
         searches = [
             base.filter(RawSQL(others, (), output_field=BooleanField())).annotate(moderation_same_owner=Value(False)),
             base.filter(RawSQL(own, (), output_field=BooleanField())).annotate(moderation_same_owner=Value(True)),
-        ]
+        ][: 1 if later else 2]
         owners = [None if (value := spec.owner_id_of(obj)) is None else str(value) for obj in objs]
     else:
         searches = [base.annotate(moderation_same_owner=Value(False))]
@@ -128,14 +134,17 @@ def duplicate_query(spec: ModerationSpec, objs: list[Model], image_vectors, *, m
     return sql, [vectors, [str(obj.pk) for obj in objs], owners, created_at, *inner_params]
 
 
-def duplicate_candidates(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> list[list]:
+def duplicate_candidates(
+    spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, later: bool = False
+) -> list[list]:
     """For each object, the photos nearest to its own among objects uploaded before it
     and not rejected: ``Candidate``s, nearest first, at most ``DUPLICATE_CANDIDATES``
-    of other owners and as many of its own owner. One statement for the whole batch
-    (``duplicate_query``)."""
+    of other owners and as many of its own owner; with ``later``, at most
+    ``DUPLICATE_CANDIDATES`` of other owners uploaded after it. One statement for the
+    whole batch (``duplicate_query``)."""
     if not objs:
         return []
-    sql, params = duplicate_query(spec, objs, image_vectors, model_id=model_id)
+    sql, params = duplicate_query(spec, objs, image_vectors, model_id=model_id, later=later)
     found: list[list] = [[] for _ in objs]
     order_width = 2 if spec.created_field else 1
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
@@ -147,6 +156,29 @@ def duplicate_candidates(spec: ModerationSpec, objs: list[Model], image_vectors,
                 Candidate(pk, phash, 1.0 - float(distance), same_owner, order, spec.text_from(texts))
             )
     return [nearest_first(rows, distance=lambda c: -c.similarity) for rows in found]
+
+
+def later_copies(spec: ModerationSpec, objs: list[Model], image_vectors, phashes, *, model_id: str, limits: list):
+    """The objects that copy a picture of ``objs`` but were scored before it: of another
+    owner, uploaded after it, showing the same picture (``limits``: each object's
+    ``scoring.thresholds_for``), scored (``ok`` or ``flagged``) and not flagged as a
+    ``duplicate_image``. A copy scored before its original (two workers, a second apart)
+    found no earlier photo; it is rescanned once the original is written. Batch mates
+    are left out: ``batch_candidates`` compares them. Returns model instances."""
+    found = duplicate_candidates(spec, objs, image_vectors, model_id=model_id, later=True)
+    keys = {
+        candidate.pk
+        for rows, phash, object_limits in zip(found, phashes, limits, strict=True)
+        for candidate in rows
+        if candidate.similarity >= object_limits["DUPLICATE_MIN_SIMILARITY"]
+        and same_picture(phash, candidate.phash, object_limits["PHASH_MAX_DISTANCE"])
+    } - {obj.pk for obj in objs}
+    if not keys:
+        return []
+    scored = spec.model._default_manager.filter(
+        pk__in=keys, moderation_status__in=[ModerationStatus.OK, ModerationStatus.FLAGGED]
+    ).only("pk", "flag_reasons")
+    return [obj for obj in scored if FlagReason.DUPLICATE_IMAGE not in obj.flag_reasons]
 
 
 def same_text(text: str, other: str, min_similarity: float) -> bool:
@@ -166,11 +198,13 @@ def find_duplicate(
     """The original this photo copies, as (flag reason, candidate), or None.
 
     ``candidates`` were uploaded before this object and are not rejected
-    (``duplicate_candidates``, and the batch's own from ``batch_candidates``). The same
-    picture of another owner is a ``duplicate_image`` of the earliest such object; the
-    same picture with near-identical text of the same owner is a ``repost`` of the
-    earliest. ``limits``: ``DUPLICATE_MIN_SIMILARITY``, ``PHASH_MAX_DISTANCE``,
-    ``REPOST_MIN_TEXT_SIMILARITY`` (``scoring.thresholds_for``).
+    (``duplicate_candidates``, and the batch's own from ``batch_candidates``). The
+    original is the earliest of them showing the same picture, whoever owns it: of
+    another owner, this object is its ``duplicate_image``; of the same owner, its
+    ``repost`` when the texts are near-identical, else nothing (a later copy by another
+    owner does not make the owner's own re-listing a copy). ``limits``:
+    ``DUPLICATE_MIN_SIMILARITY``, ``PHASH_MAX_DISTANCE``, ``REPOST_MIN_TEXT_SIMILARITY``
+    (``scoring.thresholds_for``).
     """
     same = [
         candidate
@@ -178,12 +212,13 @@ def find_duplicate(
         if candidate.similarity >= limits["DUPLICATE_MIN_SIMILARITY"]
         and same_picture(phash, candidate.phash, limits["PHASH_MAX_DISTANCE"])
     ]
-    copied = [candidate for candidate in same if not candidate.same_owner]
-    if copied:
-        return FlagReason.DUPLICATE_IMAGE, min(copied, key=attrgetter("order"))
-    reposted = [c for c in same if c.same_owner and same_text(text, c.text, limits["REPOST_MIN_TEXT_SIMILARITY"])]
-    if reposted:
-        return FlagReason.REPOST, min(reposted, key=attrgetter("order"))
+    if not same:
+        return None
+    original = min(same, key=attrgetter("order"))
+    if not original.same_owner:
+        return FlagReason.DUPLICATE_IMAGE, original
+    if same_text(text, original.text, limits["REPOST_MIN_TEXT_SIMILARITY"]):
+        return FlagReason.REPOST, original
     return None
 
 

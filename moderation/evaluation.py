@@ -80,22 +80,63 @@ def _expected(value: str, line: int) -> set[str]:
     return codes
 
 
+def _rows(path: Path) -> list[tuple[int, dict]]:
+    """The rows of the CSV file at ``path`` as (line where the row starts, {column: value}).
+    Raises ``LabelledSetError`` naming the line of a row with more or fewer fields than
+    the header, or of a quote never closed."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, strict=True)
+        line = 2
+        try:
+            for row in reader:
+                # DictReader puts extra fields under None and fills missing ones with None.
+                given = sum(value is not None for value in row.values()) - (None in row) + len(row.pop(None, []))
+                if given != len(reader.fieldnames):
+                    raise LabelledSetError(
+                        f"line {line}: {given} field(s), but the header has {len(reader.fieldnames)} "
+                        f"({', '.join(reader.fieldnames)}); quote a value that holds a comma."
+                    )
+                rows.append((line, row))
+                line = reader.line_num + 1
+        except csv.Error as exc:
+            raise LabelledSetError(
+                f"line {line}: the CSV cannot be read ({exc}): a quote opened on this line is never closed?"
+                if "end of data" in str(exc)
+                else f"line {line}: the CSV cannot be read ({exc})."
+            ) from exc
+    return rows
+
+
 def labelled_examples(path: Path, spec: ModerationSpec, embedder: Embedder) -> list[Example]:
     """The examples of the CSV labelled set at ``path`` (see the module's docstring).
-    Raises ``LabelledSetError`` naming the line of a row it cannot use."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "expected" not in rows[0] or not {"id", "photo"} & set(rows[0]):
+    Raises ``LabelledSetError`` naming the line of a row it cannot use: a malformed
+    row, an id that is not one of the model's keys or names no object, an id row whose
+    ``category`` is not its object's, a photo that cannot be read, an unknown reason."""
+    rows = _rows(path)
+    if not rows or "expected" not in rows[0][1] or not {"id", "photo"} & set(rows[0][1]):
         raise LabelledSetError(f"{path}: the header needs 'expected' and 'id' or 'photo' (with 'text', 'category').")
     examples, photos = [], []
     stored = thresholds.stored(spec.label)
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         expected = _expected(row.get("expected") or "", line)
         if row.get("id"):
-            obj = spec.model._default_manager.filter(pk=row["id"]).first()
+            try:
+                key = spec.model._meta.pk.to_python(row["id"])
+            except ValidationError as exc:
+                raise LabelledSetError(
+                    f"line {line}: id {row['id']!r} is not a key of {spec.label}: {' '.join(exc.messages)}"
+                ) from exc
+            obj = spec.model._default_manager.filter(pk=key).first()
             if obj is None:
                 raise LabelledSetError(f"line {line}: there is no {spec.label} with id {row['id']}.")
             category = spec.category_of(obj) or ""
+            # An id row is judged as its object is: a category that says otherwise is a mistake in the set.
+            if row.get("category") and row["category"] != category:
+                raise LabelledSetError(
+                    f"line {line}: category is {row['category']!r}, but {spec.label} {row['id']} is in "
+                    f"{category!r}; leave category empty on id rows, or correct it."
+                )
             examples.append(Example(row["id"], category, scoring.Scores.stored_on(obj), expected))
         else:
             try:

@@ -321,6 +321,14 @@ def _embed_and_record(
             )
         ]
         statuses = transitions.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
+        # A copy scored before its original found no earlier photo: score it again, now.
+        copies = duplicates.later_copies(
+            spec, objs, image_vectors, phashes, model_id=embedder.model_id, limits=[s.thresholds for s in scores]
+        )
+        for copy in copies:
+            transitions.rescan(copy)
+        if copies:
+            outcome["copies_rescanned"] = len(copies)
     outcome.update(str(status) if status else "current" for status in statuses)
     return outcome
 

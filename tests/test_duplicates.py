@@ -175,3 +175,43 @@ def test_a_seller_reposting_the_same_listing_is_flagged_as_a_repost_of_the_first
     )
     first.refresh_from_db()
     assert first.flag_reasons == []
+
+
+def test_a_seller_listing_her_own_photo_again_after_another_sellers_copy_is_a_repost_of_her_original(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    """The issue's sequence: A uploads, B copies, A fixes a typo, A lists the same lamp again.
+    The original is the earliest upload of the picture, whoever owns it: here A's own."""
+    alice, bob = user_factory(username="alice"), user_factory(username="bob")
+    original = listing_factory(
+        title="Red desk lamp", description="Brass, 40 cm.", image=photo("red", "cup"), seller=alice
+    )
+    score_now(original)
+    copy = listing_factory(title="Red lamp, like new", image=photo("red", "cup"), seller=bob)
+    score_now(copy)
+    assert (copy.flag_reasons, copy.duplicate_of) == (["duplicate_image"], str(original.pk))
+    original.description = "Brass, 40 cm tall."
+    original.save()
+    score_now(original)
+    assert (original.moderation_status, original.flag_reasons) == (S.OK, [])
+    again = listing_factory(
+        title="Red desk lamp", description="Brass, 40 cm tall.", image=photo("red", "cup"), seller=alice
+    )
+    score_now(again)
+    assert (again.moderation_status, again.flag_reasons, again.duplicate_of) == (
+        S.FLAGGED,
+        ["repost"],
+        str(original.pk),
+    )
+
+
+def test_a_seller_listing_her_own_photo_with_new_text_after_another_sellers_copy_is_not_flagged(
+    demo_moderation, listing_factory, user_factory, photo
+):
+    alice, bob = user_factory(username="alice"), user_factory(username="bob")
+    original = listing_factory(title="Red desk lamp", image=photo("red", "cup"), seller=alice)
+    score_now(original)
+    score_now(listing_factory(title="Red lamp, like new", image=photo("red", "cup"), seller=bob))
+    other_lamp = listing_factory(title="Second red lamp, same model, 30 cm", image=photo("red", "cup"), seller=alice)
+    score_now(other_lamp)
+    assert (other_lamp.moderation_status, other_lamp.flag_reasons, other_lamp.duplicate_of) == (S.OK, [], "")

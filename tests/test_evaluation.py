@@ -56,11 +56,29 @@ def test_the_moderators_decisions_are_a_labelled_set(
         ("photo,text,category,expected\nx.jpg,Red mug,Kitchen,maybe\n", "line 2: expected is 'maybe'"),
         ("id,expected\n999999,ok\n", "line 2: there is no catalog.listing with id 999999"),
         ("title,verdict\nRed mug,ok\n", "the header needs 'expected' and 'id' or 'photo'"),
+        ("id,category,expected\nabc,Furniture,ok\n", "line 2: id 'abc' is not a key of catalog.listing"),
+        ("id,category,expected\n1,Kitchen,ok,extra\n", r"line 2: 4 field\(s\), but the header has 3"),
+        ("id,category,expected\n1\n", r"line 2: 1 field\(s\), but the header has 3"),
+        ('photo,text,category,expected\nx.jpg,"Red mug,Kitchen,ok\n', "line 2: .*a quote opened on this line is never"),
     ],
 )
 def test_a_labelled_set_it_cannot_use_is_refused_naming_the_line(demo_moderation, tmp_path, content, message):
     path = tmp_path / "set.csv"
     path.write_text(content)
     with pytest.raises(CommandError, match=message):
+        call_command("moderation_evaluate", "--labelled", str(path), "--output-dir", str(tmp_path / "charts"))
+    assert not (tmp_path / "charts").exists()
+
+
+def test_an_id_row_whose_category_is_not_its_objects_is_refused_naming_both(
+    demo_moderation, listing_factory, photo, tmp_path
+):
+    listing = listing_factory(title="Red mug", image=photo("red", "cup"))
+    score_now(listing)
+    path = tmp_path / "set.csv"
+    path.write_text(f"id,category,expected\n{listing.pk},Kitchen,ok\n{listing.pk},Furniture,ok\n")
+    with pytest.raises(
+        CommandError, match=f"line 3: category is 'Furniture', but catalog.listing {listing.pk} is in 'Kitchen'"
+    ):
         call_command("moderation_evaluate", "--labelled", str(path), "--output-dir", str(tmp_path / "charts"))
     assert not (tmp_path / "charts").exists()

@@ -262,10 +262,14 @@ def test_an_embedder_wider_than_the_vector_columns_leaves_listings_pending_with_
 
 
 def run_queued_batches() -> dict:
-    """Run the batch tasks waiting in the ORM broker in this process, as a worker would; returns their outcomes."""
+    """Run the scoring tasks waiting in the ORM broker in this process, as a worker would; returns their outcomes."""
     outcome = {}
     for queued in OrmQ.objects.order_by("id"):
-        for key, value in tasks.moderate_batch(*queued.task["args"]).items():
+        run = {
+            "moderation.tasks.moderate_batch": tasks.moderate_batch,
+            "moderation.tasks.moderate_object": tasks.moderate_object,
+        }
+        for key, value in run[queued.task["func"]](*queued.task["args"]).items():
             outcome[key] = outcome.get(key, 0) + value
         queued.delete()
     return outcome
@@ -419,3 +423,29 @@ def test_objects_left_when_the_budget_ends_while_looking_for_a_refused_input_giv
         assert len(requeued.task["args"][1]) == outcome["postponed"]
     finally:
         provider.stop()
+
+
+def test_a_copy_scored_before_its_original_is_rescanned_and_flagged_as_its_duplicate(
+    demo_moderation, listing_factory, user_factory, photo, django_capture_on_commit_callbacks, settings
+):
+    """The demo's reused photo, scored by one worker just before another scored the original:
+    the copy found no earlier scored photo, so the original's task queues the copy again.
+    Without coalescing, so that the copy's task leaves the pending original to its own."""
+    settings.MODERATION = {**demo_moderation, "COALESCE": False}
+    alice, dave = user_factory(username="alice"), user_factory(username="dave")
+    original = listing_factory(title="Red mug", image=photo("red", "cup"), seller=alice)
+    copy = listing_factory(title="Red mug, as new", image=photo("red", "cup"), seller=dave)
+    OrmQ.objects.all().delete()
+    assert score_now(copy) == {"ok": 1}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert score_now(original) == {"ok": 1, "copies_rescanned": 1}
+    assert run_queued_batches() == {"flagged": 1}
+    copy.refresh_from_db()
+    assert (copy.moderation_status, copy.flag_reasons, copy.duplicate_of) == (
+        S.FLAGGED,
+        ["duplicate_image"],
+        str(original.pk),
+    )
+    assert history(copy) == [("", "pending"), ("pending", "ok"), ("ok", "flagged")]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert score_now(original, force=True) == {"ok": 1}  # the copy, flagged now, is left alone

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
+from django.db.models import F, Q
 
 from catalog.demo import draw_labelled_set, load_demo_catalogue
 from catalog.models import Listing
@@ -61,7 +62,10 @@ class Command(BaseCommand):
 
     def _report_when_scored(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
-        while Listing.objects.filter(moderation_status=ModerationStatus.PENDING).exists():
+        # Pending, or scored and queued again since: a copy scored before its original
+        # is rescanned once the original is written (moderation.duplicates.later_copies).
+        waiting = Q(moderation_status=ModerationStatus.PENDING) | Q(moderation_queued_at__gt=F("moderated_at"))
+        while Listing.objects.filter(waiting).exists():
             if time.monotonic() > deadline:
                 self.stdout.write(self.style.WARNING("Some listings are still pending; the queue keeps working."))
                 break
