@@ -25,9 +25,17 @@ class Gadget(ModeratedModel):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     picture = ModeratedImageField(upload_to="gadgets/")
     maker = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    made_at = models.DateTimeField(auto_now_add=True)  # UUID keys say nothing of upload order
 
     class Meta(ModeratedModel.Meta):
         pass
 
 
-register(Gadget, text_fields=["name", "blurb"], image_field="picture", category_field="kind", owner_field="maker")
+register(
+    Gadget,
+    text_fields=["name", "blurb"],
+    image_field="picture",
+    category_field="kind",
+    owner_field="maker",
+    created_field="made_at",
+)
