@@ -713,3 +713,53 @@ def test_the_moderators_group_command_gives_a_staff_user_exactly_what_the_review
     client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""})
     boots.refresh_from_db()
     assert boots.moderation_status == S.APPROVED
+
+
+# -- issue #17 follow-up: two moderators on one listing ---------------------------------
+
+
+def decide_form(page: str) -> dict:
+    """The hidden fields of the review panel's decision form, as the browser posts them."""
+    form = re.search(r'<form [^>]*id="moderation-decide-form".*?</form>', page, re.S).group(0)
+    return dict(re.findall(r'<input type="hidden" name="(shown_\w+)" value="([^"]*)"', form))
+
+
+def test_a_decision_on_a_page_decided_since_it_was_opened_is_refused_naming_who_decided_and_shows_it_now(
+    client, moderator, second_moderator, review_catalogue
+):
+    boots = review_catalogue["mismatch"]
+    client.force_login(moderator)
+    mira_sees = decide_form(client.get(f"{QUEUE}{boots.pk}/change/").content.decode())
+    client.force_login(second_moderator)
+    nils_sees = decide_form(client.get(f"{QUEUE}{boots.pk}/change/").content.decode())
+    assert nils_sees == {"shown_status": "flagged", "shown_version": str(boots.moderation_version)}
+    client.force_login(moderator)
+    client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": "", **mira_sees})
+    client.force_login(second_moderator)
+    response = client.post(f"{QUEUE}{boots.pk}/moderation/reject/", {"reason": "wrong photo", **nils_sees}, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == f"{QUEUE}{boots.pk}/change/"
+    page = response.content.decode()
+    assert "was approved by moderator at" in page
+    assert '<span class="moderation-status approved">Approved</span>' in page  # the page shows it as it is now
+    boots.refresh_from_db()
+    assert boots.moderation_status == S.APPROVED
+    assert not Decision.objects.filter(object_pk=str(boots.pk), to_status=S.REJECTED).exists()
+
+
+def test_an_edit_saved_from_the_queue_after_another_moderator_decided_is_kept(
+    client, moderator, second_moderator, review_catalogue
+):
+    boots = review_catalogue["mismatch"]
+    client.force_login(second_moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")
+    client.force_login(moderator)
+    client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""})
+    client.force_login(second_moderator)
+    form = {"seller": boots.seller_id, "title": boots.title, "category": boots.category_id or "", "price": "12.00"}
+    response = client.post(f"{QUEUE}{boots.pk}/change/", form, follow=True)
+    assert "Perhaps it was deleted?" not in response.content.decode()
+    boots.refresh_from_db()
+    assert str(boots.price) == "12.00"
+    assert client.get(f"{QUEUE}{boots.pk}/change/").status_code == 200
+    assert f"{QUEUE}{boots.pk}/change/" not in client.get(QUEUE).content.decode()  # the list: what needs review

@@ -33,7 +33,7 @@ from .explanations import explain
 from .filters import ReasonFilter, StatusFilter
 from .flow import ReviewFlow
 from .forms import DecisionForm, NoteForm
-from .lookups import CheckedLookupsMixin
+from .lookups import CheckedChangeList, CheckedLookupsMixin
 from .panel import admin_url, duplicate_sides, owner_record
 from .thumbnails import thumbnail_url
 
@@ -184,13 +184,14 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         }
         return TemplateResponse(request, "admin/moderation/decide.html", context)
 
-    def _apply(self, request, objects, verb: str, reason: str) -> list:
+    def _apply(self, request, objects, verb: str, reason: str, *, shown: tuple[str, int] | None = None) -> list:
         """Decide on each of ``objects``; report what was done and what was refused.
+        ``shown``: the (status, version) the page showed (``transitions.decide``).
         Returns the objects decided on."""
         done, refused = [], []
         for obj in objects:
             try:
-                transitions.decide(obj, verb, actor=request.user, reason=reason)
+                transitions.decide(obj, verb, actor=request.user, reason=reason, shown=shown)
                 done.append(obj)
             except InvalidTransition as exc:
                 refused.append(str(exc))
@@ -305,7 +306,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             return self.decision_page(request, [obj], verb, form)
         flow = ReviewFlow(self, request)
         order = flow.pending()  # where the object stood before the decision takes it out
-        if not self._apply(request, [obj], verb, form.cleaned_data["reason"]):
+        if not self._apply(request, [obj], verb, form.cleaned_data["reason"], shown=form.shown):
             return HttpResponseRedirect(flow.url("change", quote(obj.pk)))
         self._offer_undo(request, [obj], verb, back=flow.url("changelist"))
         following = flow.step(str(obj.pk), order=order)
@@ -388,10 +389,25 @@ class ModerationAdminMixin(CheckedLookupsMixin):
                 "next_url": self._url("moderation_next", key) + query,
                 "previous_url": self._url("moderation_previous", key) + query,
                 "note_url": self._url("moderation_note", key) + query,
-                "form": DecisionForm(verb="approve"),
+                "form": DecisionForm(
+                    verb="approve",
+                    initial={"shown_status": obj.moderation_status, "shown_version": obj.moderation_version},
+                ),
                 "note_form": NoteForm(),
             }
         }
+
+
+class ReviewChangeList(CheckedChangeList):
+    """A change list of what needs review (``needs_review()``) among the admin's queryset."""
+
+    @property
+    def root_queryset(self):
+        return self._needs_review
+
+    @root_queryset.setter
+    def root_queryset(self, queryset):
+        self._needs_review = queryset.needs_review()
 
 
 class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
@@ -411,8 +427,11 @@ class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
     moderation_statuses = REVIEW_STATUSES
     ordering = REVIEW_ORDER  # the change list orders by the admin's ordering, not the queryset's
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).needs_review()
+    def get_changelist(self, request, **kwargs):
+        """Only the list holds what needs review: the change page, its decisions and its
+        Save find an object whatever its status, so a page another moderator decided on
+        since it was opened still saves, and shows the object as it is now."""
+        return ReviewChangeList
 
     def get_list_display(self, request):
         spec = get_spec(self.model)
