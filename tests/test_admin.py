@@ -763,3 +763,18 @@ def test_an_edit_saved_from_the_queue_after_another_moderator_decided_is_kept(
     assert str(boots.price) == "12.00"
     assert client.get(f"{QUEUE}{boots.pk}/change/").status_code == 200
     assert f"{QUEUE}{boots.pk}/change/" not in client.get(QUEUE).content.decode()  # the list: what needs review
+
+
+def test_the_duplicate_panel_says_who_uploaded_first_in_the_duplicate_checks_order_after_a_text_edit(
+    client, moderator, review_catalogue
+):
+    """A text-only edit of the original sends it to pending; it is still the first upload."""
+    original, copy = review_catalogue["ok"], review_catalogue["duplicate"]
+    original.title = "Red ceramic mug, large"
+    original.save()
+    assert Decision.objects.filter(object_pk=str(original.pk), reason="content changed").exists()
+    client.force_login(moderator)
+    page = client.get(listing_url(copy)).content.decode()
+    side = re.search(r'id="moderation-duplicate".*?</div>', page, re.S).group(0)
+    assert re.search(r'<tr class="moderation-first"><td>the other</td>.*?\(first\)', side, re.S)
+    assert "<td>this</td>" in side and side.count("(first)") == 1
