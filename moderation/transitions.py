@@ -404,26 +404,38 @@ def rescan(obj: models.Model, *, actor=None) -> None:
 def undo(obj: models.Model, *, actor, within_seconds: float) -> models.Model:
     """Take back ``actor``'s approval or rejection of ``obj``, made less than
     ``within_seconds`` ago: the object returns to the status it had, and the undo is a
-    ``Decision`` of its own. Raises ``InvalidTransition`` when that decision is not the
-    object's last one, is someone else's or older, or the object changed since."""
+    ``Decision`` of its own. Raises ``InvalidTransition`` saying why not: someone else
+    decided since, the content changed since, the decision is older, or the object's
+    last change is no decision of ``actor``'s."""
     with transaction.atomic():
         row = _locked(type(obj), obj.pk)
         if row is None:
             raise InvalidTransition(f"{obj} no longer exists.")
-        last = history(row).first()
-        if (
-            last is None
-            or last.actor_id != actor.pk
-            or last.to_status not in DECIDED_STATUSES
-            or last.to_status != row.moderation_status
-            or last.created_at < timezone.now() - timedelta(seconds=within_seconds)
-        ):
-            raise InvalidTransition(f"{row}: there is no recent decision of yours to undo.")
+        last = history(row).select_related("actor").first()
+        why = _undo_refusal(row, last, actor=actor, within_seconds=within_seconds)
+        if why:
+            raise InvalidTransition(_("%(object)s was not undone: %(why)s.") % {"object": row, "why": why})
         row.moderation_status = last.from_status
         row.save(update_fields=["moderation_status"])
         _decision(row, from_status=last.to_status, to_status=last.from_status, actor=actor, reason="undo")
     obj.moderation_status = row.moderation_status
     return row
+
+
+def _undo_refusal(row: models.Model, last: Decision | None, *, actor, within_seconds: float) -> str:
+    """Why ``actor`` may not undo ``row``'s ``last`` decision, in words; "" when they may."""
+    if last is not None and last.actor_id is None:
+        return _("its content changed after your decision")  # the seller's edit, or a scoring error
+    if last is not None and last.actor_id != actor.pk:
+        return _("%(actor)s %(status)s it after your decision") % {
+            "actor": last.actor,
+            "status": S(last.to_status).label.lower(),
+        }
+    if last is None or last.to_status not in DECIDED_STATUSES or last.to_status != row.moderation_status:
+        return _("its last change is no decision of yours")
+    if last.created_at < timezone.now() - timedelta(seconds=within_seconds):
+        return _("your decision is older than %(seconds)d seconds") % {"seconds": within_seconds}
+    return ""
 
 
 def decide(obj: models.Model, verb: str, *, actor, reason: str = "", shown: tuple[str, int] | None = None):

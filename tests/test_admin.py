@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.db.models import F
 from django_q.models import OrmQ
 
 from moderation.models import Decision, ModerationStatus
@@ -777,4 +778,53 @@ def test_the_duplicate_panel_says_who_uploaded_first_in_the_duplicate_checks_ord
     page = client.get(listing_url(copy)).content.decode()
     side = re.search(r'id="moderation-duplicate".*?</div>', page, re.S).group(0)
     assert re.search(r'<tr class="moderation-first"><td>the other</td>.*?\(first\)', side, re.S)
-    assert "<td>this</td>" in side and side.count("(first)") == 1
+    assert "<td>this</td>" in side
+    assert side.count("(first)") == 1
+
+
+def test_undo_keeps_the_lists_filters(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    filters = "_changelist_filters=flag_reason%3Dduplicate_image"
+    listing = client.post(f"{QUEUE}{mug.pk}/moderation/approve/?{filters}", {"reason": ""}, follow=True)
+    assert listing.redirect_chain[-1][0] == f"{QUEUE}?flag_reason=duplicate_image"
+    action = re.search(r'action="([^"]+)" class="moderation-undo"', listing.content.decode()).group(1)
+    assert action == f"{QUEUE}moderation/undo/?{filters}"
+    assert client.post(action).url == f"{QUEUE}{mug.pk}/change/?{filters}"
+
+
+@pytest.mark.parametrize(
+    ("since", "refusal"),
+    [
+        ("someone else decided", "second rejected it after your decision"),
+        ("the seller edited", "its content changed after your decision"),
+        ("too old", "your decision is older than 120 seconds"),
+    ],
+)
+def test_a_refused_undo_says_why(client, moderator, second_moderator, review_catalogue, since, refusal):
+    from datetime import timedelta
+
+    from moderation import transitions
+
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""})
+    mug.refresh_from_db()
+    if since == "someone else decided":
+        transitions.reject(mug, actor=second_moderator, reason="stock photo")
+    elif since == "the seller edited":
+        mug.title = "Mug, dark red"
+        mug.save()
+    else:
+        Decision.objects.filter(object_pk=str(mug.pk)).update(created_at=F("created_at") - timedelta(seconds=121))
+    page = client.post(f"{QUEUE}moderation/undo/", follow=True).content.decode()
+    assert f"Mug, red was not undone: {refusal}." in page.replace("Mug, dark red", "Mug, red")
+    assert "there is no recent decision of yours" not in page
+
+
+def test_the_undo_bar_hides_itself_when_undo_seconds_are_up(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    bar = re.search(r'<form [^>]*class="moderation-undo"[^>]*>', page).group(0)
+    assert re.search(r'data-moderation-until="\d+"', bar)  # review.js removes the bar at that time (ms)

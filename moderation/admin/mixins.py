@@ -229,7 +229,17 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             text = ngettext("You approved %(count)d object", "You approved %(count)d objects", count)
         else:
             text = ngettext("You rejected %(count)d object", "You rejected %(count)d objects", count)
-        return {"moderation_undo": {**offer, "text": text % {"count": count}, "count": count}}
+        # The list's filters go along, so that the undo leads back into the same list.
+        filters = self.get_preserved_filters(request)
+        return {
+            "moderation_undo": {
+                **offer,
+                "url": f"{offer['url']}?{filters}" if filters else offer["url"],
+                "text": text % {"count": count},
+                "count": count,
+                "until_ms": int(offer["until"] * 1000),
+            }
+        }
 
     def undo_view(self, request):
         """POST: take back the decisions of the session's undo offer (``transitions.undo``)."""

@@ -2,7 +2,7 @@
    (a: approve, r: reject, s: rescan, n: next, p: previous, o: open the photo, u: undo).
    Keys typed into a field stay the field's. A decision that needs a reason (reject)
    first moves to the reason's list; Enter there, or Ctrl+Enter in the details, decides.
-   Esc leaves a field, and closes the photo. Loaded by ModerationAdminMixin (class Media). */
+   Esc leaves a field, and closes the photo. The undo bar removes itself when its time is up. Loaded by ModerationAdminMixin (class Media). */
 (function () {
   "use strict";
 
@@ -35,7 +35,17 @@
     dialog.showModal();
   }
 
+  // The undo bar goes when the server stops honouring it (UNDO_SECONDS after the decision).
+  function expireUndo() {
+    var bar = document.getElementById("moderation-undo-form");
+    if (!bar) return;
+    window.setTimeout(function () {
+      bar.remove();
+    }, Math.max(0, Number(bar.getAttribute("data-moderation-until")) - Date.now()));
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    expireUndo();
     var link = document.getElementById("moderation-photo-link");
     if (link) link.addEventListener("click", openPhoto);
     var dialog = document.getElementById("moderation-photo-dialog");
