@@ -828,3 +828,26 @@ def test_the_undo_bar_hides_itself_when_undo_seconds_are_up(client, moderator, r
     page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
     bar = re.search(r'<form [^>]*class="moderation-undo"[^>]*>', page).group(0)
     assert re.search(r'data-moderation-until="\d+"', bar)  # review.js removes the bar at that time (ms)
+
+
+def test_a_decision_by_anyone_ends_every_hold_on_the_listing(client, moderator, second_moderator, review_catalogue):
+    from moderation.models import ReviewHold
+
+    boots = review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")  # mira holds it
+    client.force_login(second_moderator)
+    client.post(f"/admin/catalog/listing/{boots.pk}/moderation/approve/", {"reason": ""})
+    assert not ReviewHold.objects.filter(object_pk=str(boots.pk)).exists()
+
+
+def test_the_last_decision_in_a_list_says_how_many_are_left_held_by_whom(
+    client, moderator, second_moderator, review_catalogue
+):
+    mug, boots, chair = (review_catalogue[key] for key in ("duplicate", "mismatch", "broken"))
+    client.force_login(second_moderator)
+    client.get(f"{QUEUE}{mug.pk}/change/")
+    client.get(f"{QUEUE}{chair.pk}/change/")
+    client.force_login(moderator)
+    page = client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert "Nothing else to review in this list: 2 more are held by second." in page

@@ -50,6 +50,18 @@ def _done_message(verb: str, count: int) -> str:
     return ngettext("%(count)d queued for scoring.", "%(count)d queued for scoring.", count) % {"count": count}
 
 
+def _nothing_else(held_by: list[str]) -> str:
+    """The end of a list: nothing left, or only what others hold (``ReviewFlow.held_by``)."""
+    if not held_by:
+        return _t("Nothing else to review in this list.")
+    text = ngettext(
+        "Nothing else to review in this list: %(count)d more is held by %(names)s.",
+        "Nothing else to review in this list: %(count)d more are held by %(names)s.",
+        len(held_by),
+    )
+    return text % {"count": len(held_by), "names": ", ".join(sorted(set(held_by)))}
+
+
 class ModerationAdminMixin(CheckedLookupsMixin):
     """Moderation for a host's ModelAdmin of a registered model."""
 
@@ -196,7 +208,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             except InvalidTransition as exc:
                 refused.append(str(exc))
             else:
-                holds.release(obj, request.user)
+                holds.release_all(obj)
         if done:
             self.message_user(request, _done_message(verb, len(done)), messages.SUCCESS)
         for text in refused:
@@ -321,7 +333,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         self._offer_undo(request, [obj], verb, back=flow.url("changelist"))
         following = flow.step(str(obj.pk), order=order)
         if following == flow.url("changelist"):
-            self.message_user(request, _("Nothing else to review in this list."), messages.INFO)
+            self.message_user(request, _nothing_else(flow.held_by()), messages.INFO)
         return HttpResponseRedirect(following)
 
     def step_view(self, request, object_id, backwards):
