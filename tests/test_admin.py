@@ -179,7 +179,7 @@ def test_the_detail_page_puts_text_and_photo_side_by_side_with_scores_duplicate_
     assert "nearly identical" in page
     assert listing_url(original) in page  # the other listing, next to it
     assert original.image.url in page
-    assert "pending &rarr; flagged" in page
+    assert "Pending &rarr; Flagged" in page
     assert 'id="moderation-decide-form"' in page
 
 
@@ -538,7 +538,7 @@ def test_undo_after_a_decision_on_the_detail_page_returns_the_listing_to_the_que
     mug = review_catalogue["duplicate"]
     next_page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
     assert 'id="moderation-undo-form"' in next_page
-    assert "You approved 1 object: &ldquo;Mug, red&rdquo;" in next_page
+    assert "You approved 1 listing: &ldquo;Mug, red&rdquo;" in next_page
     response = client.post(f"{QUEUE}moderation/undo/")
     assert response.url == f"{QUEUE}{mug.pk}/change/"
     mug.refresh_from_db()
@@ -554,7 +554,7 @@ def test_undo_after_a_bulk_action_restores_every_listing(client, moderator, revi
         QUEUE,
         {"action": "reject_selected", "_selected_action": [o.pk for o in chosen], "apply": "1", "reason": "stock"},
     )
-    assert "You rejected 2 objects" in client.get(QUEUE).content.decode()
+    assert "You rejected 2 listings" in client.get(QUEUE).content.decode()
     done = client.post(f"{QUEUE}moderation/undo/", follow=True)
     assert "2 decisions undone." in done.content.decode()
     for listing in chosen:
@@ -851,3 +851,16 @@ def test_the_last_decision_in_a_list_says_how_many_are_left_held_by_whom(
     client.force_login(moderator)
     page = client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
     assert "Nothing else to review in this list: 2 more are held by second." in page
+
+
+def test_the_desk_says_listings_not_objects_and_the_history_shows_status_labels(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    chosen = [review_catalogue["mismatch"], review_catalogue["duplicate"], review_catalogue["broken"]]
+    ask = client.post(QUEUE, {"action": "reject_selected", "_selected_action": [o.pk for o in chosen]})
+    assert "Reject these 3 listings:" in ask.content.decode()
+    mug = review_catalogue["duplicate"]
+    page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert "You approved 1 listing: &ldquo;Mug, red&rdquo;" in page
+    history = re.search(r'id="moderation-history".*?</table>', client.get(listing_url(mug)).content.decode(), re.S)
+    assert "Flagged &rarr; Approved" in history.group(0)
+    assert "flagged &rarr; approved" not in history.group(0)

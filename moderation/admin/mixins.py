@@ -13,7 +13,7 @@ import time
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import model_ngettext, quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -152,6 +152,11 @@ class ModerationAdminMixin(CheckedLookupsMixin):
 
     # -- permissions and actions ----------------------------------------------------
 
+    def objects_name(self, count: int) -> str:
+        """The model's verbose name for ``count`` objects ("listing", "listings"): the
+        concrete model's, so a proxy's queue ("listing to review") says "listing" too."""
+        return model_ngettext(self.model._meta.concrete_model._meta, count)
+
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm(MODERATE_PERMISSION)
 
@@ -187,6 +192,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             "title": _("Approve") if verb == "approve" else _("Reject") if verb == "reject" else _("Rescan"),
             "verb": verb,
             "objects": objects,
+            "objects_name": self.objects_name(len(objects)),
             "form": form,
             "opts": self.model._meta,
             "action": action,
@@ -238,16 +244,16 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             return {}
         count = len(offer["pks"])
         if offer["verb"] == "approve":
-            text = ngettext("You approved %(count)d object", "You approved %(count)d objects", count)
+            text = ngettext("You approved %(count)d %(name)s", "You approved %(count)d %(name)s", count)
         else:
-            text = ngettext("You rejected %(count)d object", "You rejected %(count)d objects", count)
+            text = ngettext("You rejected %(count)d %(name)s", "You rejected %(count)d %(name)s", count)
         # The list's filters go along, so that the undo leads back into the same list.
         filters = self.get_preserved_filters(request)
         return {
             "moderation_undo": {
                 **offer,
                 "url": f"{offer['url']}?{filters}" if filters else offer["url"],
-                "text": text % {"count": count},
+                "text": text % {"count": count, "name": self.objects_name(count)},
                 "count": count,
                 "until_ms": int(offer["until"] * 1000),
             }
