@@ -2,8 +2,9 @@
 
 A moderator who opens an object holds it for ``HOLD_SECONDS``; another moderator sees
 who holds it, and the review flow's "next" skips it. The hold ends when its holder
-decides (``release``) or when it times out: a hold is never in anyone's way for longer,
-even when its holder closed the tab. Holds are advice to people, not locks: a decision
+steps on (``release``), when anyone decides on the object (``release_all``: there is
+nothing left to keep others off), or when it times out: a hold is never in anyone's
+way for longer, even when its holder closed the tab. Holds are advice to people, not locks: a decision
 on a held object is still allowed (and audited).
 """
 
@@ -43,11 +44,18 @@ def hold(obj: models.Model, user, *, now=None) -> ReviewHold:
     return ReviewHold.objects.select_related("moderator").get(content_type=content_type, object_pk=str(obj.pk))
 
 
+def _holds_on(obj: models.Model) -> models.QuerySet:
+    return ReviewHold.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk))
+
+
 def release(obj: models.Model, user) -> None:
-    """``user`` is done with ``obj`` (decided): their hold ends; another's is left alone."""
-    ReviewHold.objects.filter(
-        content_type=ContentType.objects.get_for_model(obj), object_pk=str(obj.pk), moderator=user
-    ).delete()
+    """``user`` is done with ``obj`` (stepped on): their hold ends; another's is left alone."""
+    _holds_on(obj).filter(moderator=user).delete()
+
+
+def release_all(obj: models.Model) -> None:
+    """Someone decided on ``obj``: every hold on it ends, whoever's."""
+    _holds_on(obj).delete()
 
 
 def held_by_others(model: type[models.Model], user, *, now=None) -> dict[str, ReviewHold]:

@@ -19,6 +19,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
 
 from . import queue, signals
 from .conf import moderation_settings
@@ -307,12 +309,17 @@ def record_failure(
         return row.moderation_status
 
 
-def _decide(obj: models.Model, *, to_status: str, actor, reason: str) -> models.Model:
-    """A moderator's decision: ``to_status`` from any other status."""
+def _decide(
+    obj: models.Model, *, to_status: str, actor, reason: str, shown: tuple[str, int] | None = None
+) -> models.Model:
+    """A moderator's decision: ``to_status`` from any other status. ``shown``: the
+    (status, content version) the moderator saw; a row that moved on since is refused."""
     with transaction.atomic():
         row = _locked(type(obj), obj.pk)
         if row is None:
             raise InvalidTransition(f"{obj} no longer exists.")
+        if shown is not None and shown != (row.moderation_status, row.moderation_version):
+            raise InvalidTransition(_changed_since(row))
         if row.moderation_status == to_status:
             raise InvalidTransition(
                 f"{row} is {row.get_moderation_status_display().lower()}; it cannot become {to_status}."
@@ -328,9 +335,26 @@ def _decide(obj: models.Model, *, to_status: str, actor, reason: str) -> models.
     return row
 
 
-def approve(obj: models.Model, *, actor, reason: str = "") -> models.Model:
-    """A moderator accepts the object as it is. Raises ``InvalidTransition`` if it is approved already."""
-    return _decide(obj, to_status=S.APPROVED, actor=actor, reason=reason)
+def _changed_since(row: models.Model) -> str:
+    """Why a decision on a page of ``row`` that is out of date is refused: who made its
+    last change, to what, and when."""
+    last = history(row).select_related("actor").first()
+    text = _(
+        "%(object)s was %(status)s by %(actor)s at %(when)s, after the page was opened: nothing was decided. "
+        "The page now shows it as it is."
+    )
+    return text % {
+        "object": row,
+        "status": row.get_moderation_status_display().lower(),
+        "actor": last.actor if last and last.actor else _("the system"),
+        "when": date_format(timezone.localtime(last.created_at), "DATETIME_FORMAT") if last else "-",
+    }
+
+
+def approve(obj: models.Model, *, actor, reason: str = "", shown: tuple[str, int] | None = None) -> models.Model:
+    """A moderator accepts the object as it is. Raises ``InvalidTransition`` if it is
+    approved already, or changed since the moderator saw it as ``shown`` (``_decide``)."""
+    return _decide(obj, to_status=S.APPROVED, actor=actor, reason=reason, shown=shown)
 
 
 def decision_reason(preset: str, details: str) -> str:
@@ -340,14 +364,14 @@ def decision_reason(preset: str, details: str) -> str:
     return ": ".join(part for part in (preset, details.strip()) if part)
 
 
-def reject(obj: models.Model, *, actor, reason: str) -> models.Model:
+def reject(obj: models.Model, *, actor, reason: str, shown: tuple[str, int] | None = None) -> models.Model:
     """A moderator refuses the object; it leaves public search. ``reason`` is what the
     seller is told (``DECISION_REASONS``, or the moderator's words). Raises ValueError
     for a blank reason (the admin's and the API's forms refuse it first) and
-    ``InvalidTransition`` if the object is rejected already."""
+    ``InvalidTransition`` if the object is rejected already or changed since ``shown``."""
     if not reason.strip():
         raise ValueError("A rejection needs a reason: one of MODERATION['DECISION_REASONS'] or the moderator's words.")
-    return _decide(obj, to_status=S.REJECTED, actor=actor, reason=reason)
+    return _decide(obj, to_status=S.REJECTED, actor=actor, reason=reason, shown=shown)
 
 
 def rescan(obj: models.Model, *, actor=None) -> None:
@@ -380,21 +404,17 @@ def rescan(obj: models.Model, *, actor=None) -> None:
 def undo(obj: models.Model, *, actor, within_seconds: float) -> models.Model:
     """Take back ``actor``'s approval or rejection of ``obj``, made less than
     ``within_seconds`` ago: the object returns to the status it had, and the undo is a
-    ``Decision`` of its own. Raises ``InvalidTransition`` when that decision is not the
-    object's last one, is someone else's or older, or the object changed since."""
+    ``Decision`` of its own. Raises ``InvalidTransition`` saying why not: someone else
+    decided since, the content changed since, the decision is older, or the object's
+    last change is no decision of ``actor``'s."""
     with transaction.atomic():
         row = _locked(type(obj), obj.pk)
         if row is None:
             raise InvalidTransition(f"{obj} no longer exists.")
-        last = history(row).first()
-        if (
-            last is None
-            or last.actor_id != actor.pk
-            or last.to_status not in DECIDED_STATUSES
-            or last.to_status != row.moderation_status
-            or last.created_at < timezone.now() - timedelta(seconds=within_seconds)
-        ):
-            raise InvalidTransition(f"{row}: there is no recent decision of yours to undo.")
+        last = history(row).select_related("actor").first()
+        why = _undo_refusal(row, last, actor=actor, within_seconds=within_seconds)
+        if why:
+            raise InvalidTransition(_("%(object)s was not undone: %(why)s.") % {"object": row, "why": why})
         row.moderation_status = last.from_status
         row.save(update_fields=["moderation_status"])
         _decision(row, from_status=last.to_status, to_status=last.from_status, actor=actor, reason="undo")
@@ -402,15 +422,33 @@ def undo(obj: models.Model, *, actor, within_seconds: float) -> models.Model:
     return row
 
 
-def decide(obj: models.Model, verb: str, *, actor, reason: str = ""):
+def _undo_refusal(row: models.Model, last: Decision | None, *, actor, within_seconds: float) -> str:
+    """Why ``actor`` may not undo ``row``'s ``last`` decision, in words; "" when they may."""
+    if last is not None and last.actor_id is None:
+        return _("its content changed after your decision")  # the seller's edit, or a scoring error
+    if last is not None and last.actor_id != actor.pk:
+        return _("%(actor)s %(status)s it after your decision") % {
+            "actor": last.actor,
+            "status": S(last.to_status).label.lower(),
+        }
+    if last is None or last.to_status not in DECIDED_STATUSES or last.to_status != row.moderation_status:
+        return _("its last change is no decision of yours")
+    if last.created_at < timezone.now() - timedelta(seconds=within_seconds):
+        return _("your decision is older than %(seconds)d seconds") % {"seconds": within_seconds}
+    return ""
+
+
+def decide(obj: models.Model, verb: str, *, actor, reason: str = "", shown: tuple[str, int] | None = None):
     """A moderator's ``verb`` ("approve", "reject" or "rescan") on ``obj``: what the admin
-    and the API call, so both follow the same rules. Raises ``InvalidTransition``."""
+    and the API call, so both follow the same rules. ``shown``: the (status, content
+    version) the moderator decided on; None to decide on the object as it is now (a
+    rescan always is). Raises ``InvalidTransition``."""
     if verb == "rescan":
         return rescan(obj, actor=actor)
     if verb == "approve":
-        return approve(obj, actor=actor, reason=reason)
+        return approve(obj, actor=actor, reason=reason, shown=shown)
     if verb == "reject":
-        return reject(obj, actor=actor, reason=reason)
+        return reject(obj, actor=actor, reason=reason, shown=shown)
     raise ValueError(f"Unknown moderation verb {verb!r}: use approve, reject or rescan.")
 
 

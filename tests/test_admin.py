@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.db.models import F
 from django_q.models import OrmQ
 
 from moderation.models import Decision, ModerationStatus
@@ -178,7 +179,7 @@ def test_the_detail_page_puts_text_and_photo_side_by_side_with_scores_duplicate_
     assert "nearly identical" in page
     assert listing_url(original) in page  # the other listing, next to it
     assert original.image.url in page
-    assert "pending &rarr; flagged" in page
+    assert "Pending &rarr; Flagged" in page
     assert 'id="moderation-decide-form"' in page
 
 
@@ -537,7 +538,7 @@ def test_undo_after_a_decision_on_the_detail_page_returns_the_listing_to_the_que
     mug = review_catalogue["duplicate"]
     next_page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
     assert 'id="moderation-undo-form"' in next_page
-    assert "You approved 1 object: &ldquo;Mug, red&rdquo;" in next_page
+    assert "You approved 1 listing: &ldquo;Mug, red&rdquo;" in next_page
     response = client.post(f"{QUEUE}moderation/undo/")
     assert response.url == f"{QUEUE}{mug.pk}/change/"
     mug.refresh_from_db()
@@ -553,7 +554,7 @@ def test_undo_after_a_bulk_action_restores_every_listing(client, moderator, revi
         QUEUE,
         {"action": "reject_selected", "_selected_action": [o.pk for o in chosen], "apply": "1", "reason": "stock"},
     )
-    assert "You rejected 2 objects" in client.get(QUEUE).content.decode()
+    assert "You rejected 2 listings" in client.get(QUEUE).content.decode()
     done = client.post(f"{QUEUE}moderation/undo/", follow=True)
     assert "2 decisions undone." in done.content.decode()
     for listing in chosen:
@@ -713,3 +714,153 @@ def test_the_moderators_group_command_gives_a_staff_user_exactly_what_the_review
     client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""})
     boots.refresh_from_db()
     assert boots.moderation_status == S.APPROVED
+
+
+# -- issue #17 follow-up: two moderators on one listing ---------------------------------
+
+
+def decide_form(page: str) -> dict:
+    """The hidden fields of the review panel's decision form, as the browser posts them."""
+    form = re.search(r'<form [^>]*id="moderation-decide-form".*?</form>', page, re.S).group(0)
+    return dict(re.findall(r'<input type="hidden" name="(shown_\w+)" value="([^"]*)"', form))
+
+
+def test_a_decision_on_a_page_decided_since_it_was_opened_is_refused_naming_who_decided_and_shows_it_now(
+    client, moderator, second_moderator, review_catalogue
+):
+    boots = review_catalogue["mismatch"]
+    client.force_login(moderator)
+    mira_sees = decide_form(client.get(f"{QUEUE}{boots.pk}/change/").content.decode())
+    client.force_login(second_moderator)
+    nils_sees = decide_form(client.get(f"{QUEUE}{boots.pk}/change/").content.decode())
+    assert nils_sees == {"shown_status": "flagged", "shown_version": str(boots.moderation_version)}
+    client.force_login(moderator)
+    client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": "", **mira_sees})
+    client.force_login(second_moderator)
+    response = client.post(f"{QUEUE}{boots.pk}/moderation/reject/", {"reason": "wrong photo", **nils_sees}, follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == f"{QUEUE}{boots.pk}/change/"
+    page = response.content.decode()
+    assert "was approved by moderator at" in page
+    assert '<span class="moderation-status approved">Approved</span>' in page  # the page shows it as it is now
+    boots.refresh_from_db()
+    assert boots.moderation_status == S.APPROVED
+    assert not Decision.objects.filter(object_pk=str(boots.pk), to_status=S.REJECTED).exists()
+
+
+def test_an_edit_saved_from_the_queue_after_another_moderator_decided_is_kept(
+    client, moderator, second_moderator, review_catalogue
+):
+    boots = review_catalogue["mismatch"]
+    client.force_login(second_moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")
+    client.force_login(moderator)
+    client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""})
+    client.force_login(second_moderator)
+    form = {"seller": boots.seller_id, "title": boots.title, "category": boots.category_id or "", "price": "12.00"}
+    response = client.post(f"{QUEUE}{boots.pk}/change/", form, follow=True)
+    assert "Perhaps it was deleted?" not in response.content.decode()
+    boots.refresh_from_db()
+    assert str(boots.price) == "12.00"
+    assert client.get(f"{QUEUE}{boots.pk}/change/").status_code == 200
+    assert f"{QUEUE}{boots.pk}/change/" not in client.get(QUEUE).content.decode()  # the list: what needs review
+
+
+def test_the_duplicate_panel_says_who_uploaded_first_in_the_duplicate_checks_order_after_a_text_edit(
+    client, moderator, review_catalogue
+):
+    """A text-only edit of the original sends it to pending; it is still the first upload."""
+    original, copy = review_catalogue["ok"], review_catalogue["duplicate"]
+    original.title = "Red ceramic mug, large"
+    original.save()
+    assert Decision.objects.filter(object_pk=str(original.pk), reason="content changed").exists()
+    client.force_login(moderator)
+    page = client.get(listing_url(copy)).content.decode()
+    side = re.search(r'id="moderation-duplicate".*?</div>', page, re.S).group(0)
+    assert re.search(r'<tr class="moderation-first"><td>the other</td>.*?\(first\)', side, re.S)
+    assert "<td>this</td>" in side
+    assert side.count("(first)") == 1
+
+
+def test_undo_keeps_the_lists_filters(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    filters = "_changelist_filters=flag_reason%3Dduplicate_image"
+    listing = client.post(f"{QUEUE}{mug.pk}/moderation/approve/?{filters}", {"reason": ""}, follow=True)
+    assert listing.redirect_chain[-1][0] == f"{QUEUE}?flag_reason=duplicate_image"
+    action = re.search(r'action="([^"]+)" class="moderation-undo"', listing.content.decode()).group(1)
+    assert action == f"{QUEUE}moderation/undo/?{filters}"
+    assert client.post(action).url == f"{QUEUE}{mug.pk}/change/?{filters}"
+
+
+@pytest.mark.parametrize(
+    ("since", "refusal"),
+    [
+        ("someone else decided", "second rejected it after your decision"),
+        ("the seller edited", "its content changed after your decision"),
+        ("too old", "your decision is older than 120 seconds"),
+    ],
+)
+def test_a_refused_undo_says_why(client, moderator, second_moderator, review_catalogue, since, refusal):
+    from datetime import timedelta
+
+    from moderation import transitions
+
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""})
+    mug.refresh_from_db()
+    if since == "someone else decided":
+        transitions.reject(mug, actor=second_moderator, reason="stock photo")
+    elif since == "the seller edited":
+        mug.title = "Mug, dark red"
+        mug.save()
+    else:
+        Decision.objects.filter(object_pk=str(mug.pk)).update(created_at=F("created_at") - timedelta(seconds=121))
+    page = client.post(f"{QUEUE}moderation/undo/", follow=True).content.decode()
+    assert f"Mug, red was not undone: {refusal}." in page.replace("Mug, dark red", "Mug, red")
+    assert "there is no recent decision of yours" not in page
+
+
+def test_the_undo_bar_hides_itself_when_undo_seconds_are_up(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    mug = review_catalogue["duplicate"]
+    page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    bar = re.search(r'<form [^>]*class="moderation-undo"[^>]*>', page).group(0)
+    assert re.search(r'data-moderation-until="\d+"', bar)  # review.js removes the bar at that time (ms)
+
+
+def test_a_decision_by_anyone_ends_every_hold_on_the_listing(client, moderator, second_moderator, review_catalogue):
+    from moderation.models import ReviewHold
+
+    boots = review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")  # mira holds it
+    client.force_login(second_moderator)
+    client.post(f"/admin/catalog/listing/{boots.pk}/moderation/approve/", {"reason": ""})
+    assert not ReviewHold.objects.filter(object_pk=str(boots.pk)).exists()
+
+
+def test_the_last_decision_in_a_list_says_how_many_are_left_held_by_whom(
+    client, moderator, second_moderator, review_catalogue
+):
+    mug, boots, chair = (review_catalogue[key] for key in ("duplicate", "mismatch", "broken"))
+    client.force_login(second_moderator)
+    client.get(f"{QUEUE}{mug.pk}/change/")
+    client.get(f"{QUEUE}{chair.pk}/change/")
+    client.force_login(moderator)
+    page = client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert "Nothing else to review in this list: 2 more are held by second." in page
+
+
+def test_the_desk_says_listings_not_objects_and_the_history_shows_status_labels(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    chosen = [review_catalogue["mismatch"], review_catalogue["duplicate"], review_catalogue["broken"]]
+    ask = client.post(QUEUE, {"action": "reject_selected", "_selected_action": [o.pk for o in chosen]})
+    assert "Reject these 3 listings:" in ask.content.decode()
+    mug = review_catalogue["duplicate"]
+    page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert "You approved 1 listing: &ldquo;Mug, red&rdquo;" in page
+    history = re.search(r'id="moderation-history".*?</table>', client.get(listing_url(mug)).content.decode(), re.S)
+    assert "Flagged &rarr; Approved" in history.group(0)
+    assert "flagged &rarr; approved" not in history.group(0)

@@ -269,3 +269,42 @@ def test_a_second_moderator_sees_the_hold_and_next_skips_the_held_listing(
     press(second_page, "n")
     assert second_page.url not in (first_url, held_url)  # the held one is skipped
     assert len(listings) == 3
+
+
+# -- issue #17 follow-up -----------------------------------------------------------------
+
+
+def test_a_long_word_in_a_note_and_a_reason_wraps_inside_the_page(
+    live_server, browser_page, moderator, flagged_listings
+):
+    from moderation import notes, transitions
+
+    page = browser_page
+    (listing,) = flagged_listings(1)
+    log_in(page, live_server, moderator)
+    notes.add_note(listing, author=moderator, text="n" * 2000)
+    transitions.approve(listing, actor=moderator, reason="r" * 2000)
+    page.goto(f"{live_server.url}{QUEUE}{listing.pk}/change/")
+    page.wait_for_selector("#moderation-history")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # was 15,953 px
+    shot(page, "long-note")
+
+
+def test_the_open_photo_zooms_with_z_plus_and_minus_and_upper_case_keys_work(
+    live_server, browser_page, moderator, flagged_listings
+):
+    page = browser_page
+    listings = {str(listing.pk): listing for listing in flagged_listings(2)}
+    log_in(page, live_server, moderator)
+    press(page, "N")  # Caps Lock on: the first listing of the queue
+    opened = listings[page.url.split(QUEUE)[1].split("/")[0]]
+    page.keyboard.press("O")
+    dialog = page.locator("#moderation-photo-dialog")
+    assert dialog.is_visible()
+    for key, zoomed in (("z", True), ("-", False), ("+", True), ("Z", False)):
+        page.keyboard.press(key)
+        assert ("zoomed" in (dialog.get_attribute("class") or "")) is zoomed, key
+    page.keyboard.press("Escape")
+    press(page, "A")
+    opened.refresh_from_db()
+    assert opened.moderation_status == ModerationStatus.APPROVED

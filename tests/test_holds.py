@@ -43,3 +43,12 @@ def test_a_list_knows_who_else_holds_each_row(listing_factory, user_factory):
     rows = dict(holds.with_holders(Listing.objects.all(), bob).values_list("pk", "moderation_held_by"))
     assert rows == {held.pk: alice.username, free.pk: None}
     assert set(holds.with_holders(Listing.objects.all(), alice).values_list("moderation_held_by", flat=True)) == {None}
+
+
+def test_release_all_ends_every_moderators_hold_on_the_object(listing_factory, user_factory):
+    listing, other, alice, bob = listing_factory(), listing_factory(), user_factory(), user_factory()
+    holds.hold(listing, alice)
+    holds.hold(other, alice)
+    holds.release_all(listing)
+    assert holds.hold(listing, bob).moderator == bob
+    assert set(holds.held_by_others(Listing, bob)) == {str(other.pk)}

@@ -66,6 +66,12 @@ class ReviewFlow:
                 return self.url("change", quote(pk))
         return self.url("changelist")
 
+    def held_by(self) -> list[str]:
+        """The user names of the other moderators who hold what is left to review in
+        this list, one per object held."""
+        held = holds.held_by_others(self.model_admin.model, self.request.user)
+        return [str(held[pk].moderator) for pk in self.pending() if pk in held]
+
     def url(self, view: str, *args) -> str:
         opts = self.model_admin.model._meta
         url = reverse(f"{self.model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_{view}", args=args)

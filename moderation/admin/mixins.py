@@ -13,7 +13,7 @@ import time
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import model_ngettext, quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -33,7 +33,7 @@ from .explanations import explain
 from .filters import ReasonFilter, StatusFilter
 from .flow import ReviewFlow
 from .forms import DecisionForm, NoteForm
-from .lookups import CheckedLookupsMixin
+from .lookups import CheckedChangeList, CheckedLookupsMixin
 from .panel import admin_url, duplicate_sides, owner_record
 from .thumbnails import thumbnail_url
 
@@ -48,6 +48,18 @@ def _done_message(verb: str, count: int) -> str:
     if verb == "reject":
         return ngettext("%(count)d rejected.", "%(count)d rejected.", count) % {"count": count}
     return ngettext("%(count)d queued for scoring.", "%(count)d queued for scoring.", count) % {"count": count}
+
+
+def _nothing_else(held_by: list[str]) -> str:
+    """The end of a list: nothing left, or only what others hold (``ReviewFlow.held_by``)."""
+    if not held_by:
+        return _t("Nothing else to review in this list.")
+    text = ngettext(
+        "Nothing else to review in this list: %(count)d more is held by %(names)s.",
+        "Nothing else to review in this list: %(count)d more are held by %(names)s.",
+        len(held_by),
+    )
+    return text % {"count": len(held_by), "names": ", ".join(sorted(set(held_by)))}
 
 
 class ModerationAdminMixin(CheckedLookupsMixin):
@@ -140,6 +152,11 @@ class ModerationAdminMixin(CheckedLookupsMixin):
 
     # -- permissions and actions ----------------------------------------------------
 
+    def objects_name(self, count: int) -> str:
+        """The model's verbose name for ``count`` objects ("listing", "listings"): the
+        concrete model's, so a proxy's queue ("listing to review") says "listing" too."""
+        return model_ngettext(self.model._meta.concrete_model._meta, count)
+
     def has_moderate_permission(self, request) -> bool:
         return request.user.has_perm(MODERATE_PERMISSION)
 
@@ -175,6 +192,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             "title": _("Approve") if verb == "approve" else _("Reject") if verb == "reject" else _("Rescan"),
             "verb": verb,
             "objects": objects,
+            "objects_name": self.objects_name(len(objects)),
             "form": form,
             "opts": self.model._meta,
             "action": action,
@@ -184,18 +202,19 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         }
         return TemplateResponse(request, "admin/moderation/decide.html", context)
 
-    def _apply(self, request, objects, verb: str, reason: str) -> list:
+    def _apply(self, request, objects, verb: str, reason: str, *, shown: tuple[str, int] | None = None) -> list:
         """Decide on each of ``objects``; report what was done and what was refused.
+        ``shown``: the (status, version) the page showed (``transitions.decide``).
         Returns the objects decided on."""
         done, refused = [], []
         for obj in objects:
             try:
-                transitions.decide(obj, verb, actor=request.user, reason=reason)
+                transitions.decide(obj, verb, actor=request.user, reason=reason, shown=shown)
                 done.append(obj)
             except InvalidTransition as exc:
                 refused.append(str(exc))
             else:
-                holds.release(obj, request.user)
+                holds.release_all(obj)
         if done:
             self.message_user(request, _done_message(verb, len(done)), messages.SUCCESS)
         for text in refused:
@@ -225,10 +244,20 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             return {}
         count = len(offer["pks"])
         if offer["verb"] == "approve":
-            text = ngettext("You approved %(count)d object", "You approved %(count)d objects", count)
+            text = ngettext("You approved %(count)d %(name)s", "You approved %(count)d %(name)s", count)
         else:
-            text = ngettext("You rejected %(count)d object", "You rejected %(count)d objects", count)
-        return {"moderation_undo": {**offer, "text": text % {"count": count}, "count": count}}
+            text = ngettext("You rejected %(count)d %(name)s", "You rejected %(count)d %(name)s", count)
+        # The list's filters go along, so that the undo leads back into the same list.
+        filters = self.get_preserved_filters(request)
+        return {
+            "moderation_undo": {
+                **offer,
+                "url": f"{offer['url']}?{filters}" if filters else offer["url"],
+                "text": text % {"count": count, "name": self.objects_name(count)},
+                "count": count,
+                "until_ms": int(offer["until"] * 1000),
+            }
+        }
 
     def undo_view(self, request):
         """POST: take back the decisions of the session's undo offer (``transitions.undo``)."""
@@ -305,12 +334,12 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             return self.decision_page(request, [obj], verb, form)
         flow = ReviewFlow(self, request)
         order = flow.pending()  # where the object stood before the decision takes it out
-        if not self._apply(request, [obj], verb, form.cleaned_data["reason"]):
+        if not self._apply(request, [obj], verb, form.cleaned_data["reason"], shown=form.shown):
             return HttpResponseRedirect(flow.url("change", quote(obj.pk)))
         self._offer_undo(request, [obj], verb, back=flow.url("changelist"))
         following = flow.step(str(obj.pk), order=order)
         if following == flow.url("changelist"):
-            self.message_user(request, _("Nothing else to review in this list."), messages.INFO)
+            self.message_user(request, _nothing_else(flow.held_by()), messages.INFO)
         return HttpResponseRedirect(following)
 
     def step_view(self, request, object_id, backwards):
@@ -388,10 +417,25 @@ class ModerationAdminMixin(CheckedLookupsMixin):
                 "next_url": self._url("moderation_next", key) + query,
                 "previous_url": self._url("moderation_previous", key) + query,
                 "note_url": self._url("moderation_note", key) + query,
-                "form": DecisionForm(verb="approve"),
+                "form": DecisionForm(
+                    verb="approve",
+                    initial={"shown_status": obj.moderation_status, "shown_version": obj.moderation_version},
+                ),
                 "note_form": NoteForm(),
             }
         }
+
+
+class ReviewChangeList(CheckedChangeList):
+    """A change list of what needs review (``needs_review()``) among the admin's queryset."""
+
+    @property
+    def root_queryset(self):
+        return self._needs_review
+
+    @root_queryset.setter
+    def root_queryset(self, queryset):
+        self._needs_review = queryset.needs_review()
 
 
 class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
@@ -411,8 +455,11 @@ class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
     moderation_statuses = REVIEW_STATUSES
     ordering = REVIEW_ORDER  # the change list orders by the admin's ordering, not the queryset's
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).needs_review()
+    def get_changelist(self, request, **kwargs):
+        """Only the list holds what needs review: the change page, its decisions and its
+        Save find an object whatever its status, so a page another moderator decided on
+        since it was opened still saves, and shows the object as it is now."""
+        return ReviewChangeList
 
     def get_list_display(self, request):
         spec = get_spec(self.model)

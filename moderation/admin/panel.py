@@ -1,11 +1,11 @@
-"""The facts beside a decision on the review panel: a duplicate's two sides, the seller's
-record, and when the content under review was uploaded. Plain data for the template."""
+"""The facts beside a decision on the review panel: a duplicate's two sides (who
+uploaded first) and the seller's record. Plain data for the template."""
 
 from __future__ import annotations
 
 from django.contrib.admin.utils import quote
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import CharField, Count, Min, Model
+from django.db.models import CharField, Count, Model
 from django.db.models.functions import Cast
 from django.urls import NoReverseMatch, reverse
 
@@ -30,37 +30,21 @@ def admin_url(obj: Model | None) -> str | None:
     return None if obj is None else admin_url_of(ContentType.objects.get_for_model(obj), obj.pk)
 
 
-def uploaded_at(objs: list[Model]) -> dict[str, object]:
-    """When each object's current text and photo were saved: {str(pk): datetime}, from
-    the decision that sent that content version to ``pending`` (one query)."""
-    if not objs:
-        return {}
-    rows = (
-        Decision.objects.filter(
-            content_type=ContentType.objects.get_for_model(objs[0]),
-            object_pk__in=[str(obj.pk) for obj in objs],
-            to_status=ModerationStatus.PENDING,
-        )
-        .values("object_pk", "content_version")
-        .annotate(at=Min("created_at"))
-    )
-    versions = {str(obj.pk): obj.moderation_version for obj in objs}
-    return {row["object_pk"]: row["at"] for row in rows if versions[row["object_pk"]] == row["content_version"]}
-
-
 def duplicate_sides(obj: Model, other: Model) -> dict:
-    """Both sides of a duplicate photo: each object, its owner, its upload date, and
-    which came first (the earliest upload is the original; ``None`` when unknown)."""
+    """Both sides of a duplicate photo: each object, its owner, when it was first saved
+    (``created_field``; None for a model without one), and which came first, in the
+    duplicate check's own order (``ModerationSpec.upload_order``): the earliest upload
+    is the original, whatever either side's later edits."""
     spec = get_spec(type(obj))
-    dates = uploaded_at([obj, other])
-    here, there = dates.get(str(obj.pk)), dates.get(str(other.pk))
     sides = [
-        {"object": item, "owner": getattr(item, spec.owner_field) if spec.owner_field else None, "uploaded_at": at}
-        for item, at in ((obj, here), (other, there))
+        {
+            "object": item,
+            "owner": getattr(item, spec.owner_field) if spec.owner_field else None,
+            "uploaded_at": getattr(item, spec.created_field) if spec.created_field else None,
+        }
+        for item in (obj, other)
     ]
-    first = None
-    if here and there:
-        first = sides[0] if here <= there else sides[1]
+    first = sides[0] if spec.upload_order(obj) <= spec.upload_order(other) else sides[1]
     return {"sides": sides, "first": first, "other": other, "other_url": admin_url(other)}
 
 
