@@ -148,3 +148,10 @@ def test_calibration_says_per_category_why_it_changes_nothing_and_counts_what_it
     assert "Toys: keep the current threshold 0.5: 0.475 has the same precision and recall." in out
     assert "fewer than 1 decisions" not in out
     assert not StoredThreshold.objects.exists()
+
+
+def test_an_audit_entrys_title_says_unset_where_there_was_no_threshold(demo_moderation):
+    added = thresholds.set_threshold("CONSISTENCY_MIN", 0.5802, category="Toys", source="calibrate")
+    removed = thresholds.set_threshold("CONSISTENCY_MIN", None, category="Toys", source="admin")
+    assert str(added) == "CONSISTENCY_MIN (Toys): unset -> 0.5802"
+    assert str(removed) == "CONSISTENCY_MIN (Toys): 0.5802 -> unset"
