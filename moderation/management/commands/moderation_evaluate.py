@@ -72,7 +72,7 @@ class Command(BaseCommand):
                 f"{precision:.2f} at recall {recall:.2f} (target precision {target_precision:g}); per category: "
                 "manage.py moderation_calibrate."
             )
-        title = f"{source}, {embedder.model_id}, {len(examples)} examples"
+        title = f"{labelled.name if labelled else source}, {embedder.model_id}, {len(examples)} examples"
         for path in evaluation.write_charts(examples, output_dir, title=title):
             self.stdout.write(f"wrote {path}")
 
