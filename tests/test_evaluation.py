@@ -107,3 +107,15 @@ def test_stored_objects_are_judged_at_the_thresholds_in_force_for_their_category
     assert "CONSISTENCY_MIN in force: Toys 0.75" in out
     assert "CONSISTENCY_MIN for every category (global; now 0.5)" in out
     assert "moderation_calibrate" in out
+
+
+def test_decisions_are_judged_at_the_thresholds_in_force_for_their_category_not_their_stored_flags(
+    demo_moderation, listing_factory, category_factory
+):
+    thresholds.set_threshold("CONSISTENCY_MIN", 0.75, model_label="catalog.listing", category="Toys", source="test")
+    earlier = listing_factory(title="Red kite", category=category_factory("Toys"))
+    Listing.objects.filter(pk=earlier.pk).update(
+        moderation_status=S.APPROVED, embedding_model="demo:colour-words-v1", consistency_score=0.733, flag_reasons=[]
+    )
+    [example] = evaluation.decision_examples(registry.get_spec(Listing), model_id="demo:colour-words-v1")
+    assert (example.expected, example.scores.flag_reasons) == (set(), ["text_image_mismatch"])
