@@ -5,8 +5,13 @@ category, the threshold that reaches a target precision, and two charts.
 Needs the ``evaluate`` extra (scikit-learn for the metrics, matplotlib for the
 charts). Only ``moderation_evaluate`` imports this module: the pipeline never does.
 
+A stored object (an ``id`` row, a decision) is judged by its stored scores held
+against the thresholds in force for its category now (``judged_now``), not by the
+flags it got when it was last scored: after ``moderation_calibrate --apply`` the
+numbers need no rescan.
+
 A labelled set is a CSV file with a header and, per row, either ``id`` (a stored
-object, scored as it is) or ``photo`` (a file beside the CSV, scored now with the
+object, judged as above) or ``photo`` (a file beside the CSV, scored now with the
 configured embedder, without the database) with ``text`` and ``category``; and
 ``expected``: ``ok``, or the flag reasons it should get, separated by ``;``.
 """
@@ -14,7 +19,7 @@ configured embedder, without the database) with ``text`` and ``category``; and
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, precision_recall_fscore_support, roc_auc_score
 
 from . import scoring, thresholds
+from .conf import moderation_settings
 from .embedders import Embedder, EmbedderError, decode_listing_image
 from .models import DECIDED_STATUSES, FlagReason, ModerationStatus
 from .registry import ModerationSpec
@@ -65,6 +71,29 @@ class Row:
     recall: float | None
     f1: float | None
     roc_auc: float | None
+
+
+def judged_now(scores: scoring.Scores, category: str, *, stored: dict) -> scoring.Scores:
+    """``scores`` (as stored on an object) with the flag reasons and severity the pipeline
+    would give them at ``scoring.thresholds_for(category, stored=stored)``, recorded in
+    ``thresholds``. Every reason with a threshold is decided again: the text/photo
+    agreement, the category's rank, each prohibited concept's score, the duplicate's
+    similarity (a copy found then can be dropped, none found is never added: the
+    duplicate lookup needs the other objects)."""
+    limits = scoring.thresholds_for(category or None, stored=stored)
+    concepts = {concept["name"]: concept["threshold"] for concept in moderation_settings.PROHIBITED_CONCEPTS}
+    prohibited = [item for item in scores.prohibited_items if item["score"] >= concepts.get(item["concept"], np.inf)]
+    checks = {
+        FlagReason.TEXT_IMAGE_MISMATCH: scores.consistency is not None
+        and scores.consistency < limits["CONSISTENCY_MIN"],
+        FlagReason.CATEGORY_MISMATCH: scores.category_rank is not None
+        and scores.category_rank > limits["CATEGORY_MAX_RANK"],
+        FlagReason.PROHIBITED_ITEM: bool(prohibited),
+    }
+    copied = (scores.duplicate_similarity or 0.0) >= limits["DUPLICATE_MIN_SIMILARITY"]
+    reasons = [reason for reason, flagged in checks.items() if flagged]
+    reasons += [r for r in scores.flag_reasons if r in (FlagReason.DUPLICATE_IMAGE, FlagReason.REPOST) and copied]
+    return scoring.with_severity(replace(scores, prohibited_items=prohibited, flag_reasons=reasons, thresholds=limits))
 
 
 def _expected(value: str, line: int) -> set[str]:
@@ -137,7 +166,8 @@ def labelled_examples(path: Path, spec: ModerationSpec, embedder: Embedder) -> l
                     f"line {line}: category is {row['category']!r}, but {spec.label} {row['id']} is in "
                     f"{category!r}; leave category empty on id rows, or correct it."
                 )
-            examples.append(Example(row["id"], category, scoring.Scores.stored_on(obj), expected))
+            scores = judged_now(scoring.Scores.stored_on(obj), category, stored=stored)
+            examples.append(Example(row["id"], category, scores, expected))
         else:
             try:
                 image = decode_listing_image((path.parent / row["photo"]).read_bytes(), embedder=embedder)
@@ -152,6 +182,7 @@ def labelled_examples(path: Path, spec: ModerationSpec, embedder: Embedder) -> l
         for (name, category, _text, _image, expected), text_vector, image_vector in zip(
             photos, text_vectors, image_vectors, strict=True
         ):
+            limits = scoring.thresholds_for(category or None, stored=stored)
             scores = scoring.score_vectors(
                 text_vector,
                 image_vector,
@@ -159,8 +190,9 @@ def labelled_examples(path: Path, spec: ModerationSpec, embedder: Embedder) -> l
                 labels=labels,
                 matrix=matrix,
                 concepts=concepts,
-                limits=scoring.thresholds_for(category, stored=stored),
+                limits=limits,
             )
+            scores.thresholds = limits
             examples.append(Example(name, category, scoring.with_severity(scores), expected))
     return examples
 
@@ -172,12 +204,15 @@ def decision_examples(spec: ModerationSpec, *, model_id: str) -> list[Example]:
     queryset = spec.model._default_manager.filter(moderation_status__in=DECIDED_STATUSES, embedding_model=model_id)
     if spec.category_field and spec.model._meta.get_field(spec.category_field).is_relation:
         queryset = queryset.select_related(spec.category_field)
+    stored = thresholds.stored(spec.label)
     examples = []
     for obj in queryset.defer("text_vector", "image_vector"):
         scores = scoring.Scores.stored_on(obj)
+        # What the moderator rejected is what the object was flagged for when it was decided.
         rejected = obj.moderation_status == ModerationStatus.REJECTED
         expected = (set(scores.flag_reasons) or {"flag"}) if rejected else set()
-        examples.append(Example(str(obj.pk), spec.category_of(obj) or "", scores, expected))
+        category = spec.category_of(obj) or ""
+        examples.append(Example(str(obj.pk), category, judged_now(scores, category, stored=stored), expected))
     return examples
 
 
@@ -239,10 +274,17 @@ def consistency_for_precision(examples: list[Example], *, target_precision: floa
     return thresholds.propose_consistency_min(pairs, target_precision=target_precision)
 
 
-def write_charts(examples: list[Example], folder: Path, *, consistency_min: float) -> list[Path]:
+def consistency_min_by_category(examples: list[Example]) -> dict[str, float]:
+    """{category: the ``CONSISTENCY_MIN`` its examples were judged at}, sorted by category."""
+    return {e.category: e.scores.thresholds["CONSISTENCY_MIN"] for e in sorted(examples, key=lambda e: e.category)}
+
+
+def write_charts(examples: list[Example], folder: Path, *, title: str) -> list[Path]:
     """pr_curve.png (a precision/recall curve per reason that has both classes) and
     score_distribution.png (text/photo agreement of what should be flagged for a
-    mismatch and of the rest, the threshold in force drawn across). Returns the paths."""
+    mismatch and of the rest, each category's threshold in force drawn across, one line
+    per value naming its categories). ``title`` names the source, the model and the
+    count of examples; it heads both charts. Returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)
     figure = Figure(figsize=(6, 4.5))
     axes = figure.add_subplot()
@@ -252,7 +294,7 @@ def write_charts(examples: list[Example], folder: Path, *, consistency_min: floa
         if len({t for t, _ in pairs}) == 2:
             precision, recall, _ = precision_recall_curve([t for t, _ in pairs], [m for _, m in pairs])
             axes.plot(recall, precision, label=reason)
-    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="Precision / recall")
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title=f"Precision / recall\n{title}")
     if axes.lines:
         axes.legend(loc="lower left")
     FigureCanvasAgg(figure).print_png(folder / "pr_curve.png")
@@ -263,8 +305,13 @@ def write_charts(examples: list[Example], folder: Path, *, consistency_min: floa
     bins = np.linspace(-1, 1, 41)
     axes.hist([c for c in rest if c is not None], bins=bins, alpha=0.6, label="should not be flagged")
     axes.hist([c for c in mismatch if c is not None], bins=bins, alpha=0.6, label="text/photo mismatch")
-    axes.axvline(consistency_min, color="black", linestyle="--", label=f"CONSISTENCY_MIN {consistency_min:g}")
-    axes.set(xlabel="text/photo agreement (cosine)", ylabel="examples", title="Score distribution")
-    axes.legend(loc="upper left")
+    categories_at: dict[float, list[str]] = {}
+    for category, threshold in consistency_min_by_category(examples).items():
+        categories_at.setdefault(threshold, []).append(category or "-")
+    for threshold, categories in sorted(categories_at.items()):
+        label = f"CONSISTENCY_MIN {threshold:g} ({', '.join(categories)})"
+        axes.axvline(threshold, color="black", linestyle="--", label=label)
+    axes.set(xlabel="text/photo agreement (cosine)", ylabel="examples", title=f"Score distribution\n{title}")
+    axes.legend(loc="upper left", fontsize="small")
     FigureCanvasAgg(figure).print_png(folder / "score_distribution.png")
     return [folder / "pr_curve.png", folder / "score_distribution.png"]

@@ -291,7 +291,8 @@ class ThresholdChange(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.key} ({self.category or 'all categories'}): {self.old_value} -> {self.new_value}"
+        old, new = ("unset" if value is None else f"{value:g}" for value in (self.old_value, self.new_value))
+        return f"{self.key} ({self.category or 'all categories'}): {old} -> {new}"
 
 
 class ReviewHold(ObjectRecord):

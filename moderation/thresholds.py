@@ -13,7 +13,7 @@ Plain numpy, so the pipeline never imports the evaluation's libraries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.core.signals import setting_changed
@@ -87,11 +87,11 @@ def set_threshold(
         )
 
 
-def decided_examples(spec: ModerationSpec, *, model_id: str) -> list[tuple[str, float, bool]]:
-    """(category label, consistency score, should flag) of every object a moderator
-    decided on, scored by ``model_id``: rejected = should flag, approved = should not.
-    A rejection for other reasons than the text/photo agreement says nothing about it
-    and is left out."""
+def decided_examples(spec: ModerationSpec, *, model_id: str) -> tuple[list[tuple[str, float, bool]], list]:
+    """(examples, left out) of the objects a moderator decided on, scored by ``model_id``.
+    Examples are (category label, consistency score, should flag): rejected = should
+    flag, approved = should not. A rejection for other reasons than the text/photo
+    agreement says nothing about it and is left out: (category label, its other reasons)."""
     queryset = spec.model._default_manager.filter(
         moderation_status__in=DECIDED_STATUSES, embedding_model=model_id, consistency_score__isnull=False
     )
@@ -100,29 +100,46 @@ def decided_examples(spec: ModerationSpec, *, model_id: str) -> list[tuple[str, 
         fields.append(spec.category_field)
     rows = list(queryset.values_list(*fields))
     labels = spec.category_display({row[3] for row in rows}) if spec.category_field else {}
-    examples = []
+    examples, left_out = [], []
     for status, consistency, reasons, *category in rows:
+        label = labels.get(category[0], "") if category else ""
         rejected = status == ModerationStatus.REJECTED
-        if rejected and set(reasons) - {FlagReason.TEXT_IMAGE_MISMATCH}:
-            continue
-        examples.append((labels.get(category[0], "") if category else "", consistency, rejected))
-    return examples
+        others = sorted(set(reasons) - {FlagReason.TEXT_IMAGE_MISMATCH})
+        if rejected and others:
+            left_out.append((label, others))
+        else:
+            examples.append((label, consistency, rejected))
+    return examples, left_out
+
+
+class Outcome:
+    """Why a ``Proposal`` changes nothing (its ``outcome``); "" when it proposes a change."""
+
+    TOO_FEW = "too_few"  # fewer decisions than asked for
+    ONE_KIND = "one_kind"  # only rejections, or only approvals
+    UNREACHED = "unreached"  # no threshold reaches the target precision
+    NO_GAIN = "no_gain"  # the proposal does what the current threshold does
 
 
 @dataclass
 class Proposal:
     """A proposed ``CONSISTENCY_MIN`` for one category, with what it would have done on
     the decisions it was learned from (precision and recall of flagging what moderators
-    rejected; None when it flags nothing, or there was nothing to flag)."""
+    rejected; None when it flags nothing, or there was nothing to flag). ``decisions``
+    counts those used, ``rejected`` the rejections among them; ``left_out`` = {flag
+    reason: rejections left out for it}; ``outcome`` an ``Outcome`` or ""."""
 
     category: str
     decisions: int
+    rejected: int
     current: float
     proposed: float | None
     precision: float | None = None
     recall: float | None = None
     current_precision: float | None = None
     current_recall: float | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
+    outcome: str = ""
 
 
 def precision_recall(scores: np.ndarray, should_flag: np.ndarray, threshold: float) -> tuple:
@@ -151,24 +168,40 @@ def propose_consistency_min(examples: list[tuple[float, bool]], *, target_precis
 
 
 def calibrate(
-    spec: ModerationSpec, *, model_id: str, current: dict[str, float], min_decisions: int, target_precision: float
+    examples: list[tuple[str, float, bool]],
+    left_out: list[tuple[str, list[str]]],
+    *,
+    current: dict[str, float],
+    min_decisions: int,
+    target_precision: float,
 ) -> list[Proposal]:
-    """A ``Proposal`` per category with at least ``min_decisions`` decisions, both kinds
-    among them; ``current`` = {category: CONSISTENCY_MIN in force}. Changes nothing."""
-    by_category: dict[str, list] = {}
-    for category, score, should_flag in decided_examples(spec, model_id=model_id):
+    """A ``Proposal`` per category among ``decided_examples``' examples and left out;
+    ``current`` = {category: CONSISTENCY_MIN in force}. A proposal is a change only with
+    at least ``min_decisions`` decisions, both kinds among them, a threshold that reaches
+    ``target_precision``, and more recall or precision than the current one. Changes nothing."""
+    by_category: dict[str, list] = {category: [] for category, _ in left_out}
+    for category, score, should_flag in examples:
         by_category.setdefault(category, []).append((score, should_flag))
     proposals = []
-    for category, examples in sorted(by_category.items()):
-        threshold = current[category]
-        proposal = Proposal(category, len(examples), threshold, None)
-        kinds = {flag for _, flag in examples}
-        if len(examples) >= min_decisions and kinds == {True, False}:
+    for category, mine in sorted(by_category.items()):
+        scores = np.array([s for s, _ in mine], dtype=float)
+        flags = np.array([f for _, f in mine], dtype=bool)
+        proposal = Proposal(category, len(mine), int(flags.sum()), current[category], None)
+        for _, reasons in (entry for entry in left_out if entry[0] == category):
+            for reason in reasons:
+                proposal.left_out[reason] = proposal.left_out.get(reason, 0) + 1
+        proposal.current_precision, proposal.current_recall = precision_recall(scores, flags, proposal.current)
+        if len(mine) < min_decisions:
+            proposal.outcome = Outcome.TOO_FEW
+        elif proposal.rejected in (0, len(mine)):
+            proposal.outcome = Outcome.ONE_KIND
+        else:
             proposal.proposed, proposal.precision, proposal.recall = propose_consistency_min(
-                examples, target_precision=target_precision
+                mine, target_precision=target_precision
             )
-        scores = np.array([s for s, _ in examples])
-        flags = np.array([f for _, f in examples], dtype=bool)
-        proposal.current_precision, proposal.current_recall = precision_recall(scores, flags, threshold)
+            if proposal.proposed is None:
+                proposal.outcome = Outcome.UNREACHED
+            elif (proposal.precision, proposal.recall) == (proposal.current_precision, proposal.current_recall):
+                proposal.outcome = Outcome.NO_GAIN
         proposals.append(proposal)
     return proposals

@@ -8,7 +8,8 @@ from PIL import Image
 
 from catalog.demo import draw_labelled_set
 from catalog.models import Listing
-from moderation import transitions
+from moderation import evaluation, registry, thresholds, transitions
+from moderation.models import ModerationStatus as S
 from tests.helpers import score_now
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +83,39 @@ def test_an_id_row_whose_category_is_not_its_objects_is_refused_naming_both(
     ):
         call_command("moderation_evaluate", "--labelled", str(path), "--output-dir", str(tmp_path / "charts"))
     assert not (tmp_path / "charts").exists()
+
+
+def test_stored_objects_are_judged_at_the_thresholds_in_force_for_their_category_not_their_stored_flags(
+    demo_moderation, listing_factory, category_factory, tmp_path, capsys
+):
+    # Toys held at 0.75 after calibration; #13 was rescanned after the change, #30 was scored before it.
+    thresholds.set_threshold("CONSISTENCY_MIN", 0.75, model_label="catalog.listing", category="Toys", source="test")
+    toys = category_factory("Toys")
+    rescanned = listing_factory(title="Red ball", category=toys)
+    earlier = listing_factory(title="Red kite", category=toys)
+    Listing.objects.filter(pk=rescanned.pk).update(
+        moderation_status=S.FLAGGED, consistency_score=0.744, flag_reasons=["text_image_mismatch"]
+    )
+    Listing.objects.filter(pk=earlier.pk).update(moderation_status=S.OK, consistency_score=0.733, flag_reasons=[])
+    path = tmp_path / "set.csv"
+    path.write_text(f"id,category,expected\n{rescanned.pk},Toys,ok\n{earlier.pk},Toys,ok\n")
+    examples = evaluation.labelled_examples(path, registry.get_spec(Listing), embedder=None)
+    assert [e.scores.flag_reasons for e in examples] == [["text_image_mismatch"], ["text_image_mismatch"]]
+    assert [e.scores.thresholds["CONSISTENCY_MIN"] for e in examples] == [0.75, 0.75]
+    call_command("moderation_evaluate", "--labelled", str(path), "--output-dir", str(tmp_path / "charts"))
+    out = capsys.readouterr().out
+    assert "CONSISTENCY_MIN in force: Toys 0.75" in out
+    assert "CONSISTENCY_MIN for every category (global; now 0.5)" in out
+    assert "moderation_calibrate" in out
+
+
+def test_decisions_are_judged_at_the_thresholds_in_force_for_their_category_not_their_stored_flags(
+    demo_moderation, listing_factory, category_factory
+):
+    thresholds.set_threshold("CONSISTENCY_MIN", 0.75, model_label="catalog.listing", category="Toys", source="test")
+    earlier = listing_factory(title="Red kite", category=category_factory("Toys"))
+    Listing.objects.filter(pk=earlier.pk).update(
+        moderation_status=S.APPROVED, embedding_model="demo:colour-words-v1", consistency_score=0.733, flag_reasons=[]
+    )
+    [example] = evaluation.decision_examples(registry.get_spec(Listing), model_id="demo:colour-words-v1")
+    assert (example.expected, example.scores.flag_reasons) == (set(), ["text_image_mismatch"])

@@ -95,10 +95,63 @@ def test_calibration_proposes_nothing_for_a_category_with_too_few_decisions(demo
         moderation_status=S.REJECTED, embedding_model="demo:colour-words-v1", consistency_score=0.3
     )
     call_command("moderation_calibrate", "--apply")
-    assert "No proposal for Kitchen: fewer than 30 decisions" in capsys.readouterr().out
+    assert "Kitchen: no proposal: 1 of the 30 decisions it needs." in capsys.readouterr().out
     assert not StoredThreshold.objects.exists()
 
 
 def test_calibration_refuses_a_target_precision_that_is_not_a_fraction(demo_moderation):
     with pytest.raises(CommandError, match="--target-precision is a fraction"):
         call_command("moderation_calibrate", "--target-precision", "90")
+
+
+def _decided(listing, category, decided):
+    """Decided listings beside ``listing``: (consistency score, status, flag reasons)."""
+    Listing.objects.bulk_create(
+        [
+            Listing(
+                seller=listing.seller,
+                category=category,
+                title=f"decided {category} {i}",
+                price=1,
+                image="x.jpg",
+                moderation_status=status,
+                embedding_model="demo:colour-words-v1",
+                consistency_score=score,
+                flag_reasons=reasons,
+            )
+            for i, (score, status, reasons) in enumerate(decided)
+        ]
+    )
+
+
+def test_calibration_says_per_category_why_it_changes_nothing_and_counts_what_it_left_out(
+    demo_moderation, listing_factory, category_factory, capsys
+):
+    listing = listing_factory(title="Red mug")
+    mismatch = ["text_image_mismatch"]
+    # Clothing: four approvals, one kind only.
+    _decided(listing, category_factory("Clothing"), [(0.6 + i / 100, S.APPROVED, []) for i in range(4)])
+    # Furniture: an approval scored lower than the rejection; no threshold reaches the precision.
+    furniture = [(0.2, S.APPROVED, []), (0.4, S.REJECTED, mismatch), (0.6, S.APPROVED, [])]
+    furniture += [(0.45, S.REJECTED, ["category_mismatch"])] * 3
+    _decided(listing, category_factory("Furniture"), furniture)
+    # Toys: the current 0.5 already flags both rejections and nothing else.
+    toys = [(0.3, S.REJECTED, mismatch), (0.35, S.REJECTED, mismatch), (0.6, S.APPROVED, []), (0.7, S.APPROVED, [])]
+    _decided(listing, category_factory("Toys"), toys)
+    call_command("moderation_calibrate", "--min-decisions", "1", "--apply")
+    out = capsys.readouterr().out
+    assert "14 decisions, 11 of them used; 3 rejected for other reasons than the text/photo agreement left out" in out
+    assert "Clothing: no proposal: only approvals (4); it needs both kinds." in out
+    assert "Furniture: 3 rejection(s) left out, rejected for other reasons than the text/photo agreement" in out
+    assert "(category_mismatch 3)" in out
+    assert "Furniture: no proposal: no threshold reaches a precision of 0.9." in out
+    assert "Toys: keep the current threshold 0.5: 0.475 has the same precision and recall." in out
+    assert "fewer than 1 decisions" not in out
+    assert not StoredThreshold.objects.exists()
+
+
+def test_an_audit_entrys_title_says_unset_where_there_was_no_threshold(demo_moderation):
+    added = thresholds.set_threshold("CONSISTENCY_MIN", 0.5802, category="Toys", source="calibrate")
+    removed = thresholds.set_threshold("CONSISTENCY_MIN", None, category="Toys", source="admin")
+    assert str(added) == "CONSISTENCY_MIN (Toys): unset -> 0.5802"
+    assert str(removed) == "CONSISTENCY_MIN (Toys): 0.5802 -> unset"

@@ -26,15 +26,22 @@ class Command(BaseCommand):
         spec = target_specs(model)[0]
         model_id = get_embedder().model_id
         stored = thresholds.stored(spec.label)
-        examples = thresholds.decided_examples(spec, model_id=model_id)
+        examples, left_out = thresholds.decided_examples(spec, model_id=model_id)
         current = {
             category: scoring.thresholds_for(category or None, stored=stored)["CONSISTENCY_MIN"]
-            for category, *_ in examples
+            for category in {example[0] for example in (*examples, *left_out)}
         }
         proposals = thresholds.calibrate(
-            spec, model_id=model_id, current=current, min_decisions=min_decisions, target_precision=target_precision
+            examples, left_out, current=current, min_decisions=min_decisions, target_precision=target_precision
         )
-        self.stdout.write(f"{spec.label}, model {model_id}: {len(examples)} decisions")
+        self.stdout.write(
+            f"{spec.label}, model {model_id}: {len(examples) + len(left_out)} decisions, {len(examples)} of them used"
+            + (
+                f"; {len(left_out)} rejected for other reasons than the text/photo agreement left out"
+                if left_out
+                else ""
+            )
+        )
         if not proposals:
             self.stdout.write("No decisions on objects scored by this model: nothing to learn from.")
             return
@@ -52,13 +59,9 @@ class Command(BaseCommand):
                 f"{p.category or '-':<20} {p.decisions:>9} {p.current:>7g} {number(p.current_precision):>9} "
                 f"{number(p.current_recall):>6} {proposed:>8} {number(p.precision):>9} {number(p.recall):>6}"
             )
-        skipped = [p.category or "-" for p in proposals if p.proposed is None]
-        if skipped:
-            self.stdout.write(
-                f"No proposal for {', '.join(skipped)}: fewer than {min_decisions} decisions, only one kind of "
-                f"decision, or no threshold reaches a precision of {target_precision:g}."
-            )
-        changes = [p for p in proposals if p.proposed is not None and p.proposed != p.current]
+        for p in proposals:
+            self._explain(p, min_decisions=min_decisions, target_precision=target_precision)
+        changes = [p for p in proposals if not p.outcome]
         if not apply:
             if changes:
                 self.stdout.write("Run again with --apply to store the proposed thresholds.")
@@ -73,3 +76,24 @@ class Command(BaseCommand):
                 note=f"{p.decisions} decisions; expected precision {number(p.precision)}, recall {number(p.recall)}",
             )
         self.stdout.write(self.style.SUCCESS(f"Stored {len(changes)} threshold(s); the next scan uses them."))
+
+    def _explain(self, p: thresholds.Proposal, *, min_decisions: int, target_precision: float) -> None:
+        """One line per category on what its proposal does, and one on what was left out."""
+        name = p.category or "-"
+        if p.left_out:
+            reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(p.left_out.items()))
+            self.stdout.write(
+                f"{name}: {sum(p.left_out.values())} rejection(s) left out, rejected for other reasons than the "
+                f"text/photo agreement ({reasons})."
+            )
+        if p.outcome == thresholds.Outcome.TOO_FEW:
+            self.stdout.write(f"{name}: no proposal: {p.decisions} of the {min_decisions} decisions it needs.")
+        elif p.outcome == thresholds.Outcome.ONE_KIND:
+            kind = "rejections" if p.rejected else "approvals"
+            self.stdout.write(f"{name}: no proposal: only {kind} ({p.decisions}); it needs both kinds.")
+        elif p.outcome == thresholds.Outcome.UNREACHED:
+            self.stdout.write(f"{name}: no proposal: no threshold reaches a precision of {target_precision:g}.")
+        elif p.outcome == thresholds.Outcome.NO_GAIN:
+            self.stdout.write(
+                f"{name}: keep the current threshold {p.current:g}: {p.proposed:g} has the same precision and recall."
+            )

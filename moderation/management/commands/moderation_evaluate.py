@@ -9,9 +9,11 @@ from moderation.management.base import target_specs
 
 class Command(BaseCommand):
     help = (
-        "How right the flags are at the thresholds in force: precision, recall, F1 and ROC-AUC per flag reason and "
+        "How right the flags are at the thresholds in force for each object's category (stored objects are judged "
+        "again from their stored scores, no rescan needed): precision, recall, F1 and ROC-AUC per flag reason and "
         "per category, on a labelled CSV set or on the moderators' decisions (rejected = should flag, approved = "
-        "should not); the CONSISTENCY_MIN that reaches a target precision; a PR curve and a score distribution (PNG)."
+        "should not); the global CONSISTENCY_MIN that reaches a target precision; a PR curve and a score "
+        "distribution (PNG)."
     )
 
     def add_arguments(self, parser):
@@ -51,16 +53,27 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(examples)} examples from {source}, {flagged} of them to be flagged\n")
         self._table("reason", evaluation.by_reason(examples))
         self._table("category", evaluation.by_category(examples))
+        in_force = evaluation.consistency_min_by_category(examples)
+        self.stdout.write(
+            "CONSISTENCY_MIN in force: "
+            + ", ".join(f"{category or '-'} {threshold:g}" for category, threshold in in_force.items())
+        )
         current = scoring.thresholds_for(None, stored=thresholds.stored(spec.label))["CONSISTENCY_MIN"]
         threshold, precision, recall = evaluation.consistency_for_precision(examples, target_precision=target_precision)
         if threshold is None:
-            self.stdout.write(f"No CONSISTENCY_MIN reaches a precision of {target_precision:g} on these examples.")
-        else:
             self.stdout.write(
-                f"CONSISTENCY_MIN {threshold:g} (now {current:g}) reaches precision {precision:.2f} "
-                f"at recall {recall:.2f} (target precision {target_precision:g})."
+                f"No CONSISTENCY_MIN for every category (global; now {current:g}) reaches a precision of "
+                f"{target_precision:g} on these examples; per category: manage.py moderation_calibrate."
             )
-        for path in evaluation.write_charts(examples, output_dir, consistency_min=current):
+        else:
+            # One threshold over every category's examples: calibrate learns them per category.
+            self.stdout.write(
+                f"CONSISTENCY_MIN {threshold:g} for every category (global; now {current:g}) reaches precision "
+                f"{precision:.2f} at recall {recall:.2f} (target precision {target_precision:g}); per category: "
+                "manage.py moderation_calibrate."
+            )
+        title = f"{labelled.name if labelled else source}, {embedder.model_id}, {len(examples)} examples"
+        for path in evaluation.write_charts(examples, output_dir, title=title):
             self.stdout.write(f"wrote {path}")
 
     def _table(self, title: str, rows: list) -> None:
