@@ -82,6 +82,10 @@ DEFAULTS: dict[str, Any] = {
     # The sweeper re-queues a pending object whose task seems lost after this long.
     "STALE_AFTER_SECONDS": 600,
     "SWEEP_EVERY_MINUTES": 1,
+    # The sweep records when it ran (moderation/health.py): older than this while work
+    # waits, the cluster runs no task (wedged) and `moderation_health` fails. Several
+    # sweeps long, since the sweep waits its turn behind the tasks queued before it.
+    "HEARTBEAT_MAX_AGE_SECONDS": 300,
     # The review desk (moderation/admin/). Reasons a moderator can pick for a decision,
     # besides free text; a rejection needs one or the other.
     "DECISION_REASONS": [
