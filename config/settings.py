@@ -111,6 +111,11 @@ else:
             "CONN_MAX_AGE": 60,
         }
     }
+# DATABASE_REPLICA_URL points at a read replica of DATABASE_URL's server: search reads
+# from it (MODERATION["SEARCH_DATABASE"]), everything else uses the primary.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(os.environ["DATABASE_REPLICA_URL"], conn_max_age=60)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -189,6 +194,8 @@ MODERATION = (
         },
     }
 )
+if "replica" in DATABASES:
+    MODERATION.setdefault("SEARCH_DATABASE", "replica")
 
 # The app's API views set their own error handler, parsers, pagination and throttles
 # (moderation.api.views.ModerationAPIMixin), as they do on any host; the demo adds its

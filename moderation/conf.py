@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # Search: the HNSW candidate list is max(SEARCH_EF, 4 x k). Higher finds more of the
     # true neighbours (recall) for a little more time; see docs/benchmarks.md.
     "SEARCH_EF": 160,
+    # The database alias search reads from: a read replica's, so that search load stays
+    # off the primary. Only reads: scoring, duplicates and decisions use the primary.
+    "SEARCH_DATABASE": "default",
     # The pipeline.
     "BATCH_SIZE": 16,
     # A task also scores other pending objects waiting for their tasks, up to
