@@ -172,6 +172,9 @@ Q_CLUSTER = {
     "poll": 0.2,
     "catch_up": False,
     "label": "Task queue",
+    # django-q2 logs two INFO lines per task ("Enqueued", "Processed"): noise next to the
+    # objects' own states. Q_LOG_LEVEL=INFO brings them back.
+    "log_level": os.environ.get("Q_LOG_LEVEL", "WARNING"),
 }
 if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
