@@ -111,6 +111,11 @@ else:
             "CONN_MAX_AGE": 60,
         }
     }
+# DATABASE_REPLICA_URL points at a read replica of DATABASE_URL's server: search reads
+# from it (MODERATION["SEARCH_DATABASE"]), everything else uses the primary.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = dj_database_url.parse(os.environ["DATABASE_REPLICA_URL"], conn_max_age=60)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -140,6 +145,12 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# CACHE_URL points every web process at one Redis cache, so that API throttle counters
+# (and anything else cached) are shared; unset, each process counts on its own.
+if os.environ.get("CACHE_URL"):
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}
+    }
 # A marketplace photo is a few MB at most; larger uploads are refused with 413/400.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
@@ -161,6 +172,9 @@ Q_CLUSTER = {
     "poll": 0.2,
     "catch_up": False,
     "label": "Task queue",
+    # django-q2 logs two INFO lines per task ("Enqueued", "Processed"): noise next to the
+    # objects' own states. Q_LOG_LEVEL=INFO brings them back.
+    "log_level": os.environ.get("Q_LOG_LEVEL", "WARNING"),
 }
 if os.environ.get("Q_REDIS_URL"):
     Q_CLUSTER["redis"] = os.environ["Q_REDIS_URL"]
@@ -189,6 +203,8 @@ MODERATION = (
         },
     }
 )
+if "replica" in DATABASES:
+    MODERATION.setdefault("SEARCH_DATABASE", "replica")
 
 # The app's API views set their own error handler, parsers, pagination and throttles
 # (moderation.api.views.ModerationAPIMixin), as they do on any host; the demo adds its

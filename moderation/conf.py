@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # Search: the HNSW candidate list is max(SEARCH_EF, 4 x k). Higher finds more of the
     # true neighbours (recall) for a little more time; see docs/benchmarks.md.
     "SEARCH_EF": 160,
+    # The database alias search reads from: a read replica's, so that search load stays
+    # off the primary. Only reads: scoring, duplicates and decisions use the primary.
+    "SEARCH_DATABASE": "default",
     # The pipeline.
     "BATCH_SIZE": 16,
     # A task also scores other pending objects waiting for their tasks, up to
@@ -82,6 +85,10 @@ DEFAULTS: dict[str, Any] = {
     # The sweeper re-queues a pending object whose task seems lost after this long.
     "STALE_AFTER_SECONDS": 600,
     "SWEEP_EVERY_MINUTES": 1,
+    # The sweep records when it ran (moderation/health.py): older than this while work
+    # waits, the cluster runs no task (wedged) and `moderation_health` fails. Several
+    # sweeps long, since the sweep waits its turn behind the tasks queued before it.
+    "HEARTBEAT_MAX_AGE_SECONDS": 300,
     # The review desk (moderation/admin/). Reasons a moderator can pick for a decision,
     # besides free text; a rejection needs one or the other.
     "DECISION_REASONS": [

@@ -348,3 +348,14 @@ class EmbedderUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} on {self.day}: {self.calls} calls"
+
+
+class Heartbeat(models.Model):
+    """When a task of the cluster last ran, by name (``moderation.health``): written only
+    by a running task, so a cluster whose workers run nothing leaves it to age."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"

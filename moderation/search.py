@@ -26,6 +26,7 @@ from django.db import models, transaction
 from django.db.models import Subquery, Value
 from pgvector.django import CosineDistance
 
+from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
 from .models import PUBLIC_STATUSES, VECTOR_FIELDS
 from .registry import get_spec
@@ -44,8 +45,9 @@ class Hit:
 
 def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
     """``source`` is a moderated model, or a queryset of one (to add ``select_related``,
-    a manager's own filters, ...)."""
+    a manager's own filters, ...); the rows are read from ``SEARCH_DATABASE``."""
     queryset = source.all() if isinstance(source, models.QuerySet) else source._default_manager.all()
+    queryset = queryset.using(moderation_settings.SEARCH_DATABASE)
     get_spec(queryset.model)  # a clear error for a model that is not moderated
     queryset = queryset.filter(embedding_model=get_embedder().model_id)
     if statuses is not None:
@@ -81,9 +83,9 @@ def nearest(queryset, column: str, vector: np.ndarray, *, k: int, configure: boo
     ``configure=False`` when the caller already called ``set_index_options`` in its
     transaction (several searches, one round trip for the options)."""
     # SET LOCAL needs a transaction; inside a caller's one, no savepoint is needed.
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic(using=queryset.db, savepoint=False):
         if configure:
-            set_index_options(k=capped(k))
+            set_index_options(k=capped(k), using=queryset.db)
         rows = nearest_first(
             nearest_queryset(queryset, column, vector, k=k), distance=attrgetter("moderation_distance")
         )
@@ -126,8 +128,8 @@ def similar_to(
         .values_list("pk", "moderation_list", "moderation_distance")[:k]
         for column, kind in (("image_vector", "image"), ("text_vector", "text"))
     )
-    with transaction.atomic(savepoint=False):
-        set_index_options(k=k)
+    with transaction.atomic(using=queryset.db, savepoint=False):
+        set_index_options(k=k, using=queryset.db)
         rows = list(image.union(text, all=True))
     objects = queryset.defer(*VECTOR_FIELDS).in_bulk({pk for pk, _kind, _distance in rows})
     lists: dict[str, list[Hit]] = {"image": [], "text": []}
@@ -166,8 +168,8 @@ def hybrid(
     queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
-    with transaction.atomic(savepoint=False):
-        set_index_options(k=capped(k))
+    with transaction.atomic(using=queryset.db, savepoint=False):
+        set_index_options(k=capped(k), using=queryset.db)
         lists = {
             "text": nearest(queryset, "image_vector", text_vector[0], k=k, configure=False),
             "image": nearest(queryset, "image_vector", image_vector[0], k=k, configure=False),

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import claims, db, duplicates, queue, scoring, thresholds, transitions, usage
+from . import claims, db, duplicates, health, queue, scoring, thresholds, transitions, usage
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -367,7 +367,9 @@ def sweep() -> int:
 
     A task can be lost: a Redis broker restarted, a worker killed before it acked.
     The object is still ``pending`` in the database, so the database is the truth.
+    Its heartbeat tells ``moderation_health`` that the cluster still runs tasks.
     """
+    health.beat()
     queued = 0
     now = timezone.now()
     for spec in specs():

@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 import psycopg.errors
 from django.core.management.base import CommandError
-from django.db import ProgrammingError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connections
 
 from .conf import moderation_settings
 
@@ -62,16 +62,16 @@ def vector_literal(vector) -> str:
     return "[" + ",".join(map(str, to_db(vector))) + "]"
 
 
-def set_index_options(*, k: int) -> None:
-    """Per-query HNSW options for a search of ``k`` neighbours; call inside the query's
-    transaction (they are SET LOCAL).
+def set_index_options(*, k: int, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Per-query HNSW options for a search of ``k`` neighbours on the database ``using``;
+    call inside the query's transaction there (they are SET LOCAL).
 
     The candidate list (``hnsw.ef_search``) is max(``SEARCH_EF``, 4 x k), and pgvector's
     iterative index scan is on, so that a filtered search still finds ``k`` rows. Its
     ``relaxed_order`` mode may return neighbours slightly out of order: sort the rows
     with ``nearest_first``.
     """
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         # set_config(..., true) is SET LOCAL; both in one round trip.
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",

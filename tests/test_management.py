@@ -77,3 +77,19 @@ def test_the_demo_model_command_writes_the_model_in_the_split_onnx_layout(tmp_pa
     assert "demo:colour-words-v1 written to" in out.getvalue()
     for name in ("config.json", "visual/model.onnx", "visual/preprocess_cfg.json", "textual/model.onnx"):
         assert (tmp_path / "colour-words" / name).is_file()
+
+
+def test_the_scan_progress_bar_redraws_one_line_on_the_commands_stderr(
+    demo_moderation, listing_factory, photo, settings
+):
+    """Django's stderr wrapper ends every write with a newline (and colours it red on a
+    terminal); tqdm's redraws must reach the stream as they are, "\\r" and all."""
+    settings.MODERATION = {**settings.MODERATION, "BATCH_SIZE": 1}
+    for colour in ["red", "blue", "green"]:
+        listing_factory(title=f"{colour} box", image=photo(colour))
+    stderr = io.StringIO()
+    call_command("moderation_scan", "--sync", stderr=stderr, stdout=io.StringIO())
+    drawn = stderr.getvalue()
+    assert drawn.count("\r") >= 2
+    assert drawn.rstrip("\n").count("\n") == 0, drawn
+    assert "3/3" in drawn.splitlines()[-1]

@@ -12,10 +12,11 @@ import psutil
 import pytest
 from django.db import connection
 from django_q.models import OrmQ
+from django_q.tasks import async_task
 
 from catalog.models import Listing
 from moderation import queue, tasks, transitions
-from moderation.models import Decision, ModerationStatus
+from moderation.models import Decision, Heartbeat, ModerationStatus
 from tests.fake_provider import Drip, FakeProvider, Scripted
 from tests.helpers import ROOT, demo_moderation_settings, run_python
 
@@ -406,3 +407,51 @@ def test_a_failed_call_for_the_category_prompts_is_recorded_on_the_listing_with_
     assert (listing.moderation_status, listing.moderation_attempts) == (S.PENDING, 1)
     assert listing.moderation_error == "bad_response"
     assert listing.moderation_retry_at is not None
+
+
+def moderation_health(env: dict) -> subprocess.CompletedProcess:
+    """``manage.py moderation_health`` as a supervisor runs it."""
+    full_env = {k: v for k, v in {**os.environ, **env}.items() if k != "DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "manage.py", "moderation_health"], cwd=ROOT, env=full_env, capture_output=True, text=True
+    )
+
+
+def test_a_cluster_whose_idle_workers_were_killed_fails_the_health_check_and_scores_all_after_a_restart(
+    start_cluster, cluster_env, demo_model_dir, listing_factory, photo, settings
+):
+    """Issue #15: SIGKILL both idle workers, so the one blocked in the task queue's read
+    (holding its lock) is among them. Their replacements wait on that lock for ever
+    (django-q2 issue 23): the cluster is alive and runs nothing, and only the health
+    check tells. A supervisor's restart (SIGKILL the process group, start again) scores
+    every waiting listing."""
+    settings.MODERATION = demo_moderation_settings(demo_model_dir, HEARTBEAT_MAX_AGE_SECONDS=5)
+    env = {**cluster_env, "MODERATION_SETTINGS": json.dumps(settings.MODERATION)}
+    cluster = start_cluster(MODERATION_SETTINGS=env["MODERATION_SETTINGS"])
+    wait_for(lambda: len(cluster_processes(cluster)) >= 5, what="the cluster's workers")
+    async_task("moderation.tasks.sweep")  # the schedule's first run comes only after 30 s
+    wait_for(lambda: Heartbeat.objects.filter(name="sweep").exists(), what="the sweep's heartbeat")
+    assert moderation_health(env).returncode == 0
+
+    # The sentinel spawns its workers first, then the monitor and the pusher.
+    (sentinel,) = psutil.Process(cluster.pid).children()
+    workers = sorted(sentinel.children(), key=lambda p: p.pid)[:2]
+    for worker in workers:
+        worker.send_signal(signal.SIGKILL)
+    killed = {w.pid for w in workers}
+    wait_for(lambda: len({p.pid for p in sentinel.children()} - killed) >= 4, what="replacement workers")
+    listings = [listing_factory(title=f"Red mug {i}", image=photo("red", "cup", seed=str(i))) for i in range(3)]
+    async_task("moderation.tasks.sweep")  # what the schedule does every minute: it waits too
+    time.sleep(10)  # over HEARTBEAT_MAX_AGE_SECONDS and Q_RETRY: a working cluster would have scored them
+    assert {status_of(x) for x in listings} == {S.PENDING}, "the killed workers did not wedge the cluster"
+    wedged = moderation_health(env)
+    assert wedged.returncode == 1
+    assert "The task cluster runs no task" in wedged.stderr
+    assert cluster.poll() is None  # alive, and idle for ever
+
+    os.killpg(cluster.pid, signal.SIGKILL)  # what systemd does after TimeoutStopSec
+    cluster.wait()
+    start_cluster(MODERATION_SETTINGS=env["MODERATION_SETTINGS"])
+    # The ORM broker re-delivers what the wedged cluster had taken after Q_RETRY.
+    wait_for(lambda: all(status_of(x) == S.OK for x in listings), what="every waiting listing to be scored")
+    wait_for(lambda: moderation_health(env).returncode == 0, what="the health check to pass")

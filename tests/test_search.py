@@ -3,14 +3,14 @@ vectors of another model are never compared, results fuse by rank."""
 
 import numpy as np
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Category, Listing
 from moderation import search, vectors
 from moderation.models import ModerationStatus
 from moderation.search import Hit
-from tests.helpers import hnsw_index
+from tests.helpers import hnsw_index, score_now
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
@@ -102,3 +102,21 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
             plan = "\n".join(row[0] for row in cursor.fetchall())
     assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
     assert f"Index Scan using {hnsw_index(Listing, 'text_vector')}" in plan, plan
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+def test_search_reads_from_the_search_database_and_writes_nothing_there(
+    demo_moderation, listing_factory, photo, settings
+):
+    """The replica alias is a second connection to the test database (TEST MIRROR)."""
+    red = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
+    score_now(red)
+    settings.MODERATION = {**settings.MODERATION, "SEARCH_DATABASE": "replica"}
+    with CaptureQueriesContext(connections["replica"]) as replica, CaptureQueriesContext(connection) as primary:
+        hits = [search.by_text(Listing, "red mug"), search.similar_to(red, statuses=None)]
+    assert [hit.object.pk for hit in hits[0]] == [red.pk]
+    assert hits[1] == []  # nothing else to be similar to
+    assert replica.captured_queries
+    statements = {q["sql"].lstrip("(").split(None, 1)[0].upper() for q in replica.captured_queries}
+    assert statements == {"BEGIN", "SELECT", "COMMIT"}
+    assert not [q["sql"] for q in primary.captured_queries if "catalog_listing" in q["sql"]]

@@ -80,3 +80,35 @@ def test_an_invalid_boolean_is_refused_with_the_variable_name():
     result = run_python(PRINT_DB, env={"DEBUG": "maybe"})
     assert result.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_the_demo_queue_logs_warnings_but_not_its_per_task_info_lines():
+    code = (
+        "import django; django.setup(); from django_q.conf import logger; "
+        "logger.info('Enqueued [moderation] 1'); logger.warning('a worker died')"
+    )
+    result = run_python(code, env={"DATABASE_URL": None, "Q_LOG_LEVEL": None})
+    assert result.returncode == 0, result.stderr
+    assert "a worker died" in result.stderr
+    assert "Enqueued" not in result.stderr
+
+
+def test_a_replica_url_adds_the_search_database_and_a_cache_url_shares_the_cache():
+    code = (
+        "import django, json; django.setup(); from django.conf import settings; "
+        "print(json.dumps([settings.DATABASES['replica']['HOST'], settings.DATABASES['replica']['TEST']['MIRROR'], "
+        "settings.MODERATION['SEARCH_DATABASE'], settings.CACHES['default']['BACKEND']]))"
+    )
+    env = {
+        "DATABASE_URL": "postgres://shop:secret@db.internal:6543/shop",
+        "DATABASE_REPLICA_URL": "postgres://shop:secret@replica.internal:6543/shop",
+        "CACHE_URL": "redis://cache.internal:6379/1",
+    }
+    result = run_python(code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        "replica.internal",
+        "default",
+        "replica",
+        "django.core.cache.backends.redis.RedisCache",
+    ]

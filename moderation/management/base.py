@@ -55,7 +55,9 @@ def run_in_batches(
     rows = [(str(pk), version) for pk, version in queryset.order_by("pk").values_list("pk", "moderation_version")]
     command.stdout.write(f"{spec.label}: {len(rows)} object(s) {'to score' if sync else 'to queue'}")
     outcome: Counter = Counter()
-    with tqdm(total=len(rows), unit="obj", file=command.stderr, disable=not rows) as bar:
+    # The bar draws on the stream under Django's stderr wrapper, which would end each of
+    # tqdm's "\r" redraws with a newline (and colour it as an error on a terminal).
+    with tqdm(total=len(rows), unit="obj", file=command.stderr._out, disable=not rows) as bar:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             if sync:
