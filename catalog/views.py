@@ -68,4 +68,7 @@ class ListingViewSet(ModerationAPIMixin, viewsets.ModelViewSet):
 class TokenView(ModerationAPIMixin, ObtainAuthToken):
     """DRF's token endpoint with the app's error body: a wrong password is a 400
     ``invalid``. The token is the user's one key (``rest_framework.authtoken``) and is
-    sent as ``Authorization: Token <key>``; deleting it in the admin revokes it."""
+    sent as ``Authorization: Token <key>``; deleting it in the admin revokes it. Throttled
+    by the ``login`` scope: passwords cannot be tried as fast as the server answers."""
+
+    throttle_scope = "login"

@@ -221,7 +221,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_RATES": {
         scope: os.environ[variable]
-        for scope, variable in (("uploads", "THROTTLE_UPLOADS"), ("search", "THROTTLE_SEARCH"))
+        for scope, variable in (
+            ("uploads", "THROTTLE_UPLOADS"),
+            ("search", "THROTTLE_SEARCH"),
+            ("login", "THROTTLE_LOGIN"),
+        )
         if os.environ.get(variable)
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

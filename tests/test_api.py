@@ -659,3 +659,14 @@ def test_without_rest_framework_settings_errors_pages_and_throttles_are_the_apps
     assert_error(api.generic("POST", url, nested(1000), content_type="application/json"), 400, "parse_error")
     assert "Red mug" in titles(api.get("/api/search/text/", {"q": "red"}))
     assert_error(api.get("/api/listings/", {"page": "bogus"}), 404, "not_found")
+
+
+def test_passwords_for_tokens_are_throttled_per_client(api, sellers):
+    """A password cannot be guessed as fast as the server answers: the `login` scope
+    (default 10/minute per client address) answers 429 with `retry_after`."""
+    answers = [
+        api.post("/api/token/", {"username": "alice", "password": f"guess-{i}"}, format="json") for i in range(11)
+    ]
+    assert [answer.status_code for answer in answers[:10]] == [400] * 10
+    assert_error(answers[10], 429, "throttled")
+    assert answers[10].json()["error"]["retry_after"] > 0
