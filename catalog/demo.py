@@ -141,15 +141,16 @@ def draw_photo(colour: str, shape: str, *, seed: str, size: int = 384) -> bytes:
 
 
 @transaction.atomic
-def load_demo_catalogue() -> int:
-    """Create the sample sellers, categories and listings. Idempotent: listings that
-    exist (same seller and title) are left alone. Returns how many were created."""
+def load_demo_catalogue(*, seller_password: str) -> int:
+    """Create the sample sellers (each with ``seller_password``, so that an app can get
+    a token for one), categories and listings. Idempotent: listings that exist (same
+    seller and title) are left alone. Returns how many were created."""
     User = get_user_model()
     sellers = {}
     for name in SELLERS:
         sellers[name], created = User.objects.get_or_create(username=name, defaults={"email": f"{name}@example.com"})
         if created:
-            sellers[name].set_unusable_password()
+            sellers[name].set_password(seller_password)
             sellers[name].save(update_fields=["password"])
     categories = {
         name: Category.objects.get_or_create(name=name, defaults={"slug": name.lower()})[0] for name in CATEGORIES

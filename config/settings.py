@@ -210,6 +210,12 @@ if "replica" in DATABASES:
 # (moderation.api.views.ModerationAPIMixin), as they do on any host; the demo adds its
 # authentication, the rates from the environment (the app's defaults otherwise:
 # moderation.api.throttling.DEFAULT_RATES) and drf-spectacular's schema.
+# Mail (the demo's receiver e-mails a seller whose listing is rejected: catalog/receivers.py).
+# EMAIL_BACKEND names Django's backend; the demo's default prints each message on the
+# console of the process that sent it (the web server for a moderator's decision).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "moderation@localhost")
+
 REST_FRAMEWORK = {
     # DRF's own, refusing credentials that PostgreSQL cannot hold (a NUL) instead of a 500.
     # Tokens first: apps' requests cost a lookup, not a password hash, and a request

@@ -24,6 +24,8 @@ def test_the_demo_catalogue_loads_once_with_images(media_root):
     assert count >= 20
     assert Category.objects.count() >= 5
     assert all((media_root / listing.image.name).is_file() for listing in Listing.objects.all())
+    # A demo seller can log in, so that an app can get a token for one (README).
+    assert Listing.objects.first().seller.check_password("demo-seller-pass")
 
 
 def test_the_admin_lists_listings(admin_client, listing_factory):

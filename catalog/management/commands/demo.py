@@ -37,6 +37,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Built the colour-words demo model in {settings.DEMO_MODEL_DIR}.")
         call_command("migrate", interactive=False, verbosity=0)
         username, password = "admin", os.environ.get("DEMO_ADMIN_PASSWORD", "demo-admin-pass")
+        seller_password = os.environ.get("DEMO_SELLER_PASSWORD", "demo-seller-pass")
         User = get_user_model()
         if not User.objects.filter(username=username).exists():
             User.objects.create_superuser(username, "admin@example.com", password)
@@ -46,8 +47,12 @@ class Command(BaseCommand):
         children = [] if setup_only else [subprocess.Popen([*manage, "qcluster"])]
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         try:
-            created = load_demo_catalogue()
+            created = load_demo_catalogue(seller_password=seller_password)
             self.stdout.write(f"Sample catalogue ready ({created} listings created).")
+            self.stdout.write(
+                f"  Admin user {username!r}, password {password!r}; sellers alice, bob, carol and dave, "
+                f"password {seller_password!r} (POST /api/token/ gives an app a token)."
+            )
             if setup_only:
                 return
             self._report_when_scored()
