@@ -21,14 +21,13 @@ and XLM-RoBERTa, BPE for Gemma and NLLB); OpenAI CLIP uses the real CLIP BPE voc
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.model_builders import CLIP_MEAN, CLIP_STD, CORPUS, clip_bpe_vocabulary
+from tests.model_builders import CLIP_MEAN, CLIP_STD, CORPUS, clip_tokenizer
 
 FAMILIES = ("openai", "siglip", "siglip2", "mclip", "nllb")
 MULTILINGUAL_CORPUS = [
@@ -98,18 +97,7 @@ def _bpe(*, vocab_size: int, special: list[str], metaspace: bool = True) -> tupl
 
 
 def _clip_tokenizer():
-    from transformers import CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    with gzip.open(clip_bpe_vocabulary(), "rt", encoding="utf-8") as merges_file:
-        lines = merges_file.read().split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
-    alphabet = list(bytes_to_unicode().values())
-    tokens = [*alphabet, *(c + "</w>" for c in alphabet), *("".join(m) for m in merges)]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    tokenizer = CLIPTokenizer(
-        vocab={token: i for i, token in enumerate(tokens)}, merges=merges, pad_token="<|endoftext|>"
-    )
+    tokenizer = clip_tokenizer(pad_token="<|endoftext|>")
     tokenizer.model_max_length = 77
     return tokenizer
 

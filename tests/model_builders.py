@@ -139,25 +139,33 @@ def clip_bpe_vocabulary() -> Path:
     return path
 
 
-def build_clip_reference_model(folder: Path) -> Path:
-    from onnx import TensorProto, helper, numpy_helper
+def clip_tokenizer(**options):
+    """transformers' CLIPTokenizer over the real CLIP vocabulary, built as open_clip's
+    SimpleTokenizer builds it from the merges file (a header line, then the merges that
+    fill 49 408 ids), in HF's spelling of the two special tokens. ``options`` go to
+    CLIPTokenizer (e.g. ``pad_token``)."""
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    folder = Path(folder)
-    (folder / "visual").mkdir(parents=True, exist_ok=True)
-    (folder / "textual").mkdir(parents=True, exist_ok=True)
-
-    # The vocabulary as open_clip's SimpleTokenizer builds it from the merges file (a
-    # header line, then the merges that fill 49 408 ids), in HF's spelling of the two
-    # special tokens; HF's CLIPTokenizer writes the tokenizer.json Immich ships.
     with gzip.open(clip_bpe_vocabulary(), "rt", encoding="utf-8") as merges_file:
         lines = merges_file.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     alphabet = list(bytes_to_unicode().values())
     tokens = [*alphabet, *(c + "</w>" for c in alphabet), *("".join(m) for m in merges)]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    tokenizer = CLIPTokenizer(vocab={token: i for i, token in enumerate(tokens)}, merges=merges)
+    return CLIPTokenizer(vocab={token: i for i, token in enumerate(tokens)}, merges=merges, **options)
+
+
+def build_clip_reference_model(folder: Path) -> Path:
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder = Path(folder)
+    (folder / "visual").mkdir(parents=True, exist_ok=True)
+    (folder / "textual").mkdir(parents=True, exist_ok=True)
+
+    # HF's CLIPTokenizer writes the tokenizer.json Immich ships.
+    tokenizer = clip_tokenizer()
+    vocab_size = len(tokenizer.get_vocab())
     tokenizer.backend_tokenizer.save(str(folder / "textual" / "tokenizer.json"))
     (folder / "textual" / "tokenizer_config.json").write_text(
         json.dumps(
@@ -172,7 +180,7 @@ def build_clip_reference_model(folder: Path) -> Path:
     )
 
     rng = np.random.default_rng(77)
-    table = rng.standard_normal((len(tokens), CLIP_DIMS)).astype(np.float32)
+    table = rng.standard_normal((vocab_size, CLIP_DIMS)).astype(np.float32)
     _save(
         helper.make_graph(
             [
@@ -236,7 +244,7 @@ def build_clip_reference_model(folder: Path) -> Path:
             {
                 "embed_dim": CLIP_DIMS,
                 "vision_cfg": {"image_size": CLIP_SIZE, "patch_size": CLIP_PATCH},
-                "text_cfg": {"context_length": CLIP_CONTEXT, "vocab_size": len(tokens)},
+                "text_cfg": {"context_length": CLIP_CONTEXT, "vocab_size": vocab_size},
             }
         )
     )
