@@ -31,7 +31,7 @@ class ClusterEmbedder(ZeroCostEmbedder):
     model_id = "bench:zero-cost"
 
     def _embed_texts(self, texts):
-        from search_latency import CLUSTERS, centres
+        from bench.search_data import CLUSTERS, centres
 
         vectors = self._vectors(text.encode() for text in texts) * 0.02
         for row, text in enumerate(texts):
