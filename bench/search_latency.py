@@ -34,6 +34,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import statistics
 import struct
 import subprocess
@@ -389,7 +390,13 @@ def measure(kind: Kind, *, service: bool = True, **extra: str) -> dict:
         found = {row[0] for row in rows}  # the primary key comes first
         recalls.append(len(found & expected) / K)
         full += len(rows) == K
-    result = {"sql": summary(sql_ms), "recall@10": statistics.mean(recalls), "returned_k": full, "queries": len(sql_ms)}
+    result = {
+        "sql": summary(sql_ms),
+        "recall@10": statistics.mean(recalls),
+        "returned_k": full,
+        "queries": len(sql_ms),
+        "uses_hnsw": uses_hnsw(kind, **extra),
+    }
     if service:
         result["service"] = summary(service_ms)
         result["service_ratio"] = result["service"]["p50"] / result["sql"]["p50"]
@@ -397,13 +404,15 @@ def measure(kind: Kind, *, service: bool = True, **extra: str) -> dict:
 
 
 def plan(kind: Kind, **extra: str) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the kind's first query, with the app's index options."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the kind's first query, with the app's index options
+    (the query vector's literal shortened to '[...]')."""
     from moderation import search
 
     with index_options_set(**extra):
-        return search.nearest_queryset(searched(kind), kind.column, kind.queries[0], k=K).explain(
+        text = search.nearest_queryset(searched(kind), kind.column, kind.queries[0], k=K).explain(
             analyze=True, buffers=True
         )
+    return re.sub(r"'\[[^']*\]'", "'[...]'", text)
 
 
 def uses_hnsw(kind: Kind, **extra: str) -> bool:
@@ -430,20 +439,20 @@ def ef_sweep(all_kinds: list[Kind], efs: list[int]) -> dict:
 
 def scan_limits(kind: Kind, max_scan_tuples: list[int], multipliers: list[float]) -> list[dict]:
     """pgvector's iterative scan limits for one kind: SQL latency, recall and returned k
-    for each hnsw.max_scan_tuples x hnsw.scan_mem_multiplier (defaults 20000 and 1)."""
+    for each hnsw.max_scan_tuples x hnsw.scan_mem_multiplier (defaults 20000 and 1), with
+    the planner's choice of plan and with the HNSW index forced (``enable_sort = off``:
+    the limits only matter on that path, which the planner may not take)."""
     results = []
-    for tuples in max_scan_tuples:
-        for multiplier in multipliers:
-            extra = {"hnsw.max_scan_tuples": str(tuples), "hnsw.scan_mem_multiplier": str(multiplier)}
-            result = measure(kind, service=False, **extra)
-            results.append(
-                {
-                    "max_scan_tuples": tuples,
-                    "scan_mem_multiplier": multiplier,
-                    "uses_hnsw": uses_hnsw(kind, **extra),
-                    **result,
-                }
-            )
+    for forced in (False, True):
+        for tuples in max_scan_tuples:
+            for multiplier in multipliers:
+                extra = {"hnsw.max_scan_tuples": str(tuples), "hnsw.scan_mem_multiplier": str(multiplier)}
+                if forced:
+                    extra["enable_sort"] = "off"
+                result = measure(kind, service=False, **extra)
+                results.append(
+                    {"max_scan_tuples": tuples, "scan_mem_multiplier": multiplier, "forced_hnsw": forced, **result}
+                )
     return results
 
 
@@ -451,27 +460,28 @@ def print_kinds(title: str, results: dict) -> None:
     print(f"\n{title}")
     print(
         f"{'query kind':32} {'SQL p50':>8} {'SQL p95':>8} {'service p50':>11} {'service p95':>11} "
-        f"{'ratio':>6} {'recall@10':>9} {'returned k':>10}"
+        f"{'ratio':>6} {'recall@10':>9} {'returned k':>10} {'plan':>6}"
     )
     for name, result in results.items():
         print(
             f"{name:32} {result['sql']['p50']:8.2f} {result['sql']['p95']:8.2f} {result['service']['p50']:11.2f} "
             f"{result['service']['p95']:11.2f} {result['service_ratio']:6.2f} {result['recall@10']:9.3f} "
-            f"{result['returned_k']:>5}/{result['queries']}"
+            f"{result['returned_k']:>5}/{result['queries']} {'HNSW' if result['uses_hnsw'] else 'exact':>6}"
         )
-    print(f"ratio = service p50 / SQL p50 (target <= {SERVICE_TARGET})")
+    print(f"ratio = service p50 / SQL p50 (target <= {SERVICE_TARGET}); plan: HNSW index, or exact (filter + sort)")
 
 
 def print_scan_limits(name: str, results: list[dict]) -> None:
-    print(f"\niterative scan limits, {name} (SQL only, app's SEARCH_EF):")
+    print(f"\niterative scan limits, {name} (SQL only, app's SEARCH_EF; forced: enable_sort = off):")
     print(
-        f"{'max_scan_tuples':>15} {'mem multiplier':>14} {'HNSW?':>6} {'SQL p50':>8} {'SQL p95':>8} "
+        f"{'max_scan_tuples':>15} {'mem multiplier':>14} {'forced':>6} {'plan':>6} {'SQL p50':>8} {'SQL p95':>8} "
         f"{'recall@10':>9} {'returned k':>10}"
     )
     for result in results:
         print(
             f"{result['max_scan_tuples']:>15} {result['scan_mem_multiplier']:>14} "
-            f"{'yes' if result['uses_hnsw'] else 'no':>6} {result['sql']['p50']:8.2f} {result['sql']['p95']:8.2f} "
+            f"{'yes' if result['forced_hnsw'] else 'no':>6} {'HNSW' if result['uses_hnsw'] else 'exact':>6} "
+            f"{result['sql']['p50']:8.2f} {result['sql']['p95']:8.2f} "
             f"{result['recall@10']:9.3f} {result['returned_k']:>5}/{result['queries']}"
         )
 
@@ -718,10 +728,12 @@ def main() -> None:
         print(f"\nplan of {name}, app's options:\n  " + "\n  ".join(text.splitlines()))
     default_ef = moderation_settings.SEARCH_EF
     report["default_ef"] = default_ef
+    print(f"\n(exact answers and plans after {time.perf_counter() - started:.0f} s)")
     report["ef"] = ef_sweep(all_kinds, sorted({*args.ef, default_ef}))
     tenth = by_name["filtered 0.1% (category)"]
     report["scan_limits"] = scan_limits(tenth, args.max_scan_tuples, args.scan_mem_multiplier)
     print_scan_limits(tenth.name, report["scan_limits"])
+    print(f"(sweeps done after {time.perf_counter() - started:.0f} s)")
     if not args.no_api:
         report["api"] = measure_api(args, ids)
         print_api(report["api"])
