@@ -338,10 +338,13 @@ def kinds(ids: np.ndarray, images: np.ndarray, texts: np.ndarray, n: int) -> lis
 
 def searched(kind: Kind):
     """The queryset a kind searches: public rows of the bench's model id, in its category."""
-    from catalog.models import Listing
+    from catalog.models import Category, Listing
 
     queryset = Listing.objects.public().filter(embedding_model=MODEL_ID)
-    return queryset if kind.category is None else queryset.filter(category__slug=kind.category)
+    if kind.category is None:
+        return queryset
+    # As the demo's API filters (catalog.serializers.ListingSearchFilters): by the key.
+    return queryset.filter(category_id=Category.objects.get(slug=kind.category).pk)
 
 
 @contextlib.contextmanager
