@@ -47,15 +47,15 @@ def _table(spec: ModerationSpec) -> str:
 def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
     """Claim ``pks`` (the task's own objects) and up to ``extra`` other pending ones.
 
-    Yields (own, others, more): the keys, as strings, this task holds, and whether
-    other objects may still wait for a task. An own key missing from ``own`` is held by
+    Yields (own, others, left): the keys, as strings, this task holds, and how many
+    other objects it saw waiting for a task and left. An own key missing from ``own`` is held by
     another task. Other tasks are claiming waiting objects at the same moment, so three
     times ``extra`` are tried and the surplus is released at once: taking only
     ``extra`` candidates left two workers fighting over the same ones, and the save
-    path at half its rate (docs/benchmarks.md). ``more`` is True when a surplus was
-    released, or when all ``3 * extra`` candidates were tried and fewer than ``extra``
-    could be claimed (more may wait beyond them): the caller then queues a drain
-    (``moderation.drains``), since a released object may have no task of its own.
+    path at half its rate (docs/benchmarks.md). ``left`` counts the surplus released,
+    or is ``extra`` when all ``3 * extra`` candidates were tried and fewer than
+    ``extra`` could be claimed (more may wait beyond them): the caller then queues
+    drains (``moderation.drains``), since a released object may have no task of its own.
     """
     others_sql, others_params = "", []
     if extra > 0:
@@ -81,11 +81,11 @@ def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
     own = [pk for pk, is_own, held in rows if is_own and held]
     others = [pk for pk, is_own, held in rows if not is_own and held]
     tried = sum(1 for _pk, is_own, _held in rows if not is_own)
-    more = len(others) > extra or (extra > 0 and tried == 3 * extra and len(others) < extra)
+    left = max(0, len(others) - extra) or (extra if extra > 0 and tried == 3 * extra and len(others) < extra else 0)
     release(spec, others[extra:])
     others = others[:extra]
     try:
-        yield own, others, more
+        yield own, others, left
     finally:
         release(spec, own + others)
 

@@ -22,9 +22,11 @@ Why no saved object is left waiting (the ordering argument):
    stale) queued a drain itself.
 4. A drain takes at most ``BATCH_SIZE`` objects. When it leaves waiting ones behind
    (it released claimed candidates it had no room for, or every candidate it looked
-   at was held by other tasks), it requests the next drain before embedding, so a
-   second worker works on the backlog in parallel. A candidate another task held only
-   to release it is covered by that task's own request.
+   at was held by other tasks), it queues the next drains before embedding (``follow``,
+   one per ``BATCH_SIZE`` left, without the marker), so other workers work on the
+   backlog in parallel. A candidate another task held only to release it is covered by
+   that task's own ``follow``. Any drain clears the marker when it starts, so the
+   argument of step 3 holds whichever drain clears it.
 5. A marker older than the queue's redelivery time (``stale_after_seconds``: a drain
    lost by the Redis broker, a save process killed between the marker and the
    enqueue) counts as absent. Objects saved meanwhile are ``pending`` with their
@@ -96,6 +98,17 @@ def request_on_commit(label: str) -> None:
     """``request`` once the current transaction commits: the saved object is then
     committed before the marker is read (step 1 of the argument above)."""
     transaction.on_commit(lambda: request(label))
+
+
+def follow(label: str, waiting: int) -> int:
+    """Queue a drain of ``label`` for each ``BATCH_SIZE`` of the ``waiting`` objects a
+    task saw and left (step 4), without the marker: one queued drain at a time would
+    leave a worker idle while the broker delivers the next (the ORM broker polls), and
+    the save path far below django-q2's own task rate. Returns how many were queued."""
+    count = -(-waiting // moderation_settings.BATCH_SIZE)
+    for _ in range(count):
+        queue.enqueue_drain(label)
+    return count
 
 
 def started(label: str) -> None:

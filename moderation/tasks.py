@@ -90,11 +90,11 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
         outcome, _scored, postponed = _moderate(spec, wanted, [], embedder, force=force, claimed=False, ends=ends)
         return _requeue_postponed(spec, postponed, outcome, force=force)
     extra = 0 if force else max(0, moderation_settings.BATCH_SIZE - len(wanted))
-    with claims.claim(spec, list(wanted), extra=extra) as (own, others, more):
-        if more and drains.enabled():
+    with claims.claim(spec, list(wanted), extra=extra) as (own, others, left):
+        if left and drains.enabled():
             # Objects wait that this task leaves, and some may have no task of their
-            # own: the next drain, queued now, scores them on another worker meanwhile.
-            drains.request(spec.label)
+            # own: the next drains, queued now, score them on other workers meanwhile.
+            drains.follow(spec.label, left)
         outcome, scored, postponed = _moderate(
             spec, {pk: wanted[pk] for pk in own}, others, embedder, force=force, claimed=True, ends=ends
         )
