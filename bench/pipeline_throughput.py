@@ -1,11 +1,12 @@
 """Listings per second through a real qcluster, in one run.
 
 1. Overhead: a zero-cost embedder (bench/zero_cost.py), 2 workers, small photos.
-   Measured twice: one task per saved listing (the save path), and batch tasks
-   (`moderation_scan --all`). Target: at least 200 listings/s.
+   django-q2's own no-op task rate (bench/noop.py) before and after, the save path
+   (saved listings queue drains: moderation/drains.py) and batch tasks
+   (`moderation_scan --all`), each as a ratio to the no-op rate. Target: >= 1.0.
 2. With the ViT-B/32-sized local model (bench/.models/vit-b32-random), 1024x1024
    JPEGs: end-to-end listings/s through the cluster against the embedder's own
-   throughput (texts + images) on the same inputs in this process. Target: >= 80%.
+   throughput (texts + images) on the same inputs in this process. Target: >= 0.85.
 
     .venv/bin/python bench/pipeline_throughput.py [--listings 1000] [--model-listings 64]
 """
@@ -275,17 +276,17 @@ def with_model(listings: int) -> None:
         started = time.time()
         call_command("moderation_scan", verbosity=0, stdout=io.StringIO(), stderr=io.StringIO())
         batches = listings / wait_until_scored(started, listings)
-        # The save path: sellers save while the cluster runs, each listing queues its
-        # own task, and tasks coalesce what has queued up (saving is included).
+        # The save path: sellers save while the cluster runs; the saves queue drains
+        # (moderation/drains.py), which score what has queued up (saving is included).
         started = time.time()
         make_listings(listings, lambda i: jpegs[i])
         saved = listings / wait_until_scored(started, listings)
     finally:
         stop_cluster(cluster)
-    for path, through in (("batch tasks (moderation_scan)", batches), ("saved listings, one task each", saved)):
+    for path, through in (("batch tasks (moderation_scan)", batches), ("the save path (drains)", saved)):
         print(
             f"ViT-B/32-sized model, {path}: embedder alone {own:5.1f} listings/s, through the cluster "
-            f"{through:5.1f} listings/s, ratio {through / own:.2f} (target >= 0.80)"
+            f"{through:5.1f} listings/s, ratio {through / own:.2f} (target >= 0.85)"
         )
 
 
