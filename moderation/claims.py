@@ -47,11 +47,15 @@ def _table(spec: ModerationSpec) -> str:
 def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
     """Claim ``pks`` (the task's own objects) and up to ``extra`` other pending ones.
 
-    Yields (own, others): the keys, as strings, this task holds. An own key missing
-    from ``own`` is held by another task. Other tasks are claiming waiting objects at
-    the same moment, so three times ``extra`` are tried and the surplus is released at
-    once: taking only ``extra`` candidates left two workers fighting over the same ones,
-    and the save path at half its rate (docs/benchmarks.md).
+    Yields (own, others, left): the keys, as strings, this task holds, and how many
+    other objects it saw waiting for a task and left. An own key missing from ``own`` is held by
+    another task. Other tasks are claiming waiting objects at the same moment, so three
+    times ``extra`` are tried and the surplus is released at once: taking only
+    ``extra`` candidates left two workers fighting over the same ones, and the save
+    path at half its rate (docs/benchmarks.md). ``left`` counts the surplus released,
+    or is ``extra`` when all ``3 * extra`` candidates were tried and fewer than
+    ``extra`` could be claimed (more may wait beyond them): the caller then queues
+    drains (``moderation.drains``), since a released object may have no task of its own.
     """
     others_sql, others_params = "", []
     if extra > 0:
@@ -69,17 +73,19 @@ def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
         # The lock is taken on the rows the subquery returns, not on rows a LIMIT
         # would discard: a volatile function is not pushed into it.
         cursor.execute(
-            f"SELECT k.pk, k.own FROM (SELECT unnest(%s::text[]), true{others_sql}) AS k(pk, own) "
-            f"WHERE pg_try_advisory_lock({_KEY})",
-            [list(pks), *others_params, _table(spec)],
+            f"SELECT k.pk, k.own, pg_try_advisory_lock({_KEY}) "
+            f"FROM (SELECT unnest(%s::text[]), true{others_sql}) AS k(pk, own)",
+            [_table(spec), list(pks), *others_params],
         )
         rows = cursor.fetchall()
-    own = [pk for pk, is_own in rows if is_own]
-    others = [pk for pk, is_own in rows if not is_own]
+    own = [pk for pk, is_own, held in rows if is_own and held]
+    others = [pk for pk, is_own, held in rows if not is_own and held]
+    tried = sum(1 for _pk, is_own, _held in rows if not is_own)
+    left = max(0, len(others) - extra) or (extra if extra > 0 and tried == 3 * extra and len(others) < extra else 0)
     release(spec, others[extra:])
     others = others[:extra]
     try:
-        yield own, others
+        yield own, others, left
     finally:
         release(spec, own + others)
 

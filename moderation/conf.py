@@ -78,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     # A task also scores other pending objects waiting for their tasks, up to
     # BATCH_SIZE in all (moderation/claims.py). False behind PgBouncer's transaction pooling.
     "COALESCE": True,
+    # With COALESCE: a save queues a drain task of its model only when none is queued
+    # and not yet started; that drain scores it with the others waiting
+    # (moderation/drains.py). False: each save queues its own task.
+    "DRAIN_SAVES": True,
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_DELAY_SECONDS": 30,
     "RETRY_MAX_DELAY_SECONDS": 3600,

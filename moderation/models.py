@@ -359,3 +359,14 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.beat_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Drain(models.Model):
+    """Whether a drain task of a moderated model is queued and not yet started
+    (``moderation.drains``): one row per model label; ``queued_at`` is None when not."""
+
+    label = models.CharField(max_length=100, primary_key=True)
+    queued_at = models.DateTimeField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.label}: queued at {self.queued_at:%Y-%m-%d %H:%M:%S}" if self.queued_at else self.label

@@ -1,4 +1,4 @@
-"""Sending tasks to django-q2: the scoring of one object, of a batch, and on commit.
+"""Sending tasks to django-q2: the scoring of one object, of a batch, a drain, and on commit.
 
 Tasks are named by dotted path, as django-q2 runs them; this module does not import
 ``moderation.tasks``, which runs them.
@@ -39,6 +39,12 @@ def enqueue_batch(label: str, items: list[tuple[str, int]], *, force: bool = Fal
         task_name=f"moderate {label} x{len(items)}",
         **TASK_OPTIONS,
     )
+
+
+def enqueue_drain(label: str) -> None:
+    """Queue a drain of the model ``label``: ``moderation.tasks.drain`` scores the
+    objects waiting (``moderation.drains`` decides when one is queued)."""
+    async_task("moderation.tasks.drain", label, task_name=f"drain {label}", **TASK_OPTIONS)
 
 
 def enqueue_on_commit(label: str, pk, version: int, *, force: bool = False) -> None:

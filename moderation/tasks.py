@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import claims, db, duplicates, health, queue, scoring, thresholds, transitions, usage
+from . import claims, db, drains, duplicates, health, queue, scoring, thresholds, transitions, usage
 from .conf import moderation_settings
 from .embedders import (
     EmbedderConfigurationError,
@@ -53,6 +53,15 @@ def moderate_object(label: str, pk: str, version: int, force: bool = False) -> d
     return moderate_batch(label, [(pk, version)], force)
 
 
+def drain(label: str) -> dict:
+    """Score the objects of the model ``label`` that wait for a task, up to ``BATCH_SIZE``:
+    the save path's task (``moderation.drains``). The marker is cleared first, so that a
+    save from now on queues the next drain; when more wait, the next one is queued before
+    this one embeds. Returns counts by outcome, as ``moderate_batch``."""
+    drains.started(label)
+    return moderate_batch(label, [])
+
+
 def moderate_batch(label: str, items: list, force: bool = False) -> dict:
     """Score the objects ``items`` = [(pk, version), ...] of one model with one embedder call.
 
@@ -81,7 +90,11 @@ def moderate_batch(label: str, items: list, force: bool = False) -> dict:
         outcome, _scored, postponed = _moderate(spec, wanted, [], embedder, force=force, claimed=False, ends=ends)
         return _requeue_postponed(spec, postponed, outcome, force=force)
     extra = 0 if force else max(0, moderation_settings.BATCH_SIZE - len(wanted))
-    with claims.claim(spec, list(wanted), extra=extra) as (own, others):
+    with claims.claim(spec, list(wanted), extra=extra) as (own, others, left):
+        if left and drains.enabled():
+            # Objects wait that this task leaves, and some may have no task of their
+            # own: the next drains, queued now, score them on other workers meanwhile.
+            drains.follow(spec.label, left)
         outcome, scored, postponed = _moderate(
             spec, {pk: wanted[pk] for pk in own}, others, embedder, force=force, claimed=True, ends=ends
         )

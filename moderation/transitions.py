@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from . import queue, signals
+from . import drains, queue, signals
 from .conf import moderation_settings
 from .db import update_rows
 from .exceptions import InvalidTransition
@@ -94,7 +94,9 @@ def _locked(model: type[models.Model], pk) -> models.Model | None:
 
 
 def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
-    """The seller saved new text or a new photo: back to ``pending``, queue a scoring task.
+    """The seller saved new text or a new photo: back to ``pending``, queue a scoring task
+    on commit: a drain of its model when ``moderation.drains`` is enabled and none is
+    queued yet, its own ``moderate_object`` task otherwise.
 
     Returns False when the stored hash already matches (nothing to do). The history
     stays; a decision on the old content no longer holds for the new.
@@ -129,7 +131,10 @@ def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
         )
         row.refresh_from_db(fields=["moderation_version"])
         _decision(row, from_status=from_status, to_status=S.PENDING, reason="created" if created else "content changed")
-        queue.enqueue_on_commit(spec.label, row.pk, row.moderation_version)
+        if drains.enabled():  # the save path: one drain for the saves that queue up
+            drains.request_on_commit(spec.label)
+        else:
+            queue.enqueue_on_commit(spec.label, row.pk, row.moderation_version)
     for name in ("content_hash", "moderation_version", "moderation_status", "moderation_queued_at"):
         setattr(obj, name, getattr(row, name))
     return True

@@ -26,6 +26,7 @@ FLOW = [
     "moderation.signal_handlers",
     "moderation.transitions",
     "moderation.db",
+    "moderation.drains",
     "moderation.queue",
     "moderation.tasks",
     "moderation.claims",

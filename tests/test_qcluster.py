@@ -455,3 +455,46 @@ def test_a_cluster_whose_idle_workers_were_killed_fails_the_health_check_and_sco
     # The ORM broker re-delivers what the wedged cluster had taken after Q_RETRY.
     wait_for(lambda: all(status_of(x) == S.OK for x in listings), what="every waiting listing to be scored")
     wait_for(lambda: moderation_health(env).returncode == 0, what="the health check to pass")
+
+
+def test_listings_saved_faster_than_they_are_scored_share_few_drain_tasks_and_none_is_lost(
+    start_cluster, listing_factory, user_factory, photo
+):
+    """Issue #14: the save path queues a drain only when none is queued and not yet
+    started (moderation/drains.py). Saved with the cluster stopped, 40 listings queue one
+    task; while the cluster runs, 40 more saved quickly queue far fewer than 40, and every
+    listing is scored."""
+    from django_q.signals import pre_enqueue
+
+    enqueued = []
+
+    def count(sender, task, **kwargs):
+        enqueued.append(task["func"])
+
+    pre_enqueue.connect(count, dispatch_uid="test-drains-count")
+    try:
+        seller = user_factory()
+        saved = [
+            listing_factory(
+                title=f"red mug {i} {uuid.uuid4().hex[:10]}", image=photo("red", "cup", seed=f"a{i}"), seller=seller
+            )
+            for i in range(40)
+        ]
+        assert enqueued == ["moderation.tasks.drain"]
+        start_cluster()
+        saved += [
+            listing_factory(
+                title=f"blue mug {i} {uuid.uuid4().hex[:10]}", image=photo("blue", "cup", seed=f"b{i}"), seller=seller
+            )
+            for i in range(40)
+        ]
+    finally:
+        pre_enqueue.disconnect(dispatch_uid="test-drains-count")
+    assert set(enqueued) == {"moderation.tasks.drain"}
+    assert len(enqueued) < 20  # 80 listings saved
+    wait_for(
+        lambda: not Listing.objects.filter(moderation_status=S.PENDING).exists(),
+        timeout=120,
+        what="every listing to be scored",
+    )
+    assert Listing.objects.filter(pk__in=[x.pk for x in saved]).exclude(moderated_at=None).count() == 80

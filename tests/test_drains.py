@@ -1,0 +1,118 @@
+"""The save path's drains: a save queues a drain of its model only when none is queued and not yet started."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django_q.models import OrmQ
+
+from catalog.models import Listing
+from moderation import drains, tasks
+from moderation.models import Drain, ModerationStatus
+
+pytestmark = pytest.mark.django_db
+S = ModerationStatus
+
+
+def queued_funcs() -> list[str]:
+    return [queued.task["func"] for queued in OrmQ.objects.order_by("id")]
+
+
+def run_queued() -> dict:
+    """Run the tasks waiting in the ORM broker in this process, oldest first, as a worker would
+    (including those they queue); returns their outcomes added up."""
+    outcome = {}
+    while (queued := OrmQ.objects.order_by("id").first()) is not None:
+        queued.delete()
+        for key, value in import_string(queued.task["func"])(*queued.task["args"]).items():
+            outcome[key] = outcome.get(key, 0) + value
+    return outcome
+
+
+def save_listings(listing_factory, photo, count: int, django_capture_on_commit_callbacks) -> list:
+    listings = []
+    for i in range(count):
+        with django_capture_on_commit_callbacks(execute=True):  # each save its own commit
+            listings.append(listing_factory(title=f"Red mug {i}", image=photo("red", "cup", seed=str(i))))
+    return listings
+
+
+def test_saves_while_a_drain_is_queued_and_not_started_queue_no_other_task_and_the_drain_scores_them_all(
+    demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    save_listings(listing_factory, photo, 3, django_capture_on_commit_callbacks)
+    assert queued_funcs() == ["moderation.tasks.drain"]
+    assert run_queued()["coalesced"] == 3
+    assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+
+
+def test_a_save_after_the_drain_started_queues_the_next_drain(
+    demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    save_listings(listing_factory, photo, 1, django_capture_on_commit_callbacks)
+    drains.started("catalog.listing")  # the queued drain starts: the marker is cleared
+    save_listings(listing_factory, photo, 1, django_capture_on_commit_callbacks)
+    assert queued_funcs() == ["moderation.tasks.drain", "moderation.tasks.drain"]
+
+
+def test_a_drain_that_leaves_listings_waiting_queues_the_next_and_none_is_left(
+    demo_moderation, settings, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    settings.MODERATION = {**demo_moderation, "BATCH_SIZE": 2}
+    save_listings(listing_factory, photo, 5, django_capture_on_commit_callbacks)
+    assert queued_funcs() == ["moderation.tasks.drain"]
+    [queued] = OrmQ.objects.all()
+    queued.delete()
+    assert tasks.drain("catalog.listing")["coalesced"] == 2
+    # The next ones, queued before this one embedded: one per BATCH_SIZE of the 3 left.
+    assert queued_funcs() == ["moderation.tasks.drain"] * 2
+    run_queued()
+    assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+
+
+def test_a_marker_older_than_the_queue_retry_does_not_block_queuing(
+    demo_moderation, settings, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    """A drain lost by the Redis broker (or a web process killed before it queued it)
+    leaves its marker set: after Q_CLUSTER['retry'] it counts as absent."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "retry": 180, "timeout": 120}
+    Drain.objects.create(label="catalog.listing", queued_at=timezone.now() - timedelta(seconds=170))
+    save_listings(listing_factory, photo, 1, django_capture_on_commit_callbacks)
+    assert queued_funcs() == []  # not stale yet: that drain will come
+    Drain.objects.filter(label="catalog.listing").update(queued_at=timezone.now() - timedelta(seconds=181))
+    save_listings(listing_factory, photo, 1, django_capture_on_commit_callbacks)
+    assert queued_funcs() == ["moderation.tasks.drain"]
+    assert run_queued()["coalesced"] == 2
+
+
+def test_the_sweeper_requeues_a_listing_that_never_had_a_task_of_its_own(
+    demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    [listing] = save_listings(listing_factory, photo, 1, django_capture_on_commit_callbacks)
+    OrmQ.objects.all().delete()  # its drain was lost
+    Listing.objects.filter(pk=listing.pk).update(moderation_queued_at=timezone.now() - timedelta(minutes=11))
+    assert tasks.sweep() == 1
+    run_queued()
+    assert Listing.objects.get(pk=listing.pk).moderation_status != S.PENDING
+
+
+def test_a_failed_enqueue_clears_the_marker_so_the_next_save_queues_a_drain(demo_moderation, monkeypatch):
+    def broker_down(label):
+        raise ConnectionError("the broker is down")
+
+    monkeypatch.setattr("moderation.queue.enqueue_drain", broker_down)
+    with pytest.raises(ConnectionError):
+        drains.request("catalog.listing")
+    assert Drain.objects.get(label="catalog.listing").queued_at is None
+
+
+@pytest.mark.parametrize("setting", ["DRAIN_SAVES", "COALESCE"])
+def test_with_drain_saves_or_coalescing_off_every_save_queues_its_own_task(
+    demo_moderation, settings, setting, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    settings.MODERATION = {**demo_moderation, setting: False}
+    listings = save_listings(listing_factory, photo, 3, django_capture_on_commit_callbacks)
+    assert queued_funcs() == ["moderation.tasks.moderate_object"] * 3
+    assert [queued.task["args"][1] for queued in OrmQ.objects.order_by("id")] == [str(x.pk) for x in listings]
+    assert not Drain.objects.exists()
