@@ -126,8 +126,8 @@ def main() -> None:
 
     django.setup()
     import onnxruntime as ort
-
     from embedder_throughput import photo_jpeg
+
     from moderation.conf import moderation_settings
 
     batch = moderation_settings.BATCH_SIZE
@@ -157,14 +157,17 @@ def main() -> None:
     best = max(layouts, key=lambda layout: statistics.mean(rates[layout]))
     best_rate = statistics.mean(rates[best])
     print(f"\nbest layout on {cores} cores: P={best[0]} processes x T={best[1]} threads ({best_rate:.2f} listings/s)")
-    print("within 10% of it:", ", ".join(
-        f"P={p} T={t} ({statistics.mean(rates[(p, t)]) / best_rate:.2f})"
-        for p, t in layouts
-        if statistics.mean(rates[(p, t)]) >= 0.9 * best_rate
-    ))
     print(
-        f"rule for N cores: {'workers = N x ' + str(best[0] // cores) if best[0] >= cores else 'workers = N / ' + str(cores // best[0])}"
-        f", threads = {best[1]} (P/cores = {best[0] / cores:g}, P x T / cores = {best[0] * best[1] / cores:g})"
+        "within 10% of it:",
+        ", ".join(
+            f"P={p} T={t} ({statistics.mean(rates[(p, t)]) / best_rate:.2f})"
+            for p, t in layouts
+            if statistics.mean(rates[(p, t)]) >= 0.9 * best_rate
+        ),
+    )
+    print(
+        f"rule for N cores: workers = {best[0] / cores:g} x N, threads = {best[1]} "
+        f"(P x T = {best[0] * best[1] / cores:g} x cores)"
     )
 
     print(f"\nlatency of one query, one process (P=1), median of {args.repeats}:", flush=True)
