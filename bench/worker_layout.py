@@ -62,6 +62,16 @@ def run_process(model_dir, threads, batch, batches, jpegs, ready, start, done, s
         score_batch(embedder, texts, jpegs[:batch])
 
 
+def wait_for(semaphore, children) -> None:
+    """Acquire ``semaphore`` once per child; raises SystemExit when a child died instead."""
+    for _ in children:
+        while not semaphore.acquire(timeout=1):
+            if any(child.exitcode not in (None, 0) for child in children):
+                for child in children:
+                    child.terminate()
+                raise SystemExit("a measuring process failed (its traceback is above)")
+
+
 def measure_layout(model_dir: Path, processes: int, threads: int, batch: int, batches: int, jpegs) -> float:
     """Total listings/s of ``processes`` concurrent embedders of ``threads`` threads each."""
     context = multiprocessing.get_context("fork")
@@ -76,11 +86,9 @@ def measure_layout(model_dir: Path, processes: int, threads: int, batch: int, ba
     ]
     for child in children:
         child.start()
-    for _ in children:
-        ready.acquire()
+    wait_for(ready, children)
     start.set()
-    for _ in children:
-        done.acquire()
+    wait_for(done, children)
     stop.set()
     rates = [count / seconds for count, seconds in (results.get() for _ in children)]
     for child in children:
