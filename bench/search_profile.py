@@ -121,8 +121,10 @@ def top_outside_database(stats: pstats.Stats, requests: int, count: int) -> list
             rows.append((own, cumulative, ncalls, f"{where}:{line}({name})"))
     rows.sort(reverse=True)
     lines = [f"{'in psycopg (driver + waiting for the server)':80} {database / requests * 1000:8.3f}"]
-    lines += [f"{name[-80:]:80} {own / requests * 1000:8.3f} {cum / requests * 1000:8.3f} {n / requests:6.1f}"
-              for own, cum, n, name in rows[:count]]
+    lines += [
+        f"{name[-80:]:80} {own / requests * 1000:8.3f} {cum / requests * 1000:8.3f} {n / requests:6.1f}"
+        for own, cum, n, name in rows[:count]
+    ]
     return lines
 
 
@@ -281,8 +283,8 @@ def main() -> None:
 
             steps = [
                 ("sql", bare),
-                ("service", lambda i=i: timed(lambda: service(i))),
-                ("request", lambda i=i: timed(lambda: wsgi_get(application, *request(i)))),
+                ("service", lambda i=i, service=service: timed(lambda: service(i))),
+                ("request", lambda i=i, request=request: timed(lambda: wsgi_get(application, *request(i)))),
             ]
             for key, step in steps[i % 3 :] + steps[: i % 3]:  # rotate the order: no step always goes first
                 timings[key].append(step() * 1000)
