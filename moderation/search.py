@@ -4,11 +4,11 @@ Each function takes a moderated model, or a queryset of one (``source``), so a c
 can add ``select_related`` or its own conditions.
 
 Every query runs on one model's rows whose vectors were made by the configured
-embedder (vectors of two models are never compared), through the HNSW index. Inside
-the query's transaction, ``vectors.set_index_options`` raises ``hnsw.ef_search`` with
-``k`` and switches pgvector's iterative index scan on, so that a filtered search still
-returns ``k`` results instead of the few that survived the filter among the first
-candidates.
+embedder (vectors of two models are never compared), through the HNSW index. With
+each query, ``vectors.index_options`` raises ``hnsw.ef_search`` with ``k`` and switches
+pgvector's iterative index scan on, LOCAL to the query's transaction and sent in the
+query's own message (one round trip), so that a filtered search still returns ``k``
+results instead of the few that survived the filter among the first candidates.
 
 Scores of different modalities are not comparable (a text-to-photo cosine of 0.3 is
 a strong match, a photo-to-photo cosine of 0.3 a weak one), so hybrid and
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
 import numpy as np
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Subquery, Value
 from pgvector.django import CosineDistance
 
@@ -30,7 +30,7 @@ from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
 from .models import PUBLIC_STATUSES, VECTOR_FIELDS
 from .registry import get_spec
-from .vectors import nearest_first, set_index_options, vector_literal
+from .vectors import index_options, nearest_first, vector_literal
 
 MAX_K = 100
 RRF_K = 60  # the usual constant of reciprocal rank fusion
@@ -77,15 +77,10 @@ def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     )
 
 
-def nearest(queryset, column: str, vector: np.ndarray, *, k: int, configure: bool = True) -> list[Hit]:
-    """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine).
-
-    ``configure=False`` when the caller already called ``set_index_options`` in its
-    transaction (several searches, one round trip for the options)."""
-    # SET LOCAL needs a transaction; inside a caller's one, no savepoint is needed.
-    with transaction.atomic(using=queryset.db, savepoint=False):
-        if configure:
-            set_index_options(k=capped(k), using=queryset.db)
+def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
+    """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine), nearest
+    first; one query (a ``select_related`` of ``queryset`` joins, it adds none)."""
+    with index_options(k=capped(k), using=queryset.db):
         rows = nearest_first(
             nearest_queryset(queryset, column, vector, k=k), distance=attrgetter("moderation_distance")
         )
@@ -128,8 +123,7 @@ def similar_to(
         .values_list("pk", "moderation_list", "moderation_distance")[:k]
         for column, kind in (("image_vector", "image"), ("text_vector", "text"))
     )
-    with transaction.atomic(using=queryset.db, savepoint=False):
-        set_index_options(k=k, using=queryset.db)
+    with index_options(k=k, using=queryset.db):
         rows = list(image.union(text, all=True))
     objects = queryset.defer(*VECTOR_FIELDS).in_bulk({pk for pk, _kind, _distance in rows})
     lists: dict[str, list[Hit]] = {"image": [], "text": []}
@@ -168,10 +162,8 @@ def hybrid(
     queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
-    with transaction.atomic(using=queryset.db, savepoint=False):
-        set_index_options(k=capped(k), using=queryset.db)
-        lists = {
-            "text": nearest(queryset, "image_vector", text_vector[0], k=k, configure=False),
-            "image": nearest(queryset, "image_vector", image_vector[0], k=k, configure=False),
-        }
+    lists = {
+        "text": nearest(queryset, "image_vector", text_vector[0], k=k),
+        "image": nearest(queryset, "image_vector", image_vector[0], k=k),
+    }
     return fuse(lists, weights={"text": 1.0 - image_weight, "image": image_weight}, k=k)

@@ -70,11 +70,11 @@ def test_k_is_capped(many_listings):
     assert len(search.nearest(Listing.objects.all(), "image_vector", many_listings[0], k=10_000)) == search.MAX_K
 
 
-def test_similar_items_take_three_queries_whatever_the_source(many_listings, django_assert_num_queries):
+def test_similar_items_take_two_queries_whatever_the_source(many_listings, django_assert_num_queries):
     listing = Listing.objects.defer("image_vector", "text_vector").get(title="item 3")
     source = Listing.objects.select_related("category", "seller")
-    # The index settings, both searches in one statement, then the hits with their relations.
-    with django_assert_num_queries(3):
+    # Both searches in one statement, sent with the index settings, then the hits with their relations.
+    with django_assert_num_queries(2):
         hits = search.similar_to(listing, k=5, source=source)
         [(hit.object.category.name, hit.object.seller.username) for hit in hits]
     assert len(hits) == 5
@@ -93,6 +93,7 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
     with CaptureQueriesContext(connection) as queries:
         search.similar_to(listing, k=5)
     union = next(query["sql"] for query in queries.captured_queries if "UNION ALL" in query["sql"])
+    union = union.split(";", 1)[1]  # sent after the index options, in one message
     with transaction.atomic():
         vectors.set_index_options(k=5)
         with connection.cursor() as cursor:
@@ -118,5 +119,42 @@ def test_search_reads_from_the_search_database_and_writes_nothing_there(
     assert hits[1] == []  # nothing else to be similar to
     assert replica.captured_queries
     statements = {q["sql"].lstrip("(").split(None, 1)[0].upper() for q in replica.captured_queries}
-    assert statements == {"BEGIN", "SELECT", "COMMIT"}
+    assert statements == {"SELECT"}  # the index options go with the query: no transaction to open
     assert not [q["sql"] for q in primary.captured_queries if "catalog_listing" in q["sql"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_search_is_one_round_trip_and_its_index_options_end_with_it(many_listings):
+    """The options travel in the query's own message (one implicit transaction): no BEGIN,
+    no COMMIT, and the next query on the connection runs with the server's defaults."""
+    with CaptureQueriesContext(connection) as queries:
+        hits = search.nearest(Listing.objects.all(), "image_vector", many_listings[0], k=10)
+    assert len(hits) == 10
+    assert len(queries.captured_queries) == 1
+    assert queries.captured_queries[0]["sql"].startswith("SELECT set_config('hnsw.ef_search', '160', true)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+        assert cursor.fetchone() == ("40", "off")  # pgvector's defaults
+
+
+def test_inside_a_callers_transaction_the_index_options_last_until_its_end(many_listings):
+    """As SET LOCAL always did: the caller's transaction is the query's."""
+    with transaction.atomic():
+        search.nearest(Listing.objects.all(), "image_vector", many_listings[0], k=50)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('hnsw.ef_search')")
+            assert cursor.fetchone() == ("200",)
+
+
+def test_with_server_side_binding_the_index_options_are_set_in_a_transaction(many_listings, monkeypatch):
+    """Server-side binding cannot send two statements in one message: BEGIN, the options,
+    the query, COMMIT, and a filtered search still returns k."""
+    monkeypatch.setitem(
+        connection.settings_dict, "OPTIONS", {**connection.settings_dict["OPTIONS"], "server_side_binding": True}
+    )
+    rare = Category.objects.get(name="Rare")
+    with CaptureQueriesContext(connection) as queries:
+        hits = search.nearest(Listing.objects.filter(category=rare), "image_vector", many_listings[5], k=40)
+    assert len(hits) == 40
+    assert queries.captured_queries[0]["sql"].startswith("SELECT set_config('hnsw.ef_search', '160', true)")
+    assert ";" not in queries.captured_queries[1]["sql"]

@@ -114,8 +114,21 @@ class SearchView(ModerationAPIMixin, GenericAPIView):
         return PUBLIC_STATUSES
 
     def respond(self, hits):
-        results = self.get_results_serializer_class()({"results": hits}, context=self.get_serializer_context())
-        return Response(results.data)
+        """The shape of ``get_results_serializer_class`` (the schema's): the objects go through
+        ``object_serializer_class`` as one list; score and ranks are plain numbers, written
+        here rather than by two nested serializers whose fields DRF copies on every request."""
+        objects = self.object_serializer_class(
+            [hit.object for hit in hits], many=True, context=self.get_serializer_context()
+        ).data
+        name = self.queryset.model._meta.model_name
+        return Response(
+            {
+                "results": [
+                    {"score": float(hit.score), "ranks": {str(n): int(r) for n, r in hit.ranks.items()}, name: data}
+                    for hit, data in zip(hits, objects, strict=True)
+                ]
+            }
+        )
 
 
 class TextSearchView(SearchView):
