@@ -23,7 +23,7 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 from django.db import models
-from django.db.models import Subquery, Value
+from django.db.models import Q, Subquery, Value
 from pgvector.django import CosineDistance
 
 from .conf import moderation_settings
@@ -45,18 +45,20 @@ class Hit:
 
 def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
     """``source`` is a moderated model, or a queryset of one (to add ``select_related``,
-    a manager's own filters, ...); the rows are read from ``SEARCH_DATABASE``."""
-    queryset = source.all() if isinstance(source, models.QuerySet) else source._default_manager.all()
-    queryset = queryset.using(moderation_settings.SEARCH_DATABASE)
+    a manager's own filters, ...); the rows are read from ``SEARCH_DATABASE``.
+
+    Every condition goes into one ``filter()``: each queryset method clones the query,
+    and building the query is a good part of a search's own cost (docs/benchmarks.md).
+    The app's conditions are on the model's own columns, so joining them with the
+    caller's ``filters`` in one call changes no join of a multi-valued relation."""
+    queryset = source if isinstance(source, models.QuerySet) else source._default_manager.all()
     get_spec(queryset.model)  # a clear error for a model that is not moderated
-    queryset = queryset.filter(embedding_model=get_embedder().model_id)
+    conditions = Q(embedding_model=get_embedder().model_id)
     if statuses is not None:
-        queryset = queryset.filter(moderation_status__in=list(statuses))
-    if filters:
-        queryset = queryset.filter(**filters)
+        conditions &= Q(moderation_status__in=list(statuses))
     if exclude_pk is not None:
-        queryset = queryset.exclude(pk=exclude_pk)
-    return queryset
+        conditions &= ~Q(pk=exclude_pk)
+    return queryset.using(moderation_settings.SEARCH_DATABASE).filter(conditions, **(filters or {}))
 
 
 def capped(k: int) -> int:
