@@ -82,6 +82,10 @@ DEFAULTS: dict[str, Any] = {
     # and not yet started; that drain scores it with the others waiting
     # (moderation/drains.py). False: each save queues its own task.
     "DRAIN_SAVES": True,
+    # A drain marker older than this counts as absent, so that a drain the broker lost
+    # (Redis restarted without persistence) delays new saves by at most this; a drain
+    # that merely waits longer in a busy queue costs one more drain task.
+    "DRAIN_MARKER_SECONDS": 10,
     "MAX_ATTEMPTS": 5,
     "RETRY_BASE_DELAY_SECONDS": 30,
     "RETRY_MAX_DELAY_SECONDS": 3600,

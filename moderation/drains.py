@@ -27,7 +27,7 @@ Why no saved object is left waiting (the ordering argument):
    backlog in parallel. A candidate another task held only to release it is covered by
    that task's own ``follow``. Any drain clears the marker when it starts, so the
    argument of step 3 holds whichever drain clears it.
-5. A marker older than the queue's redelivery time (``stale_after_seconds``: a drain
+5. A marker older than ``DRAIN_MARKER_SECONDS`` (``stale_after_seconds``: a drain
    lost by the Redis broker, a save process killed between the marker and the
    enqueue) counts as absent. Objects saved meanwhile are ``pending`` with their
    ``moderation_queued_at``: the next drain takes them, or the sweeper
@@ -39,12 +39,15 @@ sweeper still queue their own tasks (``moderation.queue``).
 
 from __future__ import annotations
 
-from django.conf import settings
+import logging
+
 from django.db import connection, transaction
 
 from . import queue
 from .conf import moderation_settings
 from .models import Drain
+
+logger = logging.getLogger("moderation")
 
 
 def enabled() -> bool:
@@ -55,11 +58,11 @@ def enabled() -> bool:
 
 def stale_after_seconds() -> float:
     """Seconds after which a queued drain that has not started counts as lost:
-    django-q2's ``Q_CLUSTER['retry']`` (its default, 60, when unset), or its
-    ``timeout`` when longer. The ORM broker delivers a task again after ``retry``; the
-    Redis broker never does, so an older marker is not trusted."""
-    conf = getattr(settings, "Q_CLUSTER", {})
-    return float(max(conf.get("retry", 60), conf.get("timeout") or 0))
+    ``DRAIN_MARKER_SECONDS``. Short, because the marker only saves tasks: a drain still
+    waiting behind a long queue when its marker goes stale costs one more drain task,
+    while a drain the broker lost (the Redis broker never delivers a task again) makes
+    every save until then queue nothing."""
+    return float(moderation_settings.DRAIN_MARKER_SECONDS)
 
 
 def _table() -> str:
@@ -73,7 +76,8 @@ def request(label: str) -> bool:
     that set it queues the task. Returns whether a drain was queued. Call it outside a
     transaction (the save's ``on_commit``, a task): the marker must be visible to the
     other processes as soon as it is set. If queuing fails (the broker is down), the
-    marker is cleared again and the error raised.
+    marker is cleared again and the failure logged, not raised: the object waits for
+    the sweeper (``STALE_AFTER_SECONDS``).
     """
     table = _table()
     with connection.cursor() as cursor:
@@ -85,13 +89,18 @@ def request(label: str) -> bool:
             [label, stale_after_seconds()],
         )
         queued = cursor.fetchone() is not None
-    if queued:
-        try:
-            queue.enqueue_drain(label)
-        except Exception:
-            started(label)
-            raise
-    return queued
+    if not queued:
+        return False
+    try:
+        queue.enqueue_drain(label)
+    except Exception:
+        # The object is committed and pending with its queued time: the sweeper queues
+        # it once the broker is back. The seller's save succeeded, and must not answer
+        # an error that a retry would turn into a second listing.
+        started(label)
+        logger.exception("could not queue a drain of %s: the broker failed; the sweeper will queue what waits", label)
+        return False
+    return True
 
 
 def request_on_commit(label: str) -> None:

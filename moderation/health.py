@@ -9,6 +9,7 @@ wants (the demo: ``/health/`` and ``/health/cluster/``, docs/pipeline.md, "Healt
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 from django.db import DatabaseError, connection
@@ -26,6 +27,8 @@ from .registry import specs
 # lock (django-q2 issue 23) leaves the cluster alive and running nothing.
 SWEEP_HEARTBEAT = "sweep"
 
+logger = logging.getLogger("moderation")
+
 
 def beat(name: str = SWEEP_HEARTBEAT) -> None:
     """Record that the task ``name`` runs now; call it from that task only."""
@@ -33,8 +36,9 @@ def beat(name: str = SWEEP_HEARTBEAT) -> None:
 
 
 def cluster_report() -> dict:
-    """``{"queue_depth": int, "oldest_pending_seconds": float | None, "errors": {code: int},
-    "heartbeat_seconds": float | None, "wedged": bool}``: tasks waiting in the broker, how
+    """``{"queue_depth": int | None, "oldest_pending_seconds": float | None, "errors": {code: int},
+    "heartbeat_seconds": float | None, "wedged": bool, "broker_reachable": bool}``: tasks
+    waiting in the broker (None when it did not answer), how
     long the longest-waiting ``pending`` object has been queued, objects in ``error`` by
     code, over every registered model; how long ago the sweep last ran (None: never), and
     whether that is over ``HEARTBEAT_MAX_AGE_SECONDS`` (or never) while work waits."""
@@ -48,7 +52,11 @@ def cluster_report() -> dict:
             rows.filter(moderation_status=ModerationStatus.ERROR).values("moderation_error").annotate(n=Count("pk"))
         ):
             errors[row["moderation_error"]] += row["n"]
-    depth = get_broker().queue_size()
+    try:
+        depth = get_broker().queue_size()
+    except Exception as exc:  # any broker's own error: redis' ConnectionError, a DatabaseError, ...
+        logger.warning("the task broker did not answer: %r", exc)
+        depth = None
     last = Heartbeat.objects.filter(name=SWEEP_HEARTBEAT).values_list("beat_at", flat=True).first()
     heartbeat = None if last is None else (now - last).total_seconds()
     stale = heartbeat is None or heartbeat > moderation_settings.HEARTBEAT_MAX_AGE_SECONDS
@@ -59,7 +67,8 @@ def cluster_report() -> dict:
         "heartbeat_seconds": heartbeat,
         # A pending object counts even when its broker message is taken (the ORM broker
         # hides a delivered task until its retry): the object is the truth.
-        "wedged": stale and (depth > 0 or oldest is not None),
+        "wedged": stale and (bool(depth) or oldest is not None),
+        "broker_reachable": depth is not None,
     }
 
 
@@ -75,9 +84,12 @@ def web(request) -> JsonResponse:
 
 
 def cluster(request) -> JsonResponse:
-    """200 ``{"status": "ok", **cluster_report()}``; 503 with ``"status": "wedged"`` when
-    work waits and the sweep has not run for ``HEARTBEAT_MAX_AGE_SECONDS``."""
+    """200 ``{"status": "ok", **cluster_report()}``; 503 with ``"status":
+    "broker_unreachable"`` when the task broker does not answer, or ``"wedged"`` when work
+    waits and the sweep has not run for ``HEARTBEAT_MAX_AGE_SECONDS``."""
     report = cluster_report()
+    if not report["broker_reachable"]:
+        return JsonResponse({"status": "broker_unreachable", **report}, status=503)
     if report["wedged"]:
         return JsonResponse({"status": "wedged", **report}, status=503)
     return JsonResponse({"status": "ok", **report})

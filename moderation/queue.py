@@ -48,5 +48,10 @@ def enqueue_drain(label: str) -> None:
 
 
 def enqueue_on_commit(label: str, pk, version: int, *, force: bool = False) -> None:
-    """``enqueue`` once the current transaction commits, so the worker sees the committed row."""
-    transaction.on_commit(lambda: enqueue(label, pk, version, force=force))
+    """``enqueue`` once the current transaction commits, so the worker sees the committed row.
+
+    ``robust``: a broker that refuses the task (Redis down) is logged by Django (logger
+    ``django.db.backends.base``), not raised: the object is committed and ``pending``,
+    and the sweeper queues it again (``STALE_AFTER_SECONDS``); the request that saved it
+    succeeds instead of answering an error whose retry would save it twice."""
+    transaction.on_commit(lambda: enqueue(label, pk, version, force=force), robust=True)

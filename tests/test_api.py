@@ -7,12 +7,13 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django_q.conf import Conf
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
 from catalog.models import Listing
 from moderation import transitions
-from moderation.models import ModerationStatus
+from moderation.models import Drain, ModerationStatus
 from tests.helpers import image_bytes, score_now
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +79,32 @@ def assert_error(response, status, code=None):
 
 
 # -- listings -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drain_saves", [True, False])
+def test_a_save_while_the_broker_is_down_succeeds_and_the_listing_waits_for_the_sweeper(
+    api,
+    sellers,
+    kitchen,
+    media_root,
+    demo_moderation,
+    settings,
+    monkeypatch,
+    drain_saves,
+    django_capture_on_commit_callbacks,
+):
+    """Found by a tester: with Redis down the seller got a 500 page for a listing that was
+    saved, and a retry would have saved it twice."""
+    settings.MODERATION = {**settings.MODERATION, "DRAIN_SAVES": drain_saves}
+    monkeypatch.setattr(Conf, "ORM", None)  # django-q2's Redis broker, at a port nobody listens on
+    monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:1/0")
+    api.force_authenticate(sellers[0])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/api/listings/", new_listing_form(), format="multipart")
+    assert response.status_code == 201, response.content
+    listing = Listing.objects.get()
+    assert (listing.moderation_status, listing.moderation_queued_at is not None) == (ModerationStatus.PENDING, True)
+    assert not Drain.objects.exclude(queued_at=None).exists()  # the next save queues a drain
 
 
 def test_a_seller_creates_a_listing_with_a_photo_and_it_is_queued_for_moderation(

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from django_q.conf import Conf
 
 from catalog.models import Listing
 from moderation import health, tasks
@@ -46,7 +47,19 @@ def test_the_cluster_health_of_an_idle_site_has_nothing_waiting(client, demo_mod
         "errors": {},
         "heartbeat_seconds": None,
         "wedged": False,
+        "broker_reachable": True,
     }
+
+
+def test_an_unreachable_broker_is_a_json_503_and_moderation_health_says_so(client, demo_moderation, monkeypatch):
+    """Found by a tester: with Redis down both answered a traceback."""
+    monkeypatch.setattr(Conf, "ORM", None)  # django-q2's Redis broker, at a port nobody listens on
+    monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:1/0")
+    response = client.get("/health/cluster/")
+    assert response.status_code == 503
+    assert (response.json()["status"], response.json()["queue_depth"]) == ("broker_unreachable", None)
+    with pytest.raises(CommandError, match="The task broker does not answer"):
+        call_command("moderation_health")
 
 
 def sweep_ran_ago(seconds: float) -> None:

@@ -17,6 +17,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         report = cluster_report()
         self.stdout.write(json.dumps(report))
+        if not report["broker_reachable"]:
+            raise CommandError(
+                "The task broker does not answer (Q_CLUSTER: Redis or the ORM broker's database): "
+                "saved objects wait, pending, until it is back and the sweeper queues them."
+            )
         if report["wedged"]:
             last = report["heartbeat_seconds"]
             raise CommandError(
