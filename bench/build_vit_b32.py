@@ -14,6 +14,16 @@ import sys
 from pathlib import Path
 
 CONTEXT = 77
+# Where the benchmarks look for it.
+MODEL_DIR = Path(__file__).resolve().parent / ".models" / "vit-b32-random"
+
+
+def ensure(folder: Path = MODEL_DIR) -> Path:
+    """``folder``, with the model built into it first when it is not there yet."""
+    if not (folder / "config.json").exists():
+        print(f"building the benchmark model in {folder} ...", flush=True)
+        build(folder)
+    return folder
 
 
 def build(folder: Path) -> Path:

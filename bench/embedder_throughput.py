@@ -45,11 +45,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     args = parser.parse_args()
-    if not (args.model_dir / "config.json").exists():
-        from build_vit_b32 import build
+    import build_vit_b32
 
-        print(f"building the benchmark model in {args.model_dir} ...", flush=True)
-        build(args.model_dir)
+    build_vit_b32.ensure(args.model_dir)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django

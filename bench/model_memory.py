@@ -318,10 +318,9 @@ def main() -> None:
         else:
             options(model, models[model], arena=flags[0] == "1", pattern=flags[1] == "1")
         return
-    if not (VIT_DIR / "config.json").exists():
-        from build_vit_b32 import build
+    import build_vit_b32
 
-        build(VIT_DIR)
+    build_vit_b32.ensure(VIT_DIR)
     if not (DEMO_DIR / "config.json").exists():
         from moderation.embedders.demo_model import build_colour_words_model
 

@@ -123,11 +123,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="latency samples per thread count")
     parser.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     args = parser.parse_args()
-    if not (args.model_dir / "config.json").exists():
-        from build_vit_b32 import build
+    import build_vit_b32
 
-        print(f"building the benchmark model in {args.model_dir} ...", flush=True)
-        build(args.model_dir)
+    build_vit_b32.ensure(args.model_dir)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
