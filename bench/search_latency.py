@@ -612,9 +612,15 @@ def measure_api(args, ids: np.ndarray) -> dict:
         sql_ms = {}
         for name in paths:
             client_ms[name], sql_ms[name] = [], []
-            for path, statement in zip(paths[name], statements[name], strict=True):
-                sql_ms[name].append(timed_sql(statement, None)[0])
-                milliseconds, status, body = client.get(path)
+            for number, (path, statement) in enumerate(zip(paths[name], statements[name], strict=True)):
+                # Who meets the query first alternates, as in ``measure``: the first may pay
+                # for reading index pages that the second finds cached.
+                if number % 2:
+                    milliseconds, status, body = client.get(path)
+                    sql_ms[name].append(timed_sql(statement, None)[0])
+                else:
+                    sql_ms[name].append(timed_sql(statement, None)[0])
+                    milliseconds, status, body = client.get(path)
                 client_ms[name].append(milliseconds)
                 assert status == 200, body[:300]
                 assert len(json.loads(body)["results"]) == K or "0.1%" in name, body[:300]
