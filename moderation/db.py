@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.db import connection, models
+from pgvector.django import HalfVectorField, VectorField
+
+from .vectors import stored_literal
 
 
 def update_rows(model: type[models.Model], rows: list[models.Model], field_names: list[str]) -> None:
@@ -24,7 +29,17 @@ def update_rows(model: type[models.Model], rows: list[models.Model], field_names
         + ", ".join(f"{quote(field.column)} = v.{quote(field.column)}" for field in fields[1:])
         + f" FROM (VALUES {', '.join(f'({cells})' for _ in rows)}) AS v({columns}) WHERE {table}.{pk} = v.{pk}"
     )
-    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    # Vectors as exact literals (``vectors.stored_literal``): pgvector's own conversion
+    # was a tenth of a batch's time.
+    prepare = [
+        stored_literal
+        if isinstance(field, (HalfVectorField, VectorField))
+        else functools.partial(field.get_db_prep_save, connection=connection)
+        for field in fields
+    ]
+    params = [
+        to_param(getattr(row, field.attname)) for row in rows for field, to_param in zip(fields, prepare, strict=True)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
