@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import connection, transaction
@@ -63,20 +63,30 @@ class Candidate:
     text: str
 
 
+class Found(NamedTuple):
+    """What ``duplicate_candidates`` found for each object of a batch, in the batch's
+    order: ``Candidate`` lists, nearest first."""
+
+    earlier: list[list[Candidate]]
+    later: list[list[Candidate]]
+
+
 def duplicate_query(
-    spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, later: bool = False
+    spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, limits: list | None = None
 ) -> tuple[str, list]:
     """The statement of ``duplicate_candidates``: SQL and parameters.
 
     Each object's vector is one row of an unnested array, joined LATERAL to index
     searches of its neighbours: among other owners' objects and, for a repost, among
-    its owner's own. Only objects uploaded before it (``ModerationSpec.upload_order``)
-    and not rejected are searched: a later copy is never an original, nor is a listing
-    a moderator refused. The inner queries are built by the ORM from the model's
-    default manager (so the manager's own conditions hold) and refer to the outer row
-    as ``q``. No distance condition in SQL: it would keep the planner off the HNSW
-    index, so the thresholds are applied by the caller. With ``later``, objects of other
-    owners uploaded *after* it are searched instead (``later_copies``).
+    its owner's own, uploaded before it (``ModerationSpec.upload_order``) and not
+    rejected: a later copy is never an original, nor is a listing a moderator refused;
+    and among other owners' objects uploaded *after* it (``later_copies``), a column
+    ``moderation_later`` telling which. The inner queries are built by the ORM from the
+    model's default manager (so the manager's own conditions hold) and refer to the
+    outer row as ``q``. No distance condition inside them: it would keep the planner off
+    the HNSW index. With ``limits``, the rows the searches return are filtered outside
+    them (a LIMIT keeps the condition out of the searches), and ``objs`` are left out of
+    the searches.
     """
     model = spec.model
     quote = connection.ops.quote_name
@@ -87,88 +97,117 @@ def duplicate_query(
 
     pk_field = model._meta.pk
     pk_type = pk_field.db_type(connection)
-    before = ">" if later else "<"
     if spec.created_field:
         created = model._meta.get_field(spec.created_field)
-        earlier = (
-            f"({column(created)}, {column(pk_field)}) {before} "
-            f"(q.created::{created.db_type(connection)}, q.pk::{pk_type})"
+        order = (
+            f"({column(created)}, {column(pk_field)}) %s (q.created::{created.db_type(connection)}, q.pk::{pk_type})"
         )
         order_fields = [spec.created_field, "pk"]
     else:
-        earlier, order_fields = f"{column(pk_field)} {before} q.pk::{pk_type}", ["pk"]
+        order, order_fields = f"{column(pk_field)} %s q.pk::{pk_type}", ["pk"]
     base = (
         model._default_manager.filter(embedding_model=model_id, image_vector__isnull=False)
         .exclude(moderation_status=ModerationStatus.REJECTED)
-        .filter(RawSQL(earlier, (), output_field=BooleanField()))
         .annotate(moderation_distance=CosineDistance("image_vector", RawSQL("q.v", ())))
         .order_by("moderation_distance")
     )
-    columns = ["pk", "image_phash", "moderation_distance", "moderation_same_owner", *order_fields, *spec.text_fields]
-    limit = moderation_settings.DUPLICATE_CANDIDATES
+    if limits is not None:
+        base = base.exclude(pk__in=[obj.pk for obj in objs])
+
+    def uploaded(later: bool):
+        condition = RawSQL(order % (">" if later else "<"), (), output_field=BooleanField())
+        return base.filter(condition).annotate(moderation_later=Value(later))
+
+    columns = [
+        "pk",
+        "image_phash",
+        "moderation_distance",
+        "moderation_same_owner",
+        "moderation_later",
+        *order_fields,
+        *spec.text_fields,
+    ]
+    count = moderation_settings.DUPLICATE_CANDIDATES
     owners = [None] * len(objs)
     if spec.owner_field:
         owner = model._meta.get_field(spec.owner_field)
         owner_type = owner.target_field.rel_db_type(connection) if owner.is_relation else owner.db_type(connection)
         # Another owner's object, or one without an owner; any object if ours has none.
-        others = f"(q.owner IS NULL OR {column(owner)} IS DISTINCT FROM q.owner::{owner_type})"
-        own = f"{column(owner)} = q.owner::{owner_type}"
+        others = RawSQL(
+            f"(q.owner IS NULL OR {column(owner)} IS DISTINCT FROM q.owner::{owner_type})",
+            (),
+            output_field=BooleanField(),
+        )
+        own = RawSQL(f"{column(owner)} = q.owner::{owner_type}", (), output_field=BooleanField())
         searches = [
-            base.filter(RawSQL(others, (), output_field=BooleanField())).annotate(moderation_same_owner=Value(False)),
-            base.filter(RawSQL(own, (), output_field=BooleanField())).annotate(moderation_same_owner=Value(True)),
-        ][: 1 if later else 2]
+            uploaded(False).filter(others).annotate(moderation_same_owner=Value(False)),
+            uploaded(False).filter(own).annotate(moderation_same_owner=Value(True)),
+            uploaded(True).filter(others).annotate(moderation_same_owner=Value(False)),
+        ]
         owners = [None if (value := spec.owner_id_of(obj)) is None else str(value) for obj in objs]
     else:
-        searches = [base.annotate(moderation_same_owner=Value(False))]
+        searches = [uploaded(later).annotate(moderation_same_owner=Value(False)) for later in (False, True)]
     parts, inner_params = [], []
     for search in searches:
-        sql, params = search.values_list(*columns)[:limit].query.sql_with_params()
+        sql, params = search.values_list(*columns)[:count].query.sql_with_params()
         parts.append(f"({sql})")
         inner_params += params
+    # The rows that cannot be a copy of the object's photo at its thresholds: left in
+    # Python they were most of a batch's duplicate check. find_duplicate and
+    # later_copies compare 1 - distance with the same float8 arithmetic; the slack only
+    # keeps a row whose comparison a different rounding could tip.
+    keep = " WHERE 1 - c.moderation_distance >= q.min_similarity - 1e-9" if limits is not None else ""
     sql = (
-        "SELECT q.i, c.* FROM unnest(%s::halfvec[], %s::text[], %s::text[], %s::text[]) "
-        f"WITH ORDINALITY AS q(v, pk, owner, created, i) CROSS JOIN LATERAL ({' UNION ALL '.join(parts)}) AS c"
+        "SELECT q.i, c.* FROM unnest(%s::halfvec[], %s::text[], %s::text[], %s::text[], %s::float8[]) "
+        "WITH ORDINALITY AS q(v, pk, owner, created, min_similarity, i) "
+        f"CROSS JOIN LATERAL ({' UNION ALL '.join(parts)}) AS c{keep}"
     )
     vectors = [vector_literal(vector) for vector in image_vectors]
     created_at = [str(spec.upload_order(obj)[0]) if spec.created_field else None for obj in objs]
-    return sql, [vectors, [str(obj.pk) for obj in objs], owners, created_at, *inner_params]
+    minimum = [None] * len(objs) if limits is None else [float(x["DUPLICATE_MIN_SIMILARITY"]) for x in limits]
+    return sql, [vectors, [str(obj.pk) for obj in objs], owners, created_at, minimum, *inner_params]
 
 
 def duplicate_candidates(
-    spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, later: bool = False
-) -> list[list]:
-    """For each object, the photos nearest to its own among objects uploaded before it
-    and not rejected: ``Candidate``s, nearest first, at most ``DUPLICATE_CANDIDATES``
-    of other owners and as many of its own owner; with ``later``, at most
-    ``DUPLICATE_CANDIDATES`` of other owners uploaded after it. One statement for the
-    whole batch (``duplicate_query``)."""
+    spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, limits: list | None = None
+) -> Found:
+    """For each object, the photos nearest to its own: ``Found.earlier``, among objects
+    uploaded before it and not rejected, at most ``DUPLICATE_CANDIDATES`` of other owners
+    and as many of its own owner; ``Found.later``, at most ``DUPLICATE_CANDIDATES`` of
+    other owners uploaded after it (``later_copies``). One statement for the whole batch
+    (``duplicate_query``): three index searches a photo.
+
+    With ``limits`` (each object's ``scoring.thresholds_for``, as the task passes them),
+    only candidates at least ``DUPLICATE_MIN_SIMILARITY`` similar come back, the only
+    ones ``find_duplicate`` and ``later_copies`` keep, and none of ``objs`` themselves:
+    their new vectors are not written yet, and ``batch_candidates`` compares them."""
     if not objs:
-        return []
-    sql, params = duplicate_query(spec, objs, image_vectors, model_id=model_id, later=later)
-    found: list[list] = [[] for _ in objs]
+        return Found([], [])
+    sql, params = duplicate_query(spec, objs, image_vectors, model_id=model_id, limits=limits)
+    found = Found([[] for _ in objs], [[] for _ in objs])
     order_width = 2 if spec.created_field else 1
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         set_index_options(k=moderation_settings.DUPLICATE_CANDIDATES)
         cursor.execute(sql, params)
-        for position, pk, phash, distance, same_owner, *rest in cursor.fetchall():
+        for position, pk, phash, distance, same_owner, later, *rest in cursor.fetchall():
             order, texts = tuple(rest[:order_width]), rest[order_width:]
-            found[position - 1].append(
+            (found.later if later else found.earlier)[position - 1].append(
                 Candidate(pk, phash, 1.0 - float(distance), same_owner, order, spec.text_from(texts))
             )
-    return [nearest_first(rows, distance=lambda c: -c.similarity) for rows in found]
+    return Found(*([nearest_first(rows, distance=lambda c: -c.similarity) for rows in lists] for lists in found))
 
 
-def later_copies(spec: ModerationSpec, objs: list[Model], image_vectors, phashes, *, model_id: str, limits: list):
+def later_copies(spec: ModerationSpec, objs: list[Model], later: list[list[Candidate]], phashes, *, limits: list):
     """The objects that copy a picture of ``objs`` but were scored before it: of another
-    owner, uploaded after it, showing the same picture (``limits``: each object's
-    ``scoring.thresholds_for``), scored (``ok`` or ``flagged``) and not flagged as a
-    ``duplicate_image``. A copy scored before its original (two workers, a second apart)
-    found no earlier photo; it is rescanned once the original is written. Batch mates
-    are left out: ``batch_candidates`` compares them. Returns model instances."""
-    found = duplicate_candidates(spec, objs, image_vectors, model_id=model_id, later=True)
+    owner, uploaded after it (``later``: ``duplicate_candidates(...).later``), showing the
+    same picture (``limits``: each object's ``scoring.thresholds_for``), scored (``ok``
+    or ``flagged``) and not flagged as a ``duplicate_image``. A copy scored before its
+    original (two workers, a second apart) found no earlier photo; it is rescanned once
+    the original is written. Batch mates are left out: ``batch_candidates`` compares
+    them. Returns model instances."""
     keys = {
         candidate.pk
-        for rows, phash, object_limits in zip(found, phashes, limits, strict=True)
+        for rows, phash, object_limits in zip(later, phashes, limits, strict=True)
         for candidate in rows
         if candidate.similarity >= object_limits["DUPLICATE_MIN_SIMILARITY"]
         and same_picture(phash, candidate.phash, object_limits["PHASH_MAX_DISTANCE"])

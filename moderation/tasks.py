@@ -314,6 +314,10 @@ def _embed_and_record(
         # Another task scoring the same picture waits here until this one committed,
         # and then finds it among the duplicate candidates.
         claims.lock_pictures(spec, phashes)
+        # Earlier uploads and later copies in one statement, before the write: the
+        # searches leave the batch out, so its new vectors would change nothing.
+        limits = [scoring.thresholds_for(spec.category_of(obj), stored=stored) for obj in objs]
+        found = duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id, limits=limits)
         scores = scoring.score_batch(
             spec,
             objs,
@@ -324,7 +328,7 @@ def _embed_and_record(
             matrix=matrix,
             concepts=concepts,
             stored=stored,
-            candidates=duplicates.duplicate_candidates(spec, objs, image_vectors, model_id=embedder.model_id),
+            candidates=found.earlier,
             model_id=embedder.model_id,
         )
         results = [
@@ -335,9 +339,7 @@ def _embed_and_record(
         ]
         statuses = transitions.record_scores(spec.model, results, model_id=embedder.model_id, force=force)
         # A copy scored before its original found no earlier photo: score it again, now.
-        copies = duplicates.later_copies(
-            spec, objs, image_vectors, phashes, model_id=embedder.model_id, limits=[s.thresholds for s in scores]
-        )
+        copies = duplicates.later_copies(spec, objs, found.later, phashes, limits=limits)
         for copy in copies:
             transitions.rescan(copy)
         if copies:

@@ -92,7 +92,7 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL enable_indexscan = off")
-        found = duplicates.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
+        found = duplicates.duplicate_candidates(spec, batch, many_listings[:3], model_id="demo:colour-words-v1").earlier
     # Every listing here has the same seller: only the same owner's, and only those uploaded before.
     assert [[(c.pk, c.same_owner) for c in rows] for rows in found] == [
         [],
@@ -101,6 +101,92 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
         if found[2][0].pk == batch[0].pk
         else [(batch[1].pk, True), (batch[0].pk, True)],
     ]
+
+
+def near_copies(many_listings, first_seller, other_seller, category):
+    """Six listings of two sellers whose photos are slight variations of listing 500's
+    vector of ``many_listings``, all uploaded after the thousand, at similarities from
+    0.999 down to 0.90 (below the demo's DUPLICATE_MIN_SIMILARITY of 0.95)."""
+    import numpy as np
+
+    base = many_listings[500]
+    noise = np.random.default_rng(9).standard_normal((6, 512)).astype(np.float32)
+    noise -= np.outer(noise @ base, base)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    made = []
+    for i, similarity in enumerate([0.999, 0.99, 0.97, 0.96, 0.93, 0.90]):
+        vector = similarity * base + np.sqrt(1 - similarity**2) * noise[i]
+        made.append(
+            Listing(
+                seller=first_seller if i % 2 else other_seller,
+                category=category,
+                title=f"copy {i}",
+                price=1,
+                image="x.jpg",
+                moderation_status=S.OK,
+                embedding_model="demo:colour-words-v1",
+                image_vector=vector,
+                text_vector=vector,
+            )
+        )
+    return Listing.objects.bulk_create(made)  # no save signal: no photo to hash
+
+
+def test_the_tasks_lookup_returns_what_the_checks_keep_of_the_full_lookup_earlier_and_later(
+    many_listings, user_factory
+):
+    """With ``limits`` (the task's call), one statement returns, for each photo, exactly
+    the candidates of the lookup without them that are at least DUPLICATE_MIN_SIMILARITY
+    similar and not in the batch, earlier uploads and later copies apart."""
+    spec = get_spec(Listing)
+    first = Listing.objects.get(title="item 1")
+    copies = near_copies(many_listings, first.seller, user_factory(), first.category)
+    # Listing 500 itself (earlier than the copies) and two of the copies, as a batch.
+    batch = [Listing.objects.get(title="item 500"), copies[1], copies[4]]
+    vectors = [many_listings[500], copies[1].image_vector, copies[4].image_vector]
+    limits = [{"DUPLICATE_MIN_SIMILARITY": 0.95}, {"DUPLICATE_MIN_SIMILARITY": 0.95}, {"DUPLICATE_MIN_SIMILARITY": 0.8}]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_indexscan = off")  # exact, as above
+        full = duplicates.duplicate_candidates(spec, batch, vectors, model_id="demo:colour-words-v1")
+        kept = duplicates.duplicate_candidates(spec, batch, vectors, model_id="demo:colour-words-v1", limits=limits)
+    in_batch = {obj.pk for obj in batch}
+    for found, filtered in ((full.earlier, kept.earlier), (full.later, kept.later)):
+        assert [
+            [c for c in rows if c.pk not in in_batch and c.similarity >= x["DUPLICATE_MIN_SIMILARITY"]]
+            for rows, x in zip(found, limits, strict=True)
+        ] == filtered
+    # Listing 500's later copies of another seller at >= 0.95: copies 0 and 2 (4 is in the
+    # batch); nothing earlier is near it.
+    assert ([c.pk for c in kept.earlier[0]], [c.pk for c in kept.later[0]]) == ([], [copies[0].pk, copies[2].pk])
+    # Copy 1: listing 500 is in the batch, copy 0 (0.999 x 0.99 to it) is another seller's earlier upload.
+    assert [(c.pk, c.same_owner) for c in kept.earlier[1]] == [(copies[0].pk, False)]
+    # Copy 4, at a limit of 0.8: the copies uploaded before it, its own seller's (0, 2) and another's (3).
+    assert {(c.pk, c.same_owner) for c in kept.earlier[2]} == {
+        (copies[0].pk, True),
+        (copies[2].pk, True),
+        (copies[3].pk, False),
+    }
+
+
+def test_the_tasks_lookup_is_one_statement_of_index_searches(many_listings):
+    """The three searches a photo (earlier uploads of other owners and of its own, later
+    copies) stay HNSW index searches with the similarity condition outside them."""
+    spec = get_spec(Listing)
+    batch = list(Listing.objects.order_by("pk")[:3])
+    limits = [{"DUPLICATE_MIN_SIMILARITY": 0.95}] * 3
+    sql, params = duplicates.duplicate_query(
+        spec, batch, many_listings[:3], model_id="demo:colour-words-v1", limits=limits
+    )
+    with transaction.atomic():
+        vectors.set_index_options(k=10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert plan.count(f"Index Scan using {hnsw_index(Listing, 'image_vector')}") == 3, plan
+    assert "Seq Scan on catalog_listing" not in plan, plan
 
 
 def test_the_original_seller_editing_her_title_stays_ok_and_only_the_later_copy_is_flagged(
