@@ -81,7 +81,17 @@ def claim(spec: ModerationSpec, pks: list[str], *, extra: int):
     own = [pk for pk, is_own, held in rows if is_own and held]
     others = [pk for pk, is_own, held in rows if not is_own and held]
     tried = sum(1 for _pk, is_own, _held in rows if not is_own)
-    left = max(0, len(others) - extra) or (extra if extra > 0 and tried == 3 * extra and len(others) < extra else 0)
+    # Claimed beyond the room left: released below, and they may have no task of their own.
+    surplus = max(0, len(others) - extra)
+    # Every candidate tried and too few claimed: other tasks hold them, and more may wait
+    # beyond the ones tried.
+    crowded = extra > 0 and tried == 3 * extra and len(others) < extra
+    if surplus:
+        left = surplus
+    elif crowded:
+        left = extra
+    else:
+        left = 0
     release(spec, others[extra:])
     others = others[:extra]
     try:
