@@ -26,7 +26,10 @@ Why no saved object is left waiting (the ordering argument):
    one per ``BATCH_SIZE`` left, without the marker), so other workers work on the
    backlog in parallel. A candidate another task held only to release it is covered by
    that task's own ``follow``. Any drain clears the marker when it starts, so the
-   argument of step 3 holds whichever drain clears it.
+   argument of step 3 holds whichever drain clears it. ``follow`` queues none when as
+   many of its drains as the cluster has workers are queued and not started
+   (``follow_limit``): those are still to start, and each that leaves objects waiting
+   follows in turn, so the backlog stays covered with at most that many queued.
 5. A marker older than ``DRAIN_MARKER_SECONDS`` (``stale_after_seconds``: a drain
    lost by the Redis broker, a save process killed between the marker and the
    enqueue) counts as absent. Objects saved meanwhile are ``pending`` with their
@@ -40,8 +43,12 @@ sweeper still queue their own tasks (``moderation.queue``).
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
+from django_q.conf import Conf
 
 from . import queue
 from .conf import moderation_settings
@@ -109,19 +116,43 @@ def request_on_commit(label: str) -> None:
     transaction.on_commit(lambda: request(label))
 
 
+def follow_limit() -> int:
+    """How many drains ``follow`` keeps queued and not started for a model, at most: the
+    cluster's workers (``Q_CLUSTER['workers']``, django-q2's default, the CPU count,
+    without it), at least 1. More cannot start at once; without a limit a large backlog
+    queued about two drains per ``BATCH_SIZE`` it held (each drain following with up to
+    two), half of them finding nothing left (docs/pipeline.md, "Drains")."""
+    workers = getattr(settings, "Q_CLUSTER", {}).get("workers") or Conf.WORKERS
+    return max(1, int(workers))
+
+
 def follow(label: str, waiting: int) -> int:
     """Queue a drain of ``label`` for each ``BATCH_SIZE`` of the ``waiting`` objects a
     task saw and left (step 4), without the marker: one queued drain at a time would
     leave a worker idle while the broker delivers the next (the ORM broker polls), and
-    the save path far below django-q2's own task rate. Returns how many were queued."""
-    count = -(-waiting // moderation_settings.BATCH_SIZE)
+    the save path far below django-q2's own task rate. As many as keep the drains this
+    queued and not yet started within ``follow_limit``; their count (``Drain.followers``)
+    counts as 0 once ``DRAIN_MARKER_SECONDS`` passed since the last was queued (lost by
+    the broker, as for the marker). Returns how many were queued."""
+    wanted = -(-waiting // moderation_settings.BATCH_SIZE)
+    now = timezone.now()
+    with transaction.atomic():
+        Drain.objects.get_or_create(label=label)
+        row = Drain.objects.select_for_update().get(label=label)
+        stale = row.followed_at is None or row.followed_at < now - timedelta(seconds=stale_after_seconds())
+        queued = 0 if stale else row.followers
+        count = min(wanted, max(0, follow_limit() - queued))
+        if count:
+            Drain.objects.filter(label=label).update(followers=queued + count, followed_at=now)
     for _ in range(count):
-        queue.enqueue_drain(label)
+        queue.enqueue_drain(label, follower=True)
     return count
 
 
-def started(label: str) -> None:
+def started(label: str, *, follower: bool = False) -> None:
     """A drain of ``label`` starts: clear the marker, committed before it selects what
-    waits (step 2). A save from now on queues the next drain."""
+    waits (step 2). A save from now on queues the next drain. A ``follower`` (queued by
+    ``follow``) also leaves the count of those queued and not started."""
+    lower = ", followers = GREATEST(followers - 1, 0)" if follower else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {_table()} SET queued_at = NULL WHERE label = %s", [label])
+        cursor.execute(f"UPDATE {_table()} SET queued_at = NULL{lower} WHERE label = %s", [label])

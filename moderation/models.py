@@ -363,10 +363,14 @@ class Heartbeat(models.Model):
 
 class Drain(models.Model):
     """Whether a drain task of a moderated model is queued and not yet started
-    (``moderation.drains``): one row per model label; ``queued_at`` is None when not."""
+    (``moderation.drains``): one row per model label; ``queued_at`` is None when not.
+    ``followers`` counts the drains ``drains.follow`` queued that have not started,
+    ``followed_at`` when it last queued one."""
 
     label = models.CharField(max_length=100, primary_key=True)
     queued_at = models.DateTimeField(null=True)
+    followers = models.PositiveIntegerField(db_default=0)
+    followed_at = models.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return f"{self.label}: queued at {self.queued_at:%Y-%m-%d %H:%M:%S}" if self.queued_at else self.label

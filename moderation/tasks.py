@@ -53,12 +53,13 @@ def moderate_object(label: str, pk: str, version: int, force: bool = False) -> d
     return moderate_batch(label, [(pk, version)], force)
 
 
-def drain(label: str) -> dict:
+def drain(label: str, follower: bool = False) -> dict:
     """Score the objects of the model ``label`` that wait for a task, up to ``BATCH_SIZE``:
     the save path's task (``moderation.drains``). The marker is cleared first, so that a
-    save from now on queues the next drain; when more wait, the next one is queued before
-    this one embeds. Returns counts by outcome, as ``moderate_batch``."""
-    drains.started(label)
+    save from now on queues the next drain (and, for a ``follower``, the count of the
+    followers queued is lowered); when more wait, the next ones are queued before this
+    one embeds. Returns counts by outcome, as ``moderate_batch``."""
+    drains.started(label, follower=follower)
     return moderate_batch(label, [])
 
 

@@ -72,6 +72,41 @@ def test_a_drain_that_leaves_listings_waiting_queues_the_next_and_none_is_left(
     assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
 
 
+def test_a_large_backlog_keeps_at_most_as_many_follow_drains_queued_as_the_cluster_has_workers(
+    demo_moderation, settings, listing_factory, photo, django_capture_on_commit_callbacks
+):
+    """Each drain left up to two BATCH_SIZEs waiting and followed with a drain for each:
+    24 listings in batches of 2 ran 22 drains, the queue growing to 11 (measured without
+    the limit). Now the drains queued and not started stay within ``follow_limit`` (the
+    workers, 2 here) plus the save's own, and the backlog is still scored to the last
+    listing (13 drains, at most 2 queued)."""
+    settings.MODERATION = {**demo_moderation, "BATCH_SIZE": 2}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    save_listings(listing_factory, photo, 24, django_capture_on_commit_callbacks)
+    assert drains.follow_limit() == 2
+    ran, longest = 0, 0
+    while (queued := OrmQ.objects.order_by("id").first()) is not None:
+        longest = max(longest, OrmQ.objects.count())
+        queued.delete()
+        import_string(queued.task["func"])(*queued.task["args"])
+        ran += 1
+    assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+    assert longest <= 2 + 1
+    assert ran <= 24 // 2 + 2
+    assert Drain.objects.get(label="catalog.listing").followers == 0
+
+
+def test_follow_drains_the_broker_lost_stop_counting_after_drain_marker_seconds(demo_moderation, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    assert drains.follow("catalog.listing", 100) == 2
+    assert drains.follow("catalog.listing", 100) == 0  # neither has started
+    drains.started("catalog.listing", follower=True)
+    assert drains.follow("catalog.listing", 100) == 1
+    Drain.objects.update(followed_at=timezone.now() - timedelta(seconds=drains.stale_after_seconds() + 1))
+    assert drains.follow("catalog.listing", 100) == 2
+    assert Drain.objects.get(label="catalog.listing").followers == 2
+
+
 def test_a_marker_older_than_drain_marker_seconds_does_not_block_queuing(
     demo_moderation, listing_factory, photo, django_capture_on_commit_callbacks
 ):
