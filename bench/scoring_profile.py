@@ -156,7 +156,8 @@ def main() -> None:
     parser.add_argument("--listings", type=int, default=300)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="unprofiled rounds (the median is printed)")
-    parser.add_argument("--top", type=int, default=0, help="also print the top N functions by own time")
+    parser.add_argument("--top", type=int, default=0, help="also print the top N functions")
+    parser.add_argument("--sort", default="tottime", help="for --top: a pstats key (tottime, cumulative)")
     args = parser.parse_args()
     setup(tempfile.mkdtemp(prefix="bench-media-"))
     try:
@@ -197,7 +198,7 @@ def main() -> None:
         for origin, seconds in sorted(timer.seconds.items(), key=lambda item: -item[1]):
             print(f"  {origin:58s} {1000 * seconds / scored:10.3f} {seconds * 1000 / scored / median:6.1%}")
         if args.top:
-            stats.sort_stats("tottime").print_stats(args.top)
+            stats.sort_stats(args.sort).print_stats(args.top)
     finally:
         drop()
 
