@@ -4,7 +4,9 @@ one process, the zero-cost embedder (bench/zero_cost.py), no cluster.
 Each round saves ``--listings`` new listings (64x64 photos of their own, 50 sellers, as
 bench/pipeline_throughput.py saves them), then scores them in batches of ``--batch``
 with ``moderate_batch``, as a drain or ``moderation_scan`` would: one round unprofiled
-(ms a listing, wall clock), one under cProfile (the shares). A first round warms the
+(ms a listing, wall clock; and CPU time, of this process and of its PostgreSQL
+backend, which holds under another's load better than the wall clock does), one under
+cProfile (the shares). A first round warms the
 caches (prompt matrices, the stored thresholds' query) and is not counted. The table
 splits the profiled time by the parts of a batch; a second table gives, for the
 unprofiled rounds, the time of the statements by the ``moderation`` function that sent
@@ -128,6 +130,19 @@ class StatementTimer:
             self.seconds[origin] = self.seconds.get(origin, 0.0) + time.perf_counter() - started
 
 
+def backend_cpu_seconds() -> float:
+    """CPU seconds (user + system) of the PostgreSQL backend serving this process's
+    connection so far, from /proc (Linux): the server's share of scoring, which a wall
+    clock on a shared machine mixes with everyone else's."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def score(items: list, batch: int) -> None:
     from moderation.tasks import moderate_batch
 
@@ -166,14 +181,17 @@ def main() -> None:
         first += args.batch
         from django.db import connection
 
-        wall, timer = [], StatementTimer()
+        wall, cpu, timer = [], [], StatementTimer()
         for _ in range(args.rounds):
             items = save(args.listings, first)
             first += args.listings
-            started = time.perf_counter()
+            server = backend_cpu_seconds()
+            started, own = time.perf_counter(), time.process_time()
             with connection.execute_wrapper(timer):
                 score(items, args.batch)
+            own, server = time.process_time() - own, backend_cpu_seconds() - server
             wall.append(1000 * (time.perf_counter() - started) / args.listings)
+            cpu.append((1000 * own / args.listings, 1000 * server / args.listings))
         items = save(args.listings, first)
         profile = cProfile.Profile()
         profile.enable()
@@ -187,6 +205,11 @@ def main() -> None:
             f"{args.listings} listings in batches of {args.batch}, zero-cost embedder: "
             f"{median:.2f} ms a listing (median of {args.rounds} rounds: "
             f"{', '.join(f'{ms:.2f}' for ms in wall)}), {1000 * whole / args.listings:.2f} under cProfile"
+        )
+        own, server = (sorted(values)[len(values) // 2] for values in zip(*cpu, strict=True))
+        print(
+            f"CPU a listing (medians): this process {own:.2f} ms, its PostgreSQL backend {server:.2f} ms, "
+            f"together {own + server:.2f} ms"
         )
         print(f"{'part':60s} {'ms/listing':>10s} {'share':>6s}")
         for label, suffix, function, caller in PARTS:
