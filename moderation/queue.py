@@ -44,8 +44,10 @@ def enqueue_batch(label: str, items: list[tuple[str, int]], *, force: bool = Fal
 def enqueue_drain(label: str, *, follower: bool = False) -> None:
     """Queue a drain of the model ``label``: ``moderation.tasks.drain`` scores the
     objects waiting (``moderation.drains`` decides when one is queued; ``follower``: one
-    that ``drains.follow`` queued and counts)."""
-    async_task("moderation.tasks.drain", label, follower, task_name=f"drain {label}", **TASK_OPTIONS)
+    that ``drains.follow`` queued and counts). A save's drain is queued as ``(label,)``,
+    as before ``follower`` existed, so that workers not yet upgraded still run it."""
+    args = (label, True) if follower else (label,)
+    async_task("moderation.tasks.drain", *args, task_name=f"drain {label}", **TASK_OPTIONS)
 
 
 def enqueue_on_commit(label: str, pk, version: int, *, force: bool = False) -> None:
