@@ -52,16 +52,27 @@ class ListingSerializer(serializers.ModelSerializer):
         }
 
 
-class PublicListingSerializer(serializers.ModelSerializer):
+# A plain Serializer with its fields declared, not a ModelSerializer: DRF builds a
+# ModelSerializer's fields from the model on every request, which cost a search request
+# more than its JSON (docs/benchmarks.md, "Where a search request's time goes"). The
+# fields give the JSON and the schema the ModelSerializer gave (its read-only fields:
+# no length or value limits); the columns they read are PUBLIC_LISTING_COLUMNS.
+class PublicListingSerializer(serializers.Serializer):
     """A listing as anyone sees it in search results: no moderation details."""
 
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    description = serializers.CharField(read_only=True)
     category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, read_only=True)
+    image = serializers.ImageField(read_only=True)
     seller = serializers.CharField(source="seller.username", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
-    class Meta:
-        model = Listing
-        fields = ["id", "title", "description", "category", "price", "image", "seller", "created_at"]
-        read_only_fields = fields
+
+# What PublicListingSerializer reads, for the search's ``only()`` (catalog/urls.py): a
+# search loads these and the key, not the seller's password hash nor the moderation state.
+PUBLIC_LISTING_COLUMNS = ("title", "description", "category__slug", "price", "image", "seller__username", "created_at")
 
 
 class ListingSearchFilters(SearchFiltersSerializer):
