@@ -387,6 +387,14 @@ def test_a_category_filter_searches_by_the_key_so_postgresql_can_see_how_small_t
     assert titles(api.get("/api/search/text/", {"q": "red", "category": "no-such-category"})) == []
 
 
+def test_a_category_filter_reads_the_categorys_key_from_the_cache_after_its_first_search(
+    api, market, django_assert_num_queries
+):
+    assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
+    with django_assert_num_queries(1):  # the search alone
+        assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
+
+
 def test_moderators_may_search_other_statuses_and_others_may_not(api, market, moderator, sellers):
     api.force_authenticate(moderator)
     assert titles(api.get("/api/search/text/", {"q": "blue", "status": "flagged"})) == ["Red boots"]
