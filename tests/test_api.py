@@ -419,9 +419,9 @@ def test_hybrid_search_fuses_text_and_photo_by_rank(api, market, photo):
 
 def test_a_search_request_runs_only_its_search(api, market, django_assert_num_queries):
     """No session, token or throttle query besides the search: a text search is one
-    statement (the index options travel with it), two with a category (its key first, so
-    that PostgreSQL sees the category's size), "similar" three (the listing, both searches
-    in one statement, the hits with their category and seller)."""
+    statement (the index options travel with it), two with a category not yet in the cache
+    (its key first, so that PostgreSQL sees the category's size), "similar" three (the
+    listing, both searches in one statement, the hits with their category and seller)."""
     with django_assert_num_queries(1):
         assert titles(api.get("/api/search/text/", {"q": "red"}))
     with django_assert_num_queries(2):

@@ -4,7 +4,10 @@
     from moderation.api.routers import ModerationRouter
 
     router = ModerationRouter()
-    router.register(Product.objects.select_related("brand"), object_serializer_class=ProductSerializer)
+    router.register(
+        Product.objects.select_related("brand").only("name", "photo", "brand__name"),  # what the results show
+        object_serializer_class=ProductSerializer,
+    )
     urlpatterns = [path("api/", include(router.urls))]
 
 For each registered queryset: ``search/text/``, ``search/image/``, ``search/hybrid/``,
