@@ -195,9 +195,10 @@ class SimilarView(SearchView):
     def get_object_queryset(self):
         """The rows whose neighbours the user may ask for, loading what ``search.similar_to``
         reads of the object: its key and ``embedding_model``. Not the results' columns nor
-        their ``select_related`` (the hits are loaded by the search), nor the vectors, which
-        the search reads in the database."""
-        return self.get_queryset().select_related(None).only("embedding_model").visible_to(self.request.user)
+        their relations (the search loads the hits), nor the vectors, which the search
+        reads in the database."""
+        queryset = self.get_queryset().select_related(None).prefetch_related(None).only("embedding_model")
+        return queryset.visible_to(self.request.user)
 
     def get(self, request, pk):
         parameters = self.get_parameters(request.query_params)
