@@ -6,6 +6,7 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from moderation.api.serializers import ModerationStateSerializer, SafeImageField, SearchFiltersSerializer
 
+from . import category_keys
 from .models import TITLE_VALIDATORS, Category, Listing
 
 
@@ -52,16 +53,27 @@ class ListingSerializer(serializers.ModelSerializer):
         }
 
 
-class PublicListingSerializer(serializers.ModelSerializer):
+# A plain Serializer with its fields declared, not a ModelSerializer: DRF builds a
+# ModelSerializer's fields from the model on every request, which cost a search request
+# more than its JSON (docs/benchmarks.md, "Where a search request's time goes"). The
+# fields give the JSON and the schema the ModelSerializer gave (its read-only fields:
+# no length or value limits); the columns they read are PUBLIC_LISTING_COLUMNS.
+class PublicListingSerializer(serializers.Serializer):
     """A listing as anyone sees it in search results: no moderation details."""
 
-    category = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    id = serializers.IntegerField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    description = serializers.CharField(read_only=True)
+    category = serializers.CharField(source="category.slug", read_only=True)
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, read_only=True)
+    image = serializers.ImageField(read_only=True)
     seller = serializers.CharField(source="seller.username", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
-    class Meta:
-        model = Listing
-        fields = ["id", "title", "description", "category", "price", "image", "seller", "created_at"]
-        read_only_fields = fields
+
+# What PublicListingSerializer reads, for the search's ``only()`` (catalog/urls.py): a
+# search loads these and the key, not the seller's password hash nor the moderation state.
+PUBLIC_LISTING_COLUMNS = ("title", "description", "category__slug", "price", "image", "seller__username", "created_at")
 
 
 class ListingSearchFilters(SearchFiltersSerializer):
@@ -84,8 +96,9 @@ class ListingSearchFilters(SearchFiltersSerializer):
             # knows from the column's statistics how many listings the category holds,
             # and searches a small one exactly (its index on category_id, then a sort)
             # instead of walking the HNSW graph for the few rows that pass the filter
-            # (docs/benchmarks.md, "Search at 10k, 100k and 1M").
-            category = Category.objects.filter(slug=data["category"]).values_list("pk", flat=True).first()
+            # (docs/benchmarks.md, "Search at 10k, 100k and 1M"). The key comes from the
+            # cache: a statement less per filtered search (category_keys).
+            category = category_keys.key_of(data["category"])
             if category is None:
                 lookups["pk__in"] = []  # no such category: no results
             else:

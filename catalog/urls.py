@@ -9,15 +9,17 @@ from moderation.api.routers import ModerationRouter
 
 from . import views
 from .models import Listing
-from .serializers import ListingSearchFilters, PublicListingSerializer
+from .serializers import PUBLIC_LISTING_COLUMNS, ListingSearchFilters, PublicListingSerializer
 
 router = DefaultRouter()
 router.register("listings", views.ListingViewSet, basename="listing")
 
 moderation = ModerationRouter()
-# What search results show needs the category and the seller: one query, not one per hit.
+# What search results show needs the category and the seller: one query, not one per hit,
+# and only the columns the results show (not the seller's password hash, nor the
+# moderation state): fewer columns to compile, send and turn into instances.
 moderation.register(
-    Listing.objects.select_related("category", "seller"),
+    Listing.objects.select_related("category", "seller").only(*PUBLIC_LISTING_COLUMNS),
     object_serializer_class=PublicListingSerializer,
     filters_class=ListingSearchFilters,
 )

@@ -1,6 +1,7 @@
 """The REST API: listings CRUD, search, the moderators' queue, errors, limits."""
 
 import base64
+import re
 
 import pytest
 from django.core.cache import cache
@@ -386,6 +387,14 @@ def test_a_category_filter_searches_by_the_key_so_postgresql_can_see_how_small_t
     assert titles(api.get("/api/search/text/", {"q": "red", "category": "no-such-category"})) == []
 
 
+def test_a_category_filter_reads_the_categorys_key_from_the_cache_after_its_first_search(
+    api, market, django_assert_num_queries
+):
+    assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
+    with django_assert_num_queries(1):  # the search alone
+        assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
+
+
 def test_moderators_may_search_other_statuses_and_others_may_not(api, market, moderator, sellers):
     api.force_authenticate(moderator)
     assert titles(api.get("/api/search/text/", {"q": "blue", "status": "flagged"})) == ["Red boots"]
@@ -410,15 +419,61 @@ def test_hybrid_search_fuses_text_and_photo_by_rank(api, market, photo):
 
 def test_a_search_request_runs_only_its_search(api, market, django_assert_num_queries):
     """No session, token or throttle query besides the search: a text search is one
-    statement (the index options travel with it), two with a category (its key first, so
-    that PostgreSQL sees the category's size), "similar" three (the listing, both searches
-    in one statement, the hits with their category and seller)."""
+    statement (the index options travel with it), two with a category not yet in the cache
+    (its key first, so that PostgreSQL sees the category's size), "similar" three (the
+    listing, both searches in one statement, the hits with their category and seller)."""
     with django_assert_num_queries(1):
         assert titles(api.get("/api/search/text/", {"q": "red"}))
     with django_assert_num_queries(2):
         assert titles(api.get("/api/search/text/", {"q": "red", "category": "kitchen"}))
     with django_assert_num_queries(3):
         assert titles(api.get(f"/api/search/similar/{market['red_mug'].pk}/"))
+
+
+PUBLIC_LISTING_FIELDS = ["id", "title", "description", "category", "price", "image", "seller", "created_at"]
+# The columns a search result shows, and the keys of the rows they come from: no password
+# hash, no e-mail, no moderation state (found reading the statement: the results loaded the
+# seller's every column, the password hash included, and the listing's whole moderation state).
+RESULT_COLUMNS = {
+    ("catalog_listing", column)
+    for column in ("id", "seller_id", "title", "description", "category_id", "price", "image", "created_at")
+} | {("auth_user", "id"), ("auth_user", "username"), ("catalog_category", "id"), ("catalog_category", "slug")}
+
+
+def selected_columns(sql: str) -> set[tuple[str, str]]:
+    """The ("table", "column") pairs a statement selects as they are (not inside an
+    expression such as the distance), from its last SELECT list before the index options."""
+    query = sql.split(";", 1)[1] if sql.lstrip().upper().startswith("SELECT SET_CONFIG") else sql
+    select = query.split(" FROM ", 1)[0]
+    return set(re.findall(r'"(\w+)"\."(\w+)"(?=, |$)', select))
+
+
+def test_search_results_show_the_fields_they_showed_and_load_only_their_columns(api, market, sellers):
+    """The demo's search queryset loads only() what PublicListingSerializer shows, and the
+    serializer shows what the ModelSerializer it replaced showed: a listing's public fields,
+    each as the owner's own listing shows it."""
+    red_mug = market["red_mug"]
+    with CaptureQueriesContext(connection) as queries:
+        results = api.get("/api/search/text/", {"q": "red", "price_max": "10"}).json()["results"]
+    assert [hit["listing"]["title"] for hit in results] == ["Red mug"]
+    (statement,) = [query["sql"] for query in queries.captured_queries]
+    assert selected_columns(statement) == RESULT_COLUMNS
+    assert "password" not in statement
+    api.force_authenticate(sellers[0])
+    own = api.get(f"/api/listings/{red_mug.pk}/").json()
+    assert results[0]["listing"] == {name: own[name] for name in PUBLIC_LISTING_FIELDS}
+    assert list(results[0]["listing"]) == PUBLIC_LISTING_FIELDS
+
+
+def test_more_like_this_loads_the_listings_key_and_model_then_only_the_results_columns(api, market):
+    with CaptureQueriesContext(connection) as queries:
+        results = api.get(f"/api/search/similar/{market['red_mug'].pk}/").json()["results"]
+    assert results
+    assert all(list(hit["listing"]) == PUBLIC_LISTING_FIELDS for hit in results)
+    lookup, _searches, hits = [query["sql"] for query in queries.captured_queries]
+    assert selected_columns(lookup) == {("catalog_listing", "id"), ("catalog_listing", "embedding_model")}
+    assert " JOIN " not in lookup
+    assert selected_columns(hits) == RESULT_COLUMNS
 
 
 def test_similar_items_for_a_public_listing(api, market):
@@ -511,6 +566,21 @@ def test_moderators_see_the_queue_and_decide_through_the_same_services(api, mark
     assert api.get("/api/moderation/listings/", {"status": "rejected"}).json()["count"] == 1
     rescanned = api.post(f"/api/moderation/listings/{flagged}/rescan/", {}, format="json")
     assert rescanned.status_code == 200
+
+
+def test_the_queue_loads_every_column_though_search_loads_few(api, market, moderator, sellers, listing_factory, photo):
+    """The router gives the queue the search's queryset without its only(): a column the
+    search leaves out would otherwise be loaded by a query of its own, object by object."""
+    api.force_authenticate(moderator)
+    api.get("/api/moderation/listings/")  # the moderator's permissions, cached on the user
+    with CaptureQueriesContext(connection) as one:
+        assert len(api.get("/api/moderation/listings/").json()["results"]) == 1
+    for colour in ("green", "red"):
+        score_now(listing_factory(title=f"{colour.title()} boots", image=photo("blue", "shoe"), seller=sellers[1]))
+    with CaptureQueriesContext(connection) as three:
+        queue = api.get("/api/moderation/listings/").json()["results"]
+    assert [item["moderation"]["status"] for item in queue] == ["flagged"] * 3
+    assert len(three.captured_queries) == len(one.captured_queries)
 
 
 @pytest.mark.parametrize("body", [{}, {"reason": ""}, {"reason": "   "}, {"preset": ""}])

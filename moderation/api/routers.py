@@ -4,7 +4,10 @@
     from moderation.api.routers import ModerationRouter
 
     router = ModerationRouter()
-    router.register(Product.objects.select_related("brand"), object_serializer_class=ProductSerializer)
+    router.register(
+        Product.objects.select_related("brand").only("name", "photo", "brand__name"),  # what the results show
+        object_serializer_class=ProductSerializer,
+    )
     urlpatterns = [path("api/", include(router.urls))]
 
 For each registered queryset: ``search/text/``, ``search/image/``, ``search/hybrid/``,
@@ -56,7 +59,9 @@ class ModerationRouter:
         prefix: str = "",
     ) -> None:
         """Serve search and the queue over ``queryset``, the rows of a registered model
-        (a ``ModeratedQuerySet``). ``object_serializer_class`` shows a search hit's object
+        (a ``ModeratedQuerySet``) with what search results need: ``select_related`` of the
+        relations they show, and ``only()`` the columns they show (the queue loads every
+        column of the same rows). ``object_serializer_class`` shows a search hit's object
         to anyone (no moderation details); ``filters_class`` adds the model's search
         filters (a ``SearchFiltersSerializer`` subclass); ``prefix`` (``"products/"``)
         keeps two models' URLs apart."""
@@ -67,7 +72,9 @@ class ModerationRouter:
             "object_serializer_class": object_serializer_class,
             "filters_class": filters_class,
         }
-        queue = type(f"{model.__name__}QueueViewSet", (ModerationQueueViewSet,), {"queryset": queryset})
+        # The queue shows and changes the whole moderation state: every column, whatever
+        # the search's only() leaves out (a deferred column would be a query per object).
+        queue = type(f"{model.__name__}QueueViewSet", (ModerationQueueViewSet,), {"queryset": queryset.defer(None)})
         queue_router = SimpleRouter()
         queue_router.register(
             f"moderation/{slugify(model._meta.verbose_name_plural)}", queue, basename=f"moderation-{name}"

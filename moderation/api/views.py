@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from moderation import search, transitions
-from moderation.models import MODERATE_PERMISSION, PUBLIC_STATUSES, REVIEW_ORDER, VECTOR_FIELDS, FlagReason
+from moderation.models import MODERATE_PERMISSION, PUBLIC_STATUSES, REVIEW_ORDER, FlagReason
 from moderation.models import ModerationStatus as S
 
 from .errors import exception_handler
@@ -82,8 +82,9 @@ class SearchSchema(AutoSchema):
 class SearchView(ModerationAPIMixin, GenericAPIView):
     """Base of the search endpoints. Configured per model with ``as_view`` (the router
     does it): ``queryset``, the rows searched and what their results need (e.g.
-    ``Product.objects.select_related("brand")``); ``object_serializer_class``, how a hit's
-    object is shown; ``filters_class``, a ``SearchFiltersSerializer`` with the model's filters."""
+    ``Product.objects.select_related("brand").only("name", "price", "brand__name")``);
+    ``object_serializer_class``, how a hit's object is shown; ``filters_class``, a
+    ``SearchFiltersSerializer`` with the model's filters."""
 
     permission_classes = [AllowAny]
     pagination_class = None  # k bounds the results
@@ -191,10 +192,17 @@ class SimilarView(SearchView):
     """More like this object: its photo's and its text's neighbours, fused by rank. An
     object that is not public is answered only for its owner and moderators (404 for others)."""
 
+    def get_object_queryset(self):
+        """The rows whose neighbours the user may ask for, loading what ``search.similar_to``
+        reads of the object: its key and ``embedding_model``. Not the results' columns nor
+        their relations (the search loads the hits), nor the vectors, which the search
+        reads in the database."""
+        queryset = self.get_queryset().select_related(None).prefetch_related(None).only("embedding_model")
+        return queryset.visible_to(self.request.user)
+
     def get(self, request, pk):
         parameters = self.get_parameters(request.query_params)
-        visible = self.get_queryset().visible_to(request.user).defer(*VECTOR_FIELDS)  # they stay in the database
-        obj = get_object_or_404(visible, pk=pk)
+        obj = get_object_or_404(self.get_object_queryset(), pk=pk)
         hits = search.similar_to(
             obj,
             k=parameters.validated_data["k"],
