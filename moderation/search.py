@@ -26,6 +26,7 @@ from django.db import models
 from django.db.models import Q, Subquery, Value
 from pgvector.django import CosineDistance
 
+from . import statements
 from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
 from .models import PUBLIC_STATUSES, VECTOR_FIELDS
@@ -69,24 +70,39 @@ def capped(k: int) -> int:
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape).
     Annotations are prefixed: a host model may well have a field named "distance"."""
+    return _nearest_queryset(queryset, column, vector_literal(vector), k=k)
+
+
+def _nearest_queryset(queryset, column: str, literal: str, *, k: int):
     # The vectors themselves are not fetched: parsing 2 x 512 floats a row costs more
     # than the index search.
     return (
         queryset.filter(**{f"{column}__isnull": False})
         .defer(*VECTOR_FIELDS)
-        .annotate(moderation_distance=CosineDistance(column, Value(vector_literal(vector))))
+        .annotate(moderation_distance=CosineDistance(column, Value(literal)))
         .order_by("moderation_distance")[: capped(k)]
     )
 
 
 def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
     """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine), nearest
-    first; one query (a ``select_related`` of ``queryset`` joins, it adds none)."""
-    with index_options(k=capped(k), using=queryset.db):
-        rows = nearest_first(
-            nearest_queryset(queryset, column, vector, k=k), distance=attrgetter("moderation_distance")
+    first; one query (a ``select_related`` of ``queryset`` joins, it adds none).
+
+    The statement is compiled once per thread for each queryset, column and k, and run
+    again with each query vector (``statements``)."""
+    k = capped(k)
+    with index_options(k=k, using=queryset.db):
+        rows = statements.objects(
+            queryset,
+            lambda literal: _nearest_queryset(queryset, column, literal, k=k),
+            vector_literal(vector),
+            column,
+            k,
         )
-    return [Hit(row, 1.0 - float(row.moderation_distance)) for row in rows]
+    return [
+        Hit(row, 1.0 - float(row.moderation_distance))
+        for row in nearest_first(rows, distance=attrgetter("moderation_distance"))
+    ]
 
 
 def fuse(lists: dict[str, list[Hit]], *, weights: dict[str, float], k: int) -> list[Hit]:
