@@ -5,9 +5,10 @@ distance of a column to a query vector, k of them. At 10k-100k listings, buildin
 queryset and compiling it to SQL cost about half as much as the index search itself
 (docs/benchmarks.md, "Where a search request's time goes"), and they give the same SQL
 for every search of the same queryset, column and k: only the query vector, one
-parameter, changes. ``Statement`` keeps what compiling produced (the SQL, the other
-parameters, and how its rows become model instances, select_related included), and
-``reusable`` keeps the statements of recent querysets, per thread.
+parameter, changes ("more like this": the object's key). ``Statement`` keeps what
+compiling produced (the SQL, the other parameters, and how its rows become model
+instances, select_related included), and ``objects`` keeps the statements of recent
+searches, per thread.
 
 The key of a statement is the pickled queryset (its ``Query``): pickle writes the whole
 object graph (the model, joins, conditions and their values, select_related, deferred
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,16 +35,17 @@ from django.db import connections, models
 from django.db.models.query import ModelIterable, get_related_populators, prefetch_related_objects
 
 # Statements kept per thread: a site searches a handful of querysets (its endpoints),
-# times the filter values its users combine.
-CACHE_SIZE = 256
+# times the filter values its users combine. One holds its SQL, its parameters (a 5 kB
+# vector literal among them) and Django's compiler: tens of kB.
+CACHE_SIZE = 128
 
 _local = threading.local()
 
 
 @dataclass(frozen=True)
 class Statement:
-    """A compiled SELECT of model instances (``queryset``'s) whose parameters change from
-    run to run only at ``slot``, the query vector's literal.
+    """A compiled SELECT of model instances whose parameters change from run to run only
+    at ``slots``, which all take the same value (a query vector's literal, an object's key).
 
     ``compiler`` is Django's, after compiling: it knows which columns make the model's
     instance, the select_related ones and the annotations (``django.db.models.query.
@@ -51,7 +54,7 @@ class Statement:
 
     sql: str
     params: tuple
-    slot: int
+    slots: tuple[int, ...]
     compiler: models.sql.compiler.SQLCompiler
     init_list: tuple[str, ...]
     model_fields: slice
@@ -59,19 +62,26 @@ class Statement:
     prefetch: tuple
 
     @classmethod
-    def compile(cls, queryset: models.QuerySet, value: str) -> Statement | None:
-        """``queryset`` compiled, ``value`` (a parameter it holds exactly once, by identity)
-        as the slot; None when the queryset is not a plain one of model instances, matches
-        nothing by construction (``pk__in=[]``), or holds ``value`` other than once."""
-        if queryset._iterable_class is not ModelIterable or queryset._known_related_objects:
+    def compile(cls, built: models.QuerySet, value, other: models.QuerySet, other_value) -> Statement | None:
+        """``built``, a queryset made with ``value``, compiled; ``other`` is the same made with
+        ``other_value``. The slots are where their parameters differ, and must hold exactly
+        ``value`` and ``other_value`` (the ORM passed them on unchanged). None when the two
+        differ otherwise, when the queryset is not a plain one of model instances, or when it
+        matches nothing by construction (``pk__in=[]``)."""
+        if built._iterable_class is not ModelIterable or built._known_related_objects:
             return None
-        compiler = queryset.query.get_compiler(using=queryset.db)
+        compiler = built.query.get_compiler(using=built.db)
         try:
             sql, params = compiler.as_sql()
+            other_sql, other_params = other.query.get_compiler(using=other.db).as_sql()
         except EmptyResultSet:
             return None
-        slots = [position for position, param in enumerate(params) if param is value]
-        if len(slots) != 1 or compiler.has_extra_select:
+        if sql != other_sql or len(params) != len(other_params) or compiler.has_extra_select:
+            return None
+        slots = tuple(
+            position for position, (mine, theirs) in enumerate(zip(params, other_params, strict=True)) if mine != theirs
+        )
+        if not slots or any(params[slot] != value or other_params[slot] != other_value for slot in slots):
             return None
         select, klass_info = compiler.select, compiler.klass_info
         fields = klass_info["select_fields"]
@@ -79,19 +89,20 @@ class Statement:
         return cls(
             sql=sql,
             params=tuple(params),
-            slot=slots[0],
+            slots=slots,
             compiler=compiler,
             init_list=tuple(column[0].target.attname for column in select[model_fields]),
             model_fields=model_fields,
-            populators=get_related_populators(klass_info, select, queryset.db),
-            prefetch=tuple(queryset._prefetch_related_lookups),
+            populators=get_related_populators(klass_info, select, built.db),
+            prefetch=tuple(built._prefetch_related_lookups),
         )
 
-    def objects(self, value: str) -> list[models.Model]:
-        """Run with ``value`` in the slot: the model instances, as the queryset would make
+    def objects(self, value) -> list[models.Model]:
+        """Run with ``value`` in the slots: the model instances, as the queryset would make
         them (select_related objects, annotations and prefetches set), in the order of the rows."""
         params = list(self.params)
-        params[self.slot] = value
+        for slot in self.slots:
+            params[slot] = value
         compiler = self.compiler
         with connections[compiler.using].cursor() as cursor:
             cursor.execute(self.sql, params)
@@ -110,26 +121,44 @@ class Statement:
         return objects
 
 
-def key(queryset: models.QuerySet, *extra) -> bytes | None:
-    """What identifies ``queryset``'s statement with ``extra`` (picklable values that shape
-    it besides the queryset: a column, k): the pickled database alias, ``Query`` and
-    prefetch lookups; None when the queryset cannot be pickled."""
+def key(shape: tuple) -> bytes | None:
+    """``shape`` pickled, each queryset in it as its database alias, ``Query`` and prefetch
+    lookups (pickling a QuerySet itself would run it); None when it cannot be pickled."""
+    parts = [
+        ("queryset", part.db, part.query, part._prefetch_related_lookups) if isinstance(part, models.QuerySet) else part
+        for part in shape
+    ]
     try:
-        return pickle.dumps(
-            (queryset.db, queryset.query, queryset._prefetch_related_lookups, extra), pickle.HIGHEST_PROTOCOL
-        )
+        return pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError):
         return None
 
 
-def objects(
-    queryset: models.QuerySet, build: Callable[[str], models.QuerySet], value: str, *extra
-) -> list[models.Model]:
-    """The model instances of ``build(value)``, a queryset made from ``queryset`` that holds
-    ``value`` as one parameter, compiled once per thread for each ``key(queryset, *extra)``
-    and run again with each new ``value``. ``extra`` must name everything besides
-    ``queryset`` and ``value`` that ``build`` depends on."""
-    cache_key = key(queryset, *extra)
+def another(value):
+    """A value of ``value``'s type that differs from it (an int, a str, a UUID: what keys and
+    vector literals are), or None for another type."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return -value - 1
+    if isinstance(value, str):
+        return value + "~"
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID(int=value.int ^ 1)
+    return None
+
+
+def objects(shape: tuple, build: Callable[[object], models.QuerySet], value) -> list[models.Model]:
+    """The model instances of ``build(value)``, a queryset that holds ``value`` as a
+    parameter (once or more), compiled once per thread for each ``shape`` and run again
+    with each new ``value`` (an int, a str or a UUID: ``another``).
+
+    ``shape``: everything ``build`` depends on besides ``value`` (querysets, filters, a
+    column, k), picklable. ``build`` is also called with ``another(value)``, only compiled,
+    to find where ``value`` goes (``Statement.compile``).
+    """
+    other = another(value)
+    cache_key = None if other is None else key(shape)
     if cache_key is None:
         return list(build(value))
     cache = getattr(_local, "statements", None)
@@ -138,13 +167,13 @@ def objects(
     statement = cache.get(cache_key)
     if statement is None:
         built = build(value)
-        statement = Statement.compile(built, value)
+        statement = Statement.compile(built, value, build(other), other)
         if statement is None:
             return list(built)
-        # Compiling caches attributes on expressions the built queryset shares with
-        # ``queryset`` (its conditions), which changes how ``queryset`` pickles: a caller
-        # that searches the same queryset object again finds the statement by that key.
-        for known in {cache_key, key(queryset, *extra)} - {None}:
+        # Compiling caches attributes on expressions the built queryset shares with the
+        # querysets of ``shape`` (their conditions), which changes how they pickle: a
+        # caller that searches the same queryset object again finds the statement by that key.
+        for known in {cache_key, key(shape)} - {None}:
             cache[known] = statement
         while len(cache) > CACHE_SIZE:
             cache.popitem(last=False)

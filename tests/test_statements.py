@@ -4,6 +4,7 @@ once and runs it again with each query vector; anything else that changes the st
 
 import threading
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.db.models import Prefetch
@@ -50,11 +51,11 @@ def uncached(queryset, vector, *, k=10, column="image_vector"):
 def test_a_search_compiles_once_and_runs_again_with_each_vector(many_listings, compiles):
     queryset = Listing.objects.filter(moderation_status="ok")
     first = search.nearest(queryset, "image_vector", many_listings[0], k=10)
-    assert len(compiles) == 1
+    assert len(compiles) == 2  # with the vector, and with another value to find where it goes
     for vector in many_listings[1:6]:
         hits = search.nearest(queryset, "image_vector", vector, k=10)
         assert [hit.object.pk for hit in hits] == [pk for pk, _distance in uncached(queryset, vector)]
-    assert len(compiles) == 1 + 5  # only the uncached() references compiled again
+    assert len(compiles) == 2 + 5  # only the uncached() references compiled again
     assert first[0].object.title == "item 0"
     assert first[0].score == pytest.approx(1.0, abs=1e-3)
 
@@ -129,3 +130,20 @@ def test_the_cache_is_bounded(many_listings, monkeypatch):
     for price in range(6):
         search.nearest(Listing.objects.filter(price__gte=price), "image_vector", many_listings[0], k=3)
     assert len(statements._local.statements) == 3
+
+
+def test_more_like_this_compiles_once_for_every_object(many_listings, compiles, django_assert_num_queries):
+    source = Listing.objects.select_related("category")
+    listings = list(Listing.objects.defer("image_vector", "text_vector").order_by("pk")[:4])
+    search.similar_to(listings[0], k=5, source=source)
+    compiled = len(compiles)
+    for listing in listings[1:]:
+        with django_assert_num_queries(2):  # one index search per vector, the categories joined
+            hits = search.similar_to(listing, k=5, source=source)
+            names = [hit.object.category.name for hit in hits]
+        assert len(names) == 5
+        assert listing.pk not in {hit.object.pk for hit in hits}
+        best = hits[0]  # the same vectors on both sides here: its nearest photo is its nearest text
+        expected = int(np.argsort(-(many_listings @ many_listings[int(listing.title.split()[1])]))[1])
+        assert best.object.title == f"item {expected}"
+    assert len(compiles) == compiled
