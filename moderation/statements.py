@@ -60,6 +60,7 @@ class Statement:
     model_fields: slice
     populators: list
     prefetch: tuple
+    converters: dict  # column position: (converters, expression), Django's from_db_value conversions
 
     @classmethod
     def compile(cls, built: models.QuerySet, value, other: models.QuerySet, other_value) -> Statement | None:
@@ -84,6 +85,9 @@ class Statement:
         if not slots or any(params[slot] != value or other_params[slot] != other_value for slot in slots):
             return None
         select, klass_info = compiler.select, compiler.klass_info
+        columns = [column[0] for column in select[: compiler.col_count]]
+        if compiler.has_composite_fields(columns):
+            return None
         fields = klass_info["select_fields"]
         model_fields = slice(fields[0], fields[-1] + 1)
         return cls(
@@ -95,6 +99,7 @@ class Statement:
             model_fields=model_fields,
             populators=get_related_populators(klass_info, select, built.db),
             prefetch=tuple(built._prefetch_related_lookups),
+            converters=compiler.get_converters(columns),
         )
 
     def objects(self, value) -> list[models.Model]:
@@ -109,7 +114,9 @@ class Statement:
             rows = cursor.fetchall()
         model, db, annotations = compiler.klass_info["model"], compiler.using, compiler.annotation_col_map
         objects = []
-        for row in compiler.results_iter([rows]):
+        if self.converters:
+            rows = compiler.apply_converters(rows, self.converters)
+        for row in rows:
             obj = model.from_db(db, self.init_list, row[self.model_fields])
             for populator in self.populators:
                 populator.populate(row, obj)
