@@ -89,11 +89,13 @@ def wsgi_get(application, path: str, query: str = "") -> dict:
     return json.loads(body)
 
 
-def search_statement(captured: list[dict]) -> str:
-    """The search itself among the statements a service call sent: the one ordering by a
-    vector distance, without the index options sent in the same message."""
-    sql = next(query["sql"] for query in captured if "<=>" in query["sql"])
-    return sql.split(";", 1)[1].strip() if sql.lstrip().upper().startswith("SELECT SET_CONFIG") else sql
+def search_statements(captured: list[dict]) -> list[str]:
+    """The searches among the statements a service call sent (those ordering by a vector
+    distance: one, two for "more like this"), without the index options sent in the same message."""
+    return [
+        sql.split(";", 1)[1].strip() if sql.lstrip().upper().startswith("SELECT SET_CONFIG") else sql
+        for sql in (query["sql"] for query in captured if "<=>" in query["sql"])
+    ]
 
 
 def layer_table(stats: pstats.Stats, requests: int) -> list[str]:
@@ -267,15 +269,18 @@ def main() -> None:
             with CaptureQueriesContext(connection) as captured:
                 hits = service(i)  # also the warm-up of this query's pages
             assert len(hits) == K, (name, i, len(hits))
-            sql = search_statement(captured.captured_queries)
+            searches = search_statements(captured.captured_queries)
 
-            def bare(sql=sql):
-                with transaction.atomic(), connection.cursor() as cursor:
-                    vectors.set_index_options(k=K)
-                    started = time.perf_counter()
-                    cursor.execute(sql)
-                    cursor.fetchall()
-                    return time.perf_counter() - started
+            def bare(searches=searches):
+                elapsed = 0.0
+                for sql in searches:
+                    with transaction.atomic(), connection.cursor() as cursor:
+                        vectors.set_index_options(k=K)
+                        started = time.perf_counter()
+                        cursor.execute(sql)
+                        cursor.fetchall()
+                        elapsed += time.perf_counter() - started
+                return elapsed
 
             def timed(call):
                 started = time.perf_counter()

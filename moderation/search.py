@@ -19,13 +19,14 @@ adding cosines.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 import numpy as np
 from django.db import models
 from django.db.models import Q, Subquery, Value
 from pgvector.django import CosineDistance
 
+from . import statements
 from .conf import moderation_settings
 from .embedders import decode_listing_image, get_embedder
 from .models import PUBLIC_STATUSES, VECTOR_FIELDS
@@ -43,6 +44,11 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
 
 
+def _source_queryset(source) -> models.QuerySet:
+    """``source``, a moderated model or a queryset of one, as a queryset (the model's default manager's)."""
+    return source if isinstance(source, models.QuerySet) else source._default_manager.all()
+
+
 def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
     """``source`` is a moderated model, or a queryset of one (to add ``select_related``,
     a manager's own filters, ...); the rows are read from ``SEARCH_DATABASE``.
@@ -51,7 +57,7 @@ def _queryset(source, *, filters: dict | None, statuses, exclude_pk=None):
     and building the query is a good part of a search's own cost (docs/benchmarks.md).
     The app's conditions are on the model's own columns, so joining them with the
     caller's ``filters`` in one call changes no join of a multi-valued relation."""
-    queryset = source if isinstance(source, models.QuerySet) else source._default_manager.all()
+    queryset = _source_queryset(source)
     get_spec(queryset.model)  # a clear error for a model that is not moderated
     conditions = Q(embedding_model=get_embedder().model_id)
     if statuses is not None:
@@ -69,24 +75,63 @@ def capped(k: int) -> int:
 def nearest_queryset(queryset, column: str, vector: np.ndarray, *, k: int):
     """The query of ``nearest``: ORDER BY the cosine distance, LIMIT k (the HNSW index's shape).
     Annotations are prefixed: a host model may well have a field named "distance"."""
+    return _nearest_queryset(queryset, column, vector_literal(vector), k=k)
+
+
+def _nearest_queryset(queryset, column: str, literal: str, *, k: int):
     # The vectors themselves are not fetched: parsing 2 x 512 floats a row costs more
     # than the index search.
     return (
         queryset.filter(**{f"{column}__isnull": False})
         .defer(*VECTOR_FIELDS)
-        .annotate(moderation_distance=CosineDistance(column, Value(vector_literal(vector))))
+        .annotate(moderation_distance=CosineDistance(column, Value(literal)))
         .order_by("moderation_distance")[: capped(k)]
     )
 
 
 def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
     """The ``k`` rows of ``queryset`` nearest to ``vector`` in ``column`` (cosine), nearest
-    first; one query (a ``select_related`` of ``queryset`` joins, it adds none)."""
-    with index_options(k=capped(k), using=queryset.db):
-        rows = nearest_first(
-            nearest_queryset(queryset, column, vector, k=k), distance=attrgetter("moderation_distance")
+    first; one query (a ``select_related`` of ``queryset`` joins, it adds none).
+
+    The statement is compiled once per thread for each queryset, column and k, and run
+    again with each query vector (``statements``)."""
+    k = capped(k)
+    with index_options(k=k, using=queryset.db):
+        rows = statements.objects(
+            ("nearest", queryset, column, k),
+            lambda literal: _nearest_queryset(queryset, column, literal, k=k),
+            vector_literal(vector),
         )
-    return [Hit(row, 1.0 - float(row.moderation_distance)) for row in rows]
+    return _hits(rows)
+
+
+def _nearest_in(source, column: str, vector: np.ndarray, *, k: int, filters: dict | None, statuses) -> list[Hit]:
+    """``nearest`` over ``_queryset(source, ...)``, which is built only for a search whose
+    statement this thread has not compiled yet."""
+    k = capped(k)
+    using = moderation_settings.SEARCH_DATABASE
+    # Everything _queryset reads besides its arguments is part of the shape; a model's
+    # default manager may filter by the request's state (a tenant, a site): its queryset
+    # of now, not the model, stands in the shape.
+    source = _source_queryset(source)
+    shape = ("nearest in", source, filters, statuses, get_embedder().model_id, using, column, k)
+    with index_options(k=k, using=using):
+        rows = statements.objects(
+            shape,
+            lambda literal: _nearest_queryset(
+                _queryset(source, filters=filters, statuses=statuses), column, literal, k=k
+            ),
+            vector_literal(vector),
+        )
+    return _hits(rows)
+
+
+def _hits(rows) -> list[Hit]:
+    """Rows annotated with ``moderation_distance``, nearest first, as ``Hit``s (similarity = 1 - distance)."""
+    return [
+        Hit(row, 1.0 - float(row.moderation_distance))
+        for row in nearest_first(rows, distance=attrgetter("moderation_distance"))
+    ]
 
 
 def fuse(lists: dict[str, list[Hit]], *, weights: dict[str, float], k: int) -> list[Hit]:
@@ -105,49 +150,56 @@ def similar_to(
 ) -> list[Hit]:
     """More like this: photo-to-photo and text-to-text neighbours of ``obj``, fused by rank.
 
-    Both searches are one statement (UNION ALL of two index searches), and the object's
-    vectors never leave the database: each search orders by the distance to the
-    object's own stored vector, read by a subquery. ``obj`` may be loaded without its
-    vectors.
+    Two statements, one index search each, and the object's vectors never leave the
+    database: each search orders by the distance to the object's own stored vector, read
+    by a subquery. ``obj`` may be loaded without its vectors. Each statement is compiled
+    once per thread and run again with each object's key (``statements``).
     """
-    if obj.embedding_model != get_embedder().model_id:
+    model_id = get_embedder().model_id
+    if obj.embedding_model != model_id:
         return []  # not scored yet, or by another model: nothing comparable
-    queryset = _queryset(type(obj) if source is None else source, filters=filters, statuses=statuses, exclude_pk=obj.pk)
+    source = _source_queryset(type(obj) if source is None else source)
+    own = source.model._default_manager.all()  # the subquery reads the object's vector through it
     k = capped(k)
-    own = queryset.model._default_manager.filter(pk=obj.pk)
-    image, text = (
-        queryset.filter(**{f"{column}__isnull": False})
-        .annotate(
-            moderation_distance=CosineDistance(column, Subquery(own.values(column)[:1])),
-            moderation_list=Value(kind),
-        )
-        .order_by("moderation_distance")
-        .values_list("pk", "moderation_list", "moderation_distance")[:k]
-        for column, kind in (("image_vector", "image"), ("text_vector", "text"))
-    )
-    with index_options(k=k, using=queryset.db):
-        rows = list(image.union(text, all=True))
-    objects = queryset.defer(*VECTOR_FIELDS).in_bulk({pk for pk, _kind, _distance in rows})
-    lists: dict[str, list[Hit]] = {"image": [], "text": []}
-    for pk, kind, distance in nearest_first(rows, distance=itemgetter(2)):
-        if pk in objects:
-            lists[kind].append(Hit(objects[pk], 1.0 - float(distance)))
+    using = moderation_settings.SEARCH_DATABASE
+    lists = {}
+    with index_options(k=k, using=using):
+        for column, kind in (("image_vector", "image"), ("text_vector", "text")):
+            rows = statements.objects(
+                ("similar", source, own, filters, statuses, model_id, using, column, k),
+                lambda pk, column=column: _similar_queryset(
+                    source, pk, column, k=k, filters=filters, statuses=statuses
+                ),
+                obj.pk,
+            )
+            lists[kind] = _hits(rows)
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
+
+
+def _similar_queryset(source, pk, column: str, *, k: int, filters: dict | None, statuses):
+    """The ``k`` objects nearest to the object ``pk`` in ``column``, the object's own stored
+    vector read by a subquery, ordered by the cosine distance (the HNSW index's shape)."""
+    queryset = _queryset(source, filters=filters, statuses=statuses, exclude_pk=pk)
+    own = queryset.model._default_manager.filter(pk=pk)
+    return (
+        queryset.filter(**{f"{column}__isnull": False})
+        .defer(*VECTOR_FIELDS)
+        .annotate(moderation_distance=CosineDistance(column, Subquery(own.values(column)[:1])))
+        .order_by("moderation_distance")[:k]
+    )
 
 
 def by_text(source, text: str, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
     """Photos that show what ``text`` says (cross-modal: the text vector against photo vectors)."""
-    queryset = _queryset(source, filters=filters, statuses=statuses)
     vector = get_embedder().embed_texts([text])[0]
-    return nearest(queryset, "image_vector", vector, k=k)
+    return _nearest_in(source, "image_vector", vector, k=k, filters=filters, statuses=statuses)
 
 
 def by_image(source, image: bytes, *, k: int = 10, filters: dict | None = None, statuses=PUBLIC_STATUSES) -> list[Hit]:
     """Reverse image search: photos like an uploaded one."""
-    queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     vector = embedder.embed_images([decode_listing_image(image, embedder=embedder)])[0]
-    return nearest(queryset, "image_vector", vector, k=k)
+    return _nearest_in(source, "image_vector", vector, k=k, filters=filters, statuses=statuses)
 
 
 def hybrid(
@@ -161,11 +213,10 @@ def hybrid(
     statuses=PUBLIC_STATUSES,
 ) -> list[Hit]:
     """Text and photo together, fused by rank; ``image_weight`` in [0, 1] favours the photo."""
-    queryset = _queryset(source, filters=filters, statuses=statuses)
     embedder = get_embedder()
     text_vector, image_vector = embedder.embed(texts=[text], images=[decode_listing_image(image, embedder=embedder)])
     lists = {
-        "text": nearest(queryset, "image_vector", text_vector[0], k=k),
-        "image": nearest(queryset, "image_vector", image_vector[0], k=k),
+        name: _nearest_in(source, "image_vector", vector[0], k=k, filters=filters, statuses=statuses)
+        for name, vector in (("text", text_vector), ("image", image_vector))
     }
     return fuse(lists, weights={"text": 1.0 - image_weight, "image": image_weight}, k=k)

@@ -92,15 +92,17 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
     listing = Listing.objects.get(title="item 3")
     with CaptureQueriesContext(connection) as queries:
         search.similar_to(listing, k=5)
-    union = next(query["sql"] for query in queries.captured_queries if "UNION ALL" in query["sql"])
-    union = union.split(";", 1)[1]  # sent after the index options, in one message
-    with transaction.atomic():
-        vectors.set_index_options(k=5)
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
-            cursor.execute("EXPLAIN " + union)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
+    searches = [query["sql"].split(";", 1)[1] for query in queries.captured_queries if "<=>" in query["sql"]]
+    assert len(searches) == 2  # each sent after the index options, in one message
+    plan = ""
+    for statement in searches:
+        with transaction.atomic():
+            vectors.set_index_options(k=5)
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_seqscan = off")
+                cursor.execute("SET LOCAL enable_sort = off")
+                cursor.execute("EXPLAIN " + statement, [])
+                plan += "\n".join(row[0] for row in cursor.fetchall())
     assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
     assert f"Index Scan using {hnsw_index(Listing, 'text_vector')}" in plan, plan
 
@@ -112,6 +114,9 @@ def test_search_reads_from_the_search_database_and_writes_nothing_there(
     """The replica alias is a second connection to the test database (TEST MIRROR)."""
     red = listing_factory(title="Red ceramic mug", image=photo("red", "cup"))
     score_now(red)
+    # The same searches on the default database first: their compiled statements must not
+    # be reused once the search database changes (moderation.statements).
+    search.by_text(Listing, "red mug"), search.similar_to(red, statuses=None)
     settings.MODERATION = {**settings.MODERATION, "SEARCH_DATABASE": "replica"}
     with CaptureQueriesContext(connections["replica"]) as replica, CaptureQueriesContext(connection) as primary:
         hits = [search.by_text(Listing, "red mug"), search.similar_to(red, statuses=None)]
