@@ -96,8 +96,10 @@ def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
     The statement is compiled once per thread for each queryset, column and k, and run
     again with each query vector (``statements``)."""
     k = capped(k)
-    with index_options(k=k, using=queryset.db):
-        rows = statements.objects(
+    db = queryset.db  # asked once: a router may answer differently each time
+    queryset = queryset.using(db)
+    with index_options(k=k, using=db):
+        rows = statements.fetch(
             ("nearest", queryset, column, k),
             lambda literal: _nearest_queryset(queryset, column, literal, k=k),
             vector_literal(vector),
@@ -116,7 +118,7 @@ def _nearest_in(source, column: str, vector: np.ndarray, *, k: int, filters: dic
     source = _source_queryset(source)
     shape = ("nearest in", source, filters, statuses, get_embedder().model_id, using, column, k)
     with index_options(k=k, using=using):
-        rows = statements.objects(
+        rows = statements.fetch(
             shape,
             lambda literal: _nearest_queryset(
                 _queryset(source, filters=filters, statuses=statuses), column, literal, k=k
@@ -165,12 +167,12 @@ def similar_to(
     lists = {}
     with index_options(k=k, using=using):
         for column, kind in (("image_vector", "image"), ("text_vector", "text")):
-            rows = statements.objects(
+            rows = statements.fetch(
                 ("similar", source, own, filters, statuses, model_id, using, column, k),
                 lambda pk, column=column: _similar_queryset(
                     source, pk, column, k=k, filters=filters, statuses=statuses
                 ),
-                obj.pk,
+                source.model._meta.pk.to_python(obj.pk),  # as the ORM would send it
             )
             lists[kind] = _hits(rows)
     return fuse(lists, weights={"image": 1.0, "text": 1.0}, k=k)
@@ -180,7 +182,7 @@ def _similar_queryset(source, pk, column: str, *, k: int, filters: dict | None, 
     """The ``k`` objects nearest to the object ``pk`` in ``column``, the object's own stored
     vector read by a subquery, ordered by the cosine distance (the HNSW index's shape)."""
     queryset = _queryset(source, filters=filters, statuses=statuses, exclude_pk=pk)
-    own = queryset.model._default_manager.filter(pk=pk)
+    own = queryset.model._default_manager.filter(pk=pk).order_by()
     return (
         queryset.filter(**{f"{column}__isnull": False})
         .defer(*VECTOR_FIELDS)

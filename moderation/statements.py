@@ -7,22 +7,32 @@ queryset and compiling it to SQL cost about half as much as the index search its
 for every search of the same queryset, column and k: only the query vector, one
 parameter, changes ("more like this": the object's key). ``Statement`` keeps what
 compiling produced (the SQL, the other parameters, and how its rows become model
-instances, select_related included), and ``objects`` keeps the statements of recent
+instances, select_related included), and ``fetch`` keeps the statements of recent
 searches, per thread.
 
-The key of a statement is the pickled queryset (its ``Query``): pickle writes the whole
-object graph (the model, joins, conditions and their values, select_related, deferred
-fields, annotations, ordering, limits), so two querysets that pickle to the same bytes
-compile to the same SQL with the same parameters. Equal querysets that pickle
-differently (a set iterated in another order, attributes cached by an earlier compile)
-only miss the cache. A queryset that
-cannot be pickled (an expression holding a lambda), or whose evaluation does more than
-make model instances (``values()``, a related manager's known objects), is compiled and
-run as Django always does.
+The key of a statement is its *shape* pickled: the querysets it is built from (each as
+its class, database, ``Query`` and prefetch lookups), the caller's filters and other
+values, and what Django reads while compiling besides the query: the active time zone
+(date lookups), the active language (lazy strings), ``USE_TZ``, and a generation that
+``clear`` moves on (settings changed, migrations run). Pickle writes the whole object
+graph (the model, joins, conditions and their values, select_related, deferred fields,
+annotations, ordering, limits), so equal keys compile to the same SQL with the same
+parameters. Equal shapes that pickle differently (attributes cached by an earlier
+compile) only miss the cache.
+
+A search is run as Django always runs it, compiled each time, when its shape cannot be
+pickled (an expression holding a lambda); when its queryset's class changes how a
+queryset is evaluated or filtered (an override of ``_fetch_all``, ``iterator``,
+``_clone``, ``filter``...) or carries attributes of its own; when it does more than make
+model instances (``values()``, a related manager's known objects, ``select_for_update``);
+or when its compiled form does not prove the value is a plain parameter
+(``Statement.compile``). A shape that failed once is remembered as such.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
 import pickle
 import threading
 import uuid
@@ -30,16 +40,42 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connections, models
 from django.db.models.query import ModelIterable, get_related_populators, prefetch_related_objects
+from django.utils import timezone, translation
 
-# Statements kept per thread: a site searches a handful of querysets (its endpoints),
-# times the filter values its users combine. One holds its SQL, its parameters (a 5 kB
-# vector literal among them) and Django's compiler: tens of kB.
+# Keys kept per thread (a statement is kept under one or two keys: ``fetch``): a site
+# searches a handful of querysets (its endpoints), times the filter values its users
+# combine. A statement holds its SQL, its parameters (a 5 kB vector literal among them)
+# and Django's compiler: about 34 kB (tracemalloc, the demo's search).
 CACHE_SIZE = 128
 
+# What a plain QuerySet instance holds (Django 5.x); a subclass's instance with more is
+# not cached: its own attributes may change what it filters.
+_QUERYSET_ATTRIBUTES = frozenset(models.QuerySet(model=None).__dict__)
+# Methods whose override changes how a queryset is filtered or evaluated.
+_EVALUATION = (
+    "_fetch_all",
+    "iterator",
+    "__iter__",
+    "_clone",
+    "_chain",
+    "filter",
+    "exclude",
+    "_filter_or_exclude",
+    "_filter_or_exclude_inplace",
+    "using",
+    "defer",
+    "annotate",
+    "order_by",
+)
+
+_FAILED = object()  # a shape whose statement cannot be reused: compiled each time
 _local = threading.local()
+_generation = itertools.count()
+_current_generation = next(_generation)
 
 
 @dataclass(frozen=True)
@@ -49,7 +85,8 @@ class Statement:
 
     ``compiler`` is Django's, after compiling: it knows which columns make the model's
     instance, the select_related ones and the annotations (``django.db.models.query.
-    ModelIterable`` reads the same attributes).
+    ModelIterable`` reads the same attributes; ``tests/test_statements.py`` compares the
+    two).
     """
 
     sql: str
@@ -67,9 +104,10 @@ class Statement:
         """``built``, a queryset made with ``value``, compiled; ``other`` is the same made with
         ``other_value``. The slots are where their parameters differ, and must hold exactly
         ``value`` and ``other_value`` (the ORM passed them on unchanged). None when the two
-        differ otherwise, when the queryset is not a plain one of model instances, or when it
-        matches nothing by construction (``pk__in=[]``)."""
-        if built._iterable_class is not ModelIterable or built._known_related_objects:
+        differ otherwise, when the queryset is not a plain one of model instances (``plain``),
+        or when it matches nothing by construction (``pk__in=[]``). Raises what compiling
+        raises (an invalid lookup value: ``ValueError``, ``ValidationError``...)."""
+        if not plain(built) or built.query.select_for_update:
             return None
         compiler = built.query.get_compiler(using=built.db)
         try:
@@ -102,9 +140,10 @@ class Statement:
             converters=compiler.get_converters(columns),
         )
 
-    def objects(self, value) -> list[models.Model]:
+    def run(self, value) -> list[models.Model]:
         """Run with ``value`` in the slots: the model instances, as the queryset would make
-        them (select_related objects, annotations and prefetches set), in the order of the rows."""
+        them (select_related objects, annotations and prefetches set), in the order of the
+        rows. Raises the database's errors."""
         params = list(self.params)
         for slot in self.slots:
             params[slot] = value
@@ -113,9 +152,9 @@ class Statement:
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
         model, db, annotations = compiler.klass_info["model"], compiler.using, compiler.annotation_col_map
-        objects = []
         if self.converters:
             rows = compiler.apply_converters(rows, self.converters)
+        objects = []
         for row in rows:
             obj = model.from_db(db, self.init_list, row[self.model_fields])
             for populator in self.populators:
@@ -128,17 +167,41 @@ class Statement:
         return objects
 
 
+def plain(queryset: models.QuerySet) -> bool:
+    """Whether ``queryset`` is evaluated and filtered as Django's own QuerySet is (its class
+    overrides none of ``_EVALUATION``, its instance holds nothing else) and makes model
+    instances (not ``values()``, no related manager's known objects)."""
+    cls = type(queryset)
+    return (
+        queryset._iterable_class is ModelIterable
+        and not queryset._known_related_objects
+        and not queryset._sticky_filter
+        and queryset.__dict__.keys() <= _QUERYSET_ATTRIBUTES
+        and all(getattr(cls, name) is getattr(models.QuerySet, name) for name in _EVALUATION)
+    )
+
+
+class _ShapePickler(pickle.Pickler):
+    """Pickles a queryset anywhere in a shape (a filter's value included) as its class,
+    database, ``Query`` and prefetch lookups: pickling a QuerySet itself would run it."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, models.QuerySet):
+            return tuple, ((type(obj), obj.db, obj.query, obj._prefetch_related_lookups),)
+        return NotImplemented
+
+
 def key(shape: tuple) -> bytes | None:
-    """``shape`` pickled, each queryset in it as its database alias, ``Query`` and prefetch
-    lookups (pickling a QuerySet itself would run it); None when it cannot be pickled."""
-    parts = [
-        ("queryset", part.db, part.query, part._prefetch_related_lookups) if isinstance(part, models.QuerySet) else part
-        for part in shape
-    ]
+    """``shape`` and what Django reads while compiling besides the query (the time zone,
+    the language, ``USE_TZ``, the generation of ``clear``), pickled; None when the shape
+    cannot be pickled."""
+    context = (_current_generation, settings.USE_TZ, timezone.get_current_timezone_name(), translation.get_language())
+    buffer = io.BytesIO()
     try:
-        return pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)
+        _ShapePickler(buffer, pickle.HIGHEST_PROTOCOL).dump((context, shape))
     except (pickle.PicklingError, TypeError, AttributeError):
         return None
+    return buffer.getvalue()
 
 
 def another(value):
@@ -155,14 +218,15 @@ def another(value):
     return None
 
 
-def objects(shape: tuple, build: Callable[[object], models.QuerySet], value) -> list[models.Model]:
+def fetch(shape: tuple, build: Callable[[object], models.QuerySet], value) -> list[models.Model]:
     """The model instances of ``build(value)``, a queryset that holds ``value`` as a
     parameter (once or more), compiled once per thread for each ``shape`` and run again
     with each new ``value`` (an int, a str or a UUID: ``another``).
 
     ``shape``: everything ``build`` depends on besides ``value`` (querysets, filters, a
     column, k), picklable. ``build`` is also called with ``another(value)``, only compiled,
-    to find where ``value`` goes (``Statement.compile``).
+    to find where ``value`` goes (``Statement.compile``); if that fails, the search runs
+    as Django runs it. Raises what evaluating ``build(value)`` raises.
     """
     other = another(value)
     cache_key = None if other is None else key(shape)
@@ -172,23 +236,31 @@ def objects(shape: tuple, build: Callable[[object], models.QuerySet], value) -> 
     if cache is None:
         cache = _local.statements = OrderedDict()
     statement = cache.get(cache_key)
-    if statement is None:
-        built = build(value)
-        statement = Statement.compile(built, value, build(other), other)
-        if statement is None:
-            return list(built)
-        # Compiling caches attributes on expressions the built queryset shares with the
-        # querysets of ``shape`` (their conditions), which changes how they pickle: a
-        # caller that searches the same queryset object again finds the statement by that key.
-        for known in {cache_key, key(shape)} - {None}:
-            cache[known] = statement
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)
-    else:
+    if statement is _FAILED:
         cache.move_to_end(cache_key)
-    return statement.objects(value)
+        return list(build(value))
+    if statement is not None:
+        cache.move_to_end(cache_key)
+        return statement.run(value)
+    built = build(value)
+    try:
+        statement = Statement.compile(built, value, build(other), other)
+    except Exception:
+        statement = None
+    # Compiling caches attributes on expressions the built queryset shares with the
+    # querysets of ``shape`` (their conditions), which changes how they pickle: a caller
+    # that searches the same queryset object again finds the statement by that key.
+    for known in {cache_key, key(shape)} - {None}:
+        cache[known] = _FAILED if statement is None else statement
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+    return list(built) if statement is None else statement.run(value)
 
 
-def clear() -> None:
-    """Forget this thread's statements (after a schema change, in tests)."""
+def clear(**kwargs) -> None:
+    """Forget every thread's statements: a new generation of keys (the old ones age out of
+    each thread's cache). The app connects it to ``setting_changed`` and ``post_migrate``:
+    a setting or a schema may change the SQL a shape compiles to."""
+    global _current_generation
+    _current_generation = next(_generation)
     _local.__dict__.pop("statements", None)

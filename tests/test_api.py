@@ -444,6 +444,8 @@ def selected_columns(sql: str) -> set[tuple[str, str]]:
     """The ("table", "column") pairs a statement selects as they are (not inside an
     expression such as the distance), from its last SELECT list before the index options."""
     query = sql.split(";", 1)[1] if sql.lstrip().upper().startswith("SELECT SET_CONFIG") else sql
+    while (flat := re.sub(r"\([^()]*\)", "", query)) != query:  # expressions and their subqueries out
+        query = flat
     select = query.split(" FROM ", 1)[0]
     return set(re.findall(r'"(\w+)"\."(\w+)"(?=, |$)', select))
 
@@ -470,10 +472,11 @@ def test_more_like_this_loads_the_listings_key_and_model_then_only_the_results_c
         results = api.get(f"/api/search/similar/{market['red_mug'].pk}/").json()["results"]
     assert results
     assert all(list(hit["listing"]) == PUBLIC_LISTING_FIELDS for hit in results)
-    lookup, _searches, hits = [query["sql"] for query in queries.captured_queries]
+    lookup, *searches = [query["sql"] for query in queries.captured_queries]
     assert selected_columns(lookup) == {("catalog_listing", "id"), ("catalog_listing", "embedding_model")}
     assert " JOIN " not in lookup
-    assert selected_columns(hits) == RESULT_COLUMNS
+    assert len(searches) == 2  # the photo's and the text's index searches, which load the hits
+    assert all(selected_columns(search) == RESULT_COLUMNS for search in searches)
 
 
 def test_similar_items_for_a_public_listing(api, market):

@@ -2,6 +2,7 @@
 once and runs it again with each query vector; anything else that changes the statement
 (a filter's value, k, the column, select_related, a prefetch) is another statement."""
 
+import datetime as dt
 import threading
 
 import numpy as np
@@ -10,6 +11,7 @@ from django.db import connection
 from django.db.models import Prefetch
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from catalog.models import Category, Listing
 from moderation import search, statements, vectors
@@ -147,3 +149,81 @@ def test_more_like_this_compiles_once_for_every_object(many_listings, compiles, 
         expected = int(np.argsort(-(many_listings @ many_listings[int(listing.title.split()[1])]))[1])
         assert best.object.title == f"item {expected}"
     assert len(compiles) == compiled
+
+
+def test_the_active_time_zone_is_part_of_the_statement(many_listings):
+    """A date lookup is compiled in the active time zone (per user, with Django's
+    TimezoneMiddleware): a statement compiled under UTC must not serve Tokyo."""
+    pks = list(Listing.objects.order_by("pk").values_list("pk", flat=True))
+    Listing.objects.update(created_at=dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC))
+    Listing.objects.filter(pk__in=pks[::2]).update(created_at=dt.datetime(2026, 1, 1, 23, 30, tzinfo=dt.UTC))
+    filters = {"created_at__date": dt.date(2026, 1, 1)}  # every other listing is on Jan 2 in Tokyo
+    for zone in ("UTC", "Asia/Tokyo", "UTC"):
+        with timezone.override(zone):
+            hits = search._nearest_in(Listing, "image_vector", many_listings[0], k=10, filters=filters, statuses=None)
+            expected = uncached(search._queryset(Listing, filters=filters, statuses=None), many_listings[0])
+            assert [hit.object.pk for hit in hits] == [pk for pk, _ in expected]
+            assert all(timezone.localtime(hit.object.created_at).day == 1 for hit in hits)
+
+
+def test_a_queryset_in_the_filters_is_not_run_to_make_the_key(many_listings):
+    search.nearest(Listing.objects.all(), "image_vector", many_listings[0], k=3)  # the embedder, warm
+    for vector in many_listings[:2]:
+        rare = Category.objects.filter(name="Rare")
+        with CaptureQueriesContext(connection) as captured:
+            hits = search._nearest_in(
+                Listing, "image_vector", vector, k=5, filters={"category__in": rare}, statuses=None
+            )
+        assert len(captured.captured_queries) == 1  # the search; the categories are its subquery
+        assert rare._result_cache is None
+        assert {hit.object.category.name for hit in hits} == {"Rare"}
+
+
+def test_more_like_this_takes_the_key_as_a_string(many_listings):
+    """As a URL gives it: converted as the ORM would, whether or not a statement exists."""
+    first, other = Listing.objects.defer("image_vector", "text_vector").order_by("pk")[:2]
+    expected = [hit.object.pk for hit in search.similar_to(first, k=5)]
+    statements.clear()
+    first.pk = str(first.pk)
+    assert [hit.object.pk for hit in search.similar_to(first, k=5)] == expected
+    other.pk = str(other.pk)
+    assert len(search.similar_to(other, k=5)) == 5
+
+
+class FilteringQuerySet(type(Listing.objects.all())):
+    """A host's queryset that filters by state of its own when evaluated (a tenant, say)."""
+
+    def _fetch_all(self):
+        super()._fetch_all()
+        self._result_cache = [obj for obj in self._result_cache if obj.price % 2 == 0]
+
+
+def test_a_queryset_class_that_evaluates_differently_is_run_as_django_runs_it(many_listings, compiles):
+    queryset = FilteringQuerySet(Listing)
+    for vector in many_listings[:3]:
+        hits = search.nearest(queryset, "image_vector", vector, k=10)
+        assert hits
+        assert all(hit.object.price % 2 == 0 for hit in hits)
+    assert len(compiles) == 3  # compiled each time, never reused
+
+
+def test_a_shape_that_cannot_be_reused_is_compiled_once_a_search(many_listings, compiles):
+    """A search that matches nothing by construction cannot be reused: remembered, so later
+    searches compile as Django does, not twice."""
+    listing = Listing.objects.defer("image_vector", "text_vector").order_by("pk").first()
+    search.similar_to(listing, k=3, source=Listing.objects.filter(pk__in=[]))
+    compiled = len(compiles)
+    for column in ("image_vector", "text_vector"):  # what Django's own evaluation compiles
+        source = Listing.objects.filter(pk__in=[])
+        list(search._similar_queryset(source, listing.pk, column, k=3, filters=None, statuses=search.PUBLIC_STATUSES))
+    django = len(compiles) - compiled
+    search.similar_to(listing, k=3, source=Listing.objects.filter(pk__in=[]))
+    assert len(compiles) == compiled + 2 * django
+
+
+def test_a_setting_change_makes_new_statements(many_listings, settings, compiles):
+    search.by_text(Listing, "red", k=3)
+    compiled = len(compiles)
+    settings.MODERATION = {**settings.MODERATION, "SEARCH_EF": 200}
+    search.by_text(Listing, "red", k=3)
+    assert len(compiles) == compiled + 2
