@@ -57,9 +57,26 @@ def test_a_save_after_the_drain_started_queues_the_next_drain(
     assert queued_funcs() == ["moderation.tasks.drain", "moderation.tasks.drain"]
 
 
-def test_a_drain_that_leaves_listings_waiting_queues_the_next_and_none_is_left(
+def test_a_drain_takes_batches_until_none_wait_and_queues_its_followers_before_embedding(
     demo_moderation, settings, listing_factory, photo, django_capture_on_commit_callbacks
 ):
+    """One drain scores the whole backlog, batch after batch, without waiting for the
+    broker between them; the followers its first batch queued find nothing left."""
+    settings.MODERATION = {**demo_moderation, "BATCH_SIZE": 2}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    save_listings(listing_factory, photo, 5, django_capture_on_commit_callbacks)
+    [queued] = OrmQ.objects.all()
+    queued.delete()
+    assert tasks.drain("catalog.listing")["coalesced"] == 5
+    assert queued_funcs() == ["moderation.tasks.drain"] * 2  # within follow_limit
+    assert "coalesced" not in run_queued()
+    assert not Listing.objects.filter(moderation_status=S.PENDING).exists()
+
+
+def test_a_drain_ends_after_its_slice_and_its_followers_go_on(
+    demo_moderation, settings, listing_factory, photo, django_capture_on_commit_callbacks, monkeypatch
+):
+    monkeypatch.setattr(tasks, "DRAIN_SLICE_SECONDS", 0.0)  # one batch a drain
     settings.MODERATION = {**demo_moderation, "BATCH_SIZE": 2}
     save_listings(listing_factory, photo, 5, django_capture_on_commit_callbacks)
     assert queued_funcs() == ["moderation.tasks.drain"]
