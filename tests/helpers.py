@@ -87,3 +87,20 @@ def history(obj) -> list[tuple[str, str]]:
 def hnsw_index(model, field: str) -> str:
     """The name of ``model``'s HNSW index on ``field`` (``moderation.models.VectorIndexName``)."""
     return next(index.name for index in model._meta.indexes if index.fields == [field])
+
+
+def index_plan(sql: str, params=(), *, k: int = 10) -> str:
+    """EXPLAIN of ``sql`` with the search's index options for ``k``, scans and sorts priced
+    out: on the tests' small tables the planner would rather scan and sort, and only an
+    index that fits the query's shape (operator, cast, ORDER BY ... LIMIT) returns rows in order."""
+    from django.db import connection, transaction
+
+    from moderation import vectors
+
+    with transaction.atomic():
+        vectors.set_index_options(k=k)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute("EXPLAIN " + sql, params)
+            return "\n".join(row[0] for row in cursor.fetchall())

@@ -6,10 +6,10 @@ import pytest
 from django.db import connection, transaction
 
 from catalog.models import Listing
-from moderation import duplicates, tasks, transitions, vectors
+from moderation import duplicates, tasks, transitions
 from moderation.models import ModerationStatus
 from moderation.registry import get_spec
-from tests.helpers import hnsw_index, score_now
+from tests.helpers import hnsw_index, index_plan, score_now
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
@@ -77,13 +77,7 @@ def test_the_duplicate_check_of_a_batch_is_one_index_search_per_photo(many_listi
     spec = get_spec(Listing)
     batch = list(Listing.objects.order_by("pk")[:3])
     sql, params = duplicates.duplicate_query(spec, batch, many_listings[:3], model_id="demo:colour-words-v1")
-    with transaction.atomic():
-        vectors.set_index_options(k=10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
-            cursor.execute("EXPLAIN " + sql, params)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
+    plan = index_plan(sql, params)
     assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
     assert "Seq Scan on catalog_listing" not in plan, plan
     # What the lookup returns, computed exactly: an approximate index scan of a table whose
@@ -178,13 +172,7 @@ def test_the_tasks_lookup_is_one_statement_of_index_searches(many_listings):
     sql, params = duplicates.duplicate_query(
         spec, batch, many_listings[:3], model_id="demo:colour-words-v1", limits=limits
     )
-    with transaction.atomic():
-        vectors.set_index_options(k=10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")
-            cursor.execute("EXPLAIN " + sql, params)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
+    plan = index_plan(sql, params)
     assert plan.count(f"Index Scan using {hnsw_index(Listing, 'image_vector')}") == 3, plan
     assert "Seq Scan on catalog_listing" not in plan, plan
 

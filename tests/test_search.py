@@ -7,10 +7,10 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Category, Listing
-from moderation import search, vectors
+from moderation import search
 from moderation.models import ModerationStatus
 from moderation.search import Hit
-from tests.helpers import hnsw_index, score_now
+from tests.helpers import hnsw_index, index_plan, score_now
 
 pytestmark = pytest.mark.django_db
 S = ModerationStatus
@@ -24,12 +24,8 @@ def test_the_hnsw_index_serves_the_nearest_neighbour_query(many_listings):
     queryset = Listing.objects.filter(
         embedding_model="demo:colour-words-v1", moderation_status__in=search.PUBLIC_STATUSES
     )
-    with transaction.atomic():
-        vectors.set_index_options(k=10)
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_sort = off")  # only the HNSW index returns rows in order
-        plan = search.nearest_queryset(queryset, "image_vector", many_listings[0], k=10).explain()
+    sql, params = search.nearest_queryset(queryset, "image_vector", many_listings[0], k=10).query.sql_with_params()
+    plan = index_plan(sql, params)
     assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
 
 
@@ -94,15 +90,7 @@ def test_both_searches_of_similar_items_use_their_hnsw_index(many_listings):
         search.similar_to(listing, k=5)
     searches = [query["sql"].split(";", 1)[1] for query in queries.captured_queries if "<=>" in query["sql"]]
     assert len(searches) == 2  # each sent after the index options, in one message
-    plan = ""
-    for statement in searches:
-        with transaction.atomic():
-            vectors.set_index_options(k=5)
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL enable_seqscan = off")
-                cursor.execute("SET LOCAL enable_sort = off")
-                cursor.execute("EXPLAIN " + statement, [])
-                plan += "\n".join(row[0] for row in cursor.fetchall())
+    plan = "\n".join(index_plan(statement, [], k=5) for statement in searches)
     assert f"Index Scan using {hnsw_index(Listing, 'image_vector')}" in plan, plan
     assert f"Index Scan using {hnsw_index(Listing, 'text_vector')}" in plan, plan
 
