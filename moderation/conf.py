@@ -73,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     # The database alias search reads from: a read replica's, so that search load stays
     # off the primary. Only reads: scoring, duplicates and decisions use the primary.
     "SEARCH_DATABASE": "default",
+    # Search statements are compiled once per thread and shape and run again with each
+    # query vector (moderation/statements.py). False compiles every search, as Django does.
+    "REUSE_STATEMENTS": True,
     # The pipeline.
     "BATCH_SIZE": 16,
     # A task also scores other pending objects waiting for their tasks, up to

@@ -46,6 +46,8 @@ from django.db import connections, models
 from django.db.models.query import ModelIterable, get_related_populators, prefetch_related_objects
 from django.utils import timezone, translation
 
+from .conf import moderation_settings
+
 # Keys kept per thread (a statement is kept under one or two keys: ``fetch``): a site
 # searches a handful of querysets (its endpoints), times the filter values its users
 # combine. A statement holds its SQL, its parameters (a 5 kB vector literal among them)
@@ -221,14 +223,15 @@ def another(value):
 def fetch(shape: tuple, build: Callable[[object], models.QuerySet], value) -> list[models.Model]:
     """The model instances of ``build(value)``, a queryset that holds ``value`` as a
     parameter (once or more), compiled once per thread for each ``shape`` and run again
-    with each new ``value`` (an int, a str or a UUID: ``another``).
+    with each new ``value`` (an int, a str or a UUID: ``another``); compiled every time
+    with ``MODERATION["REUSE_STATEMENTS"]`` False.
 
     ``shape``: everything ``build`` depends on besides ``value`` (querysets, filters, a
     column, k), picklable. ``build`` is also called with ``another(value)``, only compiled,
     to find where ``value`` goes (``Statement.compile``); if that fails, the search runs
     as Django runs it. Raises what evaluating ``build(value)`` raises.
     """
-    other = another(value)
+    other = another(value) if moderation_settings.REUSE_STATEMENTS else None
     cache_key = None if other is None else key(shape)
     if cache_key is None:
         return list(build(value))

@@ -227,3 +227,11 @@ def test_a_setting_change_makes_new_statements(many_listings, settings, compiles
     settings.MODERATION = {**settings.MODERATION, "SEARCH_EF": 200}
     search.by_text(Listing, "red", k=3)
     assert len(compiles) == compiled + 2
+
+
+def test_reuse_can_be_turned_off(many_listings, settings, compiles):
+    settings.MODERATION = {**settings.MODERATION, "REUSE_STATEMENTS": False}
+    for vector in many_listings[:3]:
+        assert len(search.nearest(Listing.objects.all(), "image_vector", vector, k=3)) == 3
+    assert len(compiles) == 3
+    assert getattr(statements._local, "statements", None) is None
