@@ -7,4 +7,4 @@ class CatalogConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import category_keys, receivers  # noqa: F401  (connects their receivers)
+        from . import receivers  # noqa: F401  (connects them)

@@ -6,7 +6,6 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from moderation.api.serializers import ModerationStateSerializer, SafeImageField, SearchFiltersSerializer
 
-from . import category_keys
 from .models import TITLE_VALIDATORS, Category, Listing
 
 
@@ -96,9 +95,10 @@ class ListingSearchFilters(SearchFiltersSerializer):
             # knows from the column's statistics how many listings the category holds,
             # and searches a small one exactly (its index on category_id, then a sort)
             # instead of walking the HNSW graph for the few rows that pass the filter
-            # (docs/benchmarks.md, "Search at 10k, 100k and 1M"). The key comes from the
-            # cache: a statement less per filtered search (category_keys).
-            category = category_keys.key_of(data["category"])
+            # (docs/benchmarks.md, "Search at 10k, 100k and 1M"). Looked up on every
+            # search: a per-process cache of it answered a renamed or swapped slug with
+            # another category's listings until it expired (docs/api.md).
+            category = Category.objects.filter(slug=data["category"]).values_list("pk", flat=True).first()
             if category is None:
                 lookups["pk__in"] = []  # no such category: no results
             else:

@@ -159,6 +159,8 @@ def index_options(*, k: int, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
 
 
 def nearest_first(rows: Iterable[T], *, distance: Callable[[T], float]) -> list[T]:
-    """``rows`` of an index search in order of ``distance``, nearest first: the iterative
-    scan's relaxed order (``set_index_options``) may return them slightly out of order."""
-    return sorted(rows, key=distance)
+    """``rows`` of an index search in order of ``distance``, nearest first, ties by key
+    (``pk``): the iterative scan's relaxed order (``set_index_options``) may return rows
+    slightly out of order, and rows at the same distance (the same photo uploaded twice)
+    in an order that changes with ``k``."""
+    return sorted(rows, key=lambda row: (distance(row), row.pk))

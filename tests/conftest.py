@@ -33,8 +33,7 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    """Each test starts with an empty cache: it may hold the key of a category that an
-    earlier test's rollback removed without a signal (catalog/category_keys.py)."""
+    """Each test starts with an empty cache (the throttles' counts of earlier tests)."""
     from django.core.cache import cache
 
     cache.clear()

@@ -12,7 +12,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
-from catalog.models import Listing
+from catalog.models import Category, Listing
 from moderation import transitions
 from moderation.models import Drain, ModerationStatus
 from tests.helpers import image_bytes, score_now
@@ -54,6 +54,13 @@ def market(demo_moderation, sellers, kitchen, category_factory, listing_factory,
     for listing in made.values():
         score_now(listing)
     assert made["flagged"].moderation_status == S.FLAGGED
+    # With the table's statistics PostgreSQL searches these few rows exactly. Without them it
+    # walks the HNSW graph, which here still holds the rolled-back rows of earlier tests
+    # (nothing vacuums inside a run): a filtered search then missed a row now and then, in
+    # an order of tests that depended on how that graph came out. The HNSW path itself is
+    # tested in tests/test_search.py, with the plan forced.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_listing")
     return made
 
 
@@ -387,12 +394,19 @@ def test_a_category_filter_searches_by_the_key_so_postgresql_can_see_how_small_t
     assert titles(api.get("/api/search/text/", {"q": "red", "category": "no-such-category"})) == []
 
 
-def test_a_category_filter_reads_the_categorys_key_from_the_cache_after_its_first_search(
-    api, market, django_assert_num_queries
-):
+def test_a_category_filter_follows_a_slug_renamed_elsewhere_at_once(api, market):
+    """Another process renaming or swapping slugs sends this one no signal (here: update()).
+    A per-process cache of the slug's key answered the old slug with the other category's
+    listings for 60 s."""
     assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
-    with django_assert_num_queries(1):  # the search alone
-        assert titles(api.get("/api/search/text/", {"q": "red", "category": "clothing"})) == ["Red shoes"]
+    clothing = Category.objects.get(slug="clothing")
+    other = Category.objects.exclude(pk=clothing.pk).first()
+    Category.objects.filter(pk=clothing.pk).update(slug="swapping")
+    Category.objects.filter(pk=other.pk).update(slug="clothing")
+    Category.objects.filter(pk=clothing.pk).update(slug=other.slug)
+    found = api.get("/api/search/text/", {"q": "red", "category": "clothing", "k": 20}).json()["results"]
+    assert {hit["listing"]["category"] for hit in found} <= {"clothing"}
+    assert "Red shoes" not in [hit["listing"]["title"] for hit in found]
 
 
 def test_moderators_may_search_other_statuses_and_others_may_not(api, market, moderator, sellers):

@@ -36,6 +36,7 @@ FLOW = [
     "moderation.duplicates",
     "moderation.thresholds",
     "moderation.vectors",
+    "moderation.statements",
     "moderation.search",
     "moderation.evaluation",
     "moderation.holds",

@@ -151,3 +151,14 @@ def test_with_server_side_binding_the_index_options_are_set_in_a_transaction(man
     assert len(hits) == 40
     assert queries.captured_queries[0]["sql"].startswith("SELECT set_config('hnsw.ef_search', '160', true)")
     assert ";" not in queries.captured_queries[1]["sql"]
+
+
+def test_results_at_the_same_distance_come_in_the_order_of_their_keys_whatever_k(many_listings):
+    """The same photo uploaded several times: the order of the copies must not change
+    with k (a user trial saw the top result change between k=5 and k=10)."""
+    copies = list(Listing.objects.order_by("-pk").values_list("pk", flat=True)[:3])
+    Listing.objects.filter(pk__in=copies).update(image_vector=many_listings[0])
+    tied = sorted([*copies, Listing.objects.get(title="item 0").pk])
+    for k in (4, 10, 20):
+        hits = search.nearest(Listing.objects.all(), "image_vector", many_listings[0], k=k)
+        assert [hit.object.pk for hit in hits[:4]] == tied
