@@ -84,22 +84,43 @@ class ModerationSpec:
         return ". ".join(part for part in parts if part)
 
     def content_hash(self, obj: models.Model) -> str:
-        """sha256 (64 hex) over the text fields as stored and the photo's bytes: what
-        decides whether a save needs scoring.
+        """sha256 (64 hex) over the text fields as stored, the photo's bytes and the
+        category (``category_field``'s stored value: a foreign key's key): what decides
+        whether a save needs scoring. A listing moved to another category is scored again,
+        so that the category check sees where it now stands.
 
         The embedding model is not part of it: a new model is ``moderation_reembed``'s
-        work (rows keep ``embedding_model``), and a save that changes neither text nor
-        photo must never reopen a moderator's decision, whatever the embedder is.
+        work (rows keep ``embedding_model``), and a save that changes neither text, photo
+        nor category must never reopen a moderator's decision, whatever the embedder is.
         """
-        return self._digest(obj, suffix=b"")
+        return self.content_hashes(obj)[0]
 
-    def legacy_content_hash(self, obj: models.Model, *, model_id: str) -> str:
-        """The hash stored before 0.2, which also covered the embedding model's id.
-        ``signal_handlers.on_save`` reads it once per row, to store the new hash without
-        taking an unchanged object for new content."""
-        return self._digest(obj, suffix=b"\x00" + model_id.encode())
+    def content_hashes(self, obj: models.Model, *, model_id: str | None = None) -> tuple[str, list[str]]:
+        """(``content_hash``, the hashes earlier versions stored for the same content): the
+        0.2-0.5 spelling, which left the category out, and with ``model_id`` the 0.1 one,
+        which also covered the embedding model's id. ``signal_handlers.on_save`` reads them
+        once per row, to store the new hash without taking an unchanged object for new
+        content. The photo is read once for all of them."""
+        digest = self._digest(obj)
+        current = digest.copy()
+        current.update(b"\x02" + self._category_key(obj).encode())
+        without_category = digest.copy()
+        without_category.update(b"\x01")
+        earlier = [without_category.hexdigest()]
+        if model_id:
+            with_model = digest.copy()
+            with_model.update(b"\x00" + model_id.encode())
+            earlier.append(with_model.hexdigest())
+        return current.hexdigest(), earlier
 
-    def _digest(self, obj: models.Model, *, suffix: bytes) -> str:
+    def _category_key(self, obj: models.Model) -> str:
+        if not self.category_field:
+            return ""
+        value = getattr(obj, self.model._meta.get_field(self.category_field).attname)
+        return "" if value is None else str(value)
+
+    def _digest(self, obj: models.Model):
+        """sha256 of the text fields and the photo's bytes, open for a suffix (``content_hashes``)."""
         digest = hashlib.sha256()
         for name in self.text_fields:
             digest.update(str(getattr(obj, name) or "").encode())
@@ -113,8 +134,16 @@ class ModerationSpec:
                     digest.update(chunk)
             finally:
                 image.seek(0)
-        digest.update(suffix or b"\x01")  # never equal to a legacy hash of the same content
-        return digest.hexdigest()
+        return digest
+
+    @property
+    def content_fields(self) -> set[str]:
+        """The fields ``content_hash`` covers, by name and attname (``update_fields`` may
+        name either)."""
+        names = {*self.text_fields, self.image_field}
+        if self.category_field:
+            names |= {self.category_field, self.model._meta.get_field(self.category_field).attname}
+        return names
 
     def category_of(self, obj: models.Model) -> str | None:
         if not self.category_field:

@@ -1,7 +1,7 @@
 """Save -> content hash -> (if changed) pending + a task queued on commit. Nothing else.
 
-The request that saves a listing never waits for an embedder: it hashes the text and
-the photo's bytes (``ModerationSpec.content_hash``), and only when they changed does
+The request that saves a listing never waits for an embedder: it hashes the text, the
+photo's bytes and the category (``ModerationSpec.content_hash``), and only when they changed does
 ``transitions.content_changed`` mark the object ``pending`` and queue a task, through
 ``transaction.on_commit`` so the worker sees the committed row. ``connect`` is called
 by the app's ``ready``.
@@ -20,17 +20,17 @@ def on_save(sender, instance, created, raw=False, update_fields=None, **kwargs) 
     if raw or not is_registered(sender):
         return
     spec = get_spec(sender)
-    if update_fields is not None and not set(update_fields) & {*spec.text_fields, spec.image_field}:
+    if update_fields is not None and not set(update_fields) & spec.content_fields:
         return  # e.g. our own score writes, or a price change saved with update_fields
-    new_hash = spec.content_hash(instance)
+    new_hash, earlier = spec.content_hashes(instance, model_id=instance.embedding_model)
     if created or new_hash == instance.content_hash:
         if created:
             content_changed(instance, new_hash=new_hash, created=True)
         return
-    if instance.embedding_model and instance.content_hash == spec.legacy_content_hash(
-        instance, model_id=instance.embedding_model
-    ):
-        # Stored by 0.1, whose hash also covered the model: same content, new spelling.
+    if instance.content_hash in earlier:
+        # Stored by an earlier version (0.1 also covered the model, 0.2-0.5 left out the
+        # category): the same content in the old spelling. Re-spelled without a
+        # transition; a category changed in this very save is taken as the baseline.
         sender._default_manager.filter(pk=instance.pk).update(content_hash=new_hash)
         instance.content_hash = new_hash
         return

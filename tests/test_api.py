@@ -161,6 +161,19 @@ def test_the_owner_sees_the_moderation_state_and_an_edit_sends_it_back_to_pendin
     assert edited["moderation"]["version"] == 2
 
 
+def test_moving_a_listing_to_another_category_sends_it_back_to_pending_and_a_price_change_does_not(
+    api, market, sellers
+):
+    """A seller passed the category check in one category and moved the listing to another:
+    nothing was scored again (a user trial, PATCH with the category alone)."""
+    api.force_authenticate(sellers[0])
+    red_mug = market["red_mug"]
+    priced = api.patch(f"/api/listings/{red_mug.pk}/", {"price": "9.50"}, format="json").json()
+    assert (priced["moderation"]["status"], priced["moderation"]["version"]) == ("ok", 1)
+    moved = api.patch(f"/api/listings/{red_mug.pk}/", {"category": "clothing"}, format="json").json()
+    assert (moved["moderation"]["status"], moved["moderation"]["version"]) == ("pending", 2)
+
+
 def test_a_seller_never_sees_the_scores_or_which_check_caught_their_listing(api, market, sellers):
     api.force_authenticate(sellers[1])
     flagged = market["flagged"]

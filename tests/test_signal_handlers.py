@@ -78,7 +78,7 @@ def test_a_hash_stored_before_it_left_out_the_model_is_respelled_without_new_con
     score_now(listing)
     transitions.reject(listing, actor=admin_user, reason="wrong photo")
     spec = get_spec(Listing)
-    legacy = spec.legacy_content_hash(listing, model_id=listing.embedding_model)
+    legacy = spec.content_hashes(listing, model_id=listing.embedding_model)[1][1]  # 0.1's spelling
     Listing.objects.filter(pk=listing.pk).update(content_hash=legacy)
     listing.refresh_from_db()
     listing.price = 2
@@ -90,3 +90,47 @@ def test_a_hash_stored_before_it_left_out_the_model_is_respelled_without_new_con
     listing.save()
     listing.refresh_from_db()
     assert (listing.moderation_status, listing.moderation_version) == (S.PENDING, 2)
+
+
+def test_a_hash_stored_before_it_covered_the_category_is_respelled_without_new_content(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    from catalog.models import Listing
+    from moderation import transitions
+    from moderation.registry import get_spec
+    from tests.helpers import score_now
+
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.approve(listing, actor=admin_user, reason="")
+    spec = get_spec(Listing)
+    earlier = spec.content_hashes(listing)[1][0]  # 0.2-0.5: text and photo only
+    Listing.objects.filter(pk=listing.pk).update(content_hash=earlier)
+    listing.refresh_from_db()
+    listing.price = 3
+    listing.save()
+    listing.refresh_from_db()
+    assert (listing.moderation_status, listing.moderation_version) == (S.APPROVED, 1)
+    assert listing.content_hash == spec.content_hash(listing) != earlier
+
+
+def test_moving_a_listing_to_another_category_scores_it_again(
+    demo_moderation, listing_factory, category_factory, photo, admin_user, django_capture_on_commit_callbacks
+):
+    """The category check must see where the listing stands now: a seller could otherwise
+    pass it in one category and move it to another (found by a user trial)."""
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    score_now(listing)
+    transitions.approve(listing, actor=admin_user, reason="")
+    listing.refresh_from_db()
+    with django_capture_on_commit_callbacks():
+        listing.category = category_factory("Garden")
+        listing.save(update_fields=["category"])
+    listing.refresh_from_db()
+    assert (listing.moderation_status, listing.moderation_version) == (S.PENDING, 2)
+    score_now(listing)
+    listing.refresh_from_db()
+    assert listing.moderation_status in (S.OK, S.FLAGGED)
