@@ -95,34 +95,38 @@ def nearest(queryset, column: str, vector: np.ndarray, *, k: int) -> list[Hit]:
 
     The statement is compiled once per thread for each queryset, column and k, and run
     again with each query vector (``statements``)."""
-    k = capped(k)
     db = queryset.db  # asked once: a router may answer differently each time
     queryset = queryset.using(db)
-    with index_options(k=k, using=db):
-        rows = statements.fetch(
-            ("nearest", queryset, column, k),
-            lambda literal: _nearest_queryset(queryset, column, literal, k=k),
-            vector_literal(vector),
-        )
-    return _hits(rows)
+    return _nearest(("nearest", queryset), lambda: queryset, using=db, column=column, vector=vector, k=k)
 
 
 def _nearest_in(source, column: str, vector: np.ndarray, *, k: int, filters: dict | None, statuses) -> list[Hit]:
     """``nearest`` over ``_queryset(source, ...)``, which is built only for a search whose
     statement this thread has not compiled yet."""
-    k = capped(k)
     using = moderation_settings.SEARCH_DATABASE
     # Everything _queryset reads besides its arguments is part of the shape; a model's
     # default manager may filter by the request's state (a tenant, a site): its queryset
     # of now, not the model, stands in the shape.
     source = _source_queryset(source)
-    shape = ("nearest in", source, filters, statuses, get_embedder().model_id, using, column, k)
+    return _nearest(
+        ("nearest in", source, filters, statuses, get_embedder().model_id, using),
+        lambda: _queryset(source, filters=filters, statuses=statuses),
+        using=using,
+        column=column,
+        vector=vector,
+        k=k,
+    )
+
+
+def _nearest(shape: tuple, queryset_of, *, using: str, column: str, vector: np.ndarray, k: int) -> list[Hit]:
+    """The search of ``nearest``: ``queryset_of()`` (called only to compile) ordered by the
+    distance to ``vector``, its statement keyed by ``shape`` (everything the queryset
+    depends on), the column and k."""
+    k = capped(k)
     with index_options(k=k, using=using):
         rows = statements.fetch(
-            shape,
-            lambda literal: _nearest_queryset(
-                _queryset(source, filters=filters, statuses=statuses), column, literal, k=k
-            ),
+            (*shape, column, k),
+            lambda literal: _nearest_queryset(queryset_of(), column, literal, k=k),
             vector_literal(vector),
         )
     return _hits(rows)
