@@ -66,8 +66,15 @@ def test_a_save_that_changes_neither_text_nor_photo_keeps_a_decision_whatever_th
     assert listing.moderation_version == 1
 
 
-def test_a_hash_stored_before_it_left_out_the_model_is_respelled_without_new_content(
-    demo_moderation, listing_factory, photo, admin_user
+@pytest.mark.parametrize(
+    ("spelling", "decide", "decided"),
+    [
+        (1, "reject", S.REJECTED),  # 0.1's spelling, which also covered the model
+        (0, "approve", S.APPROVED),  # 0.2-0.5's, which left out the category
+    ],
+)
+def test_a_hash_an_earlier_version_stored_is_respelled_without_new_content(
+    demo_moderation, listing_factory, photo, admin_user, spelling, decide, decided
 ):
     from catalog.models import Listing
     from moderation import transitions
@@ -76,42 +83,20 @@ def test_a_hash_stored_before_it_left_out_the_model_is_respelled_without_new_con
 
     listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
     score_now(listing)
-    transitions.reject(listing, actor=admin_user, reason="wrong photo")
+    getattr(transitions, decide)(listing, actor=admin_user, reason="wrong photo")
     spec = get_spec(Listing)
-    legacy = spec.content_hashes(listing, model_id=listing.embedding_model)[1][1]  # 0.1's spelling
+    legacy = spec.content_hashes(listing, model_id=listing.embedding_model)[1][spelling]
     Listing.objects.filter(pk=listing.pk).update(content_hash=legacy)
     listing.refresh_from_db()
     listing.price = 2
     listing.save()
     listing.refresh_from_db()
-    assert (listing.moderation_status, listing.moderation_version) == (S.REJECTED, 1)
+    assert (listing.moderation_status, listing.moderation_version) == (decided, 1)
     assert listing.content_hash == spec.content_hash(listing) != legacy
     listing.title = "Blue hiking boots"
     listing.save()
     listing.refresh_from_db()
     assert (listing.moderation_status, listing.moderation_version) == (S.PENDING, 2)
-
-
-def test_a_hash_stored_before_it_covered_the_category_is_respelled_without_new_content(
-    demo_moderation, listing_factory, photo, admin_user
-):
-    from catalog.models import Listing
-    from moderation import transitions
-    from moderation.registry import get_spec
-    from tests.helpers import score_now
-
-    listing = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
-    score_now(listing)
-    transitions.approve(listing, actor=admin_user, reason="")
-    spec = get_spec(Listing)
-    earlier = spec.content_hashes(listing)[1][0]  # 0.2-0.5: text and photo only
-    Listing.objects.filter(pk=listing.pk).update(content_hash=earlier)
-    listing.refresh_from_db()
-    listing.price = 3
-    listing.save()
-    listing.refresh_from_db()
-    assert (listing.moderation_status, listing.moderation_version) == (S.APPROVED, 1)
-    assert listing.content_hash == spec.content_hash(listing) != earlier
 
 
 def test_moving_a_listing_to_another_category_scores_it_again(
