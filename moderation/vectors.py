@@ -61,8 +61,9 @@ def to_db(vector) -> list[float]:
 
 
 @functools.cache
-def _literal_format(dimensions: int) -> str:
-    return "[" + ",".join(["%.5f"] * dimensions) + "]"
+def _literal_format(dimensions: int, number: str) -> str:
+    """pgvector's text form of ``dimensions`` numbers, each as the printf format ``number``."""
+    return "[" + ",".join([number] * dimensions) + "]"
 
 
 def vector_literal(vector) -> str:
@@ -71,12 +72,7 @@ def vector_literal(vector) -> str:
     digits). printf-style formatting is about 4 times faster than ``str`` of each float
     (the shortest-repr algorithm), 0.2 against 0.9 ms a query vector (docs/benchmarks.md)."""
     values = np.asarray(vector, dtype=np.float32).ravel().tolist()
-    return _literal_format(len(values)) % tuple(values)
-
-
-@functools.cache
-def _stored_format(dimensions: int) -> str:
-    return "[" + ",".join(["%.9g"] * dimensions) + "]"
+    return _literal_format(len(values), "%.5f") % tuple(values)
 
 
 def stored_literal(values: list[float] | None) -> str | None:
@@ -90,7 +86,7 @@ def stored_literal(values: list[float] | None) -> str | None:
     time goes")."""
     if values is None:
         return None
-    return _stored_format(len(values)) % tuple(values)
+    return _literal_format(len(values), "%.9g") % tuple(values)
 
 
 def _index_options_sql(k: int) -> str:
