@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     # How much each reason weighs in the queue's order (severity = the sum).
     "REASON_SEVERITY": {
         "prohibited_item": 40,
+        "resubmitted": 35,
         "duplicate_image": 30,
         "text_image_mismatch": 20,
         "repost": 15,

@@ -34,7 +34,8 @@ from .embedders import Embedder, EmbedderError, decode_listing_image
 from .models import DECIDED_STATUSES, FlagReason, ModerationStatus
 from .registry import ModerationSpec
 
-# What each reason's check measures, larger = more suspicious; None: not measured.
+# What each reason's check measures, larger = more suspicious; None: not measured. The
+# reasons evaluated: ``resubmitted`` is no score (a moderator's earlier rejection).
 REASON_SCORES = {
     FlagReason.TEXT_IMAGE_MISMATCH: lambda s: None if s.consistency is None else -s.consistency,
     FlagReason.CATEGORY_MISMATCH: lambda s: s.category_rank,
@@ -100,11 +101,11 @@ def _expected(value: str, line: int) -> set[str]:
     codes = {code.strip() for code in value.split(";") if code.strip()}
     if codes == {"ok"}:
         return set()
-    unknown = codes - set(FlagReason.values)
+    unknown = codes - set(REASON_SCORES)
     if not codes or unknown:
         raise LabelledSetError(
             f"line {line}: expected is {value!r}; write ok, or flag reasons separated by ';' "
-            f"({', '.join(FlagReason.values)})."
+            f"({', '.join(REASON_SCORES)})."
         )
     return codes
 
@@ -210,7 +211,7 @@ def decision_examples(spec: ModerationSpec, *, model_id: str) -> list[Example]:
         scores = scoring.Scores.stored_on(obj)
         # What the moderator rejected is what the object was flagged for when it was decided.
         rejected = obj.moderation_status == ModerationStatus.REJECTED
-        expected = (set(scores.flag_reasons) or {"flag"}) if rejected else set()
+        expected = (set(scores.flag_reasons) & set(REASON_SCORES) or {"flag"}) if rejected else set()
         category = spec.category_of(obj) or ""
         examples.append(Example(str(obj.pk), category, judged_now(scores, category, stored=stored), expected))
     return examples
@@ -240,7 +241,7 @@ def by_reason(examples: list[Example]) -> list[Row]:
             [reason in e.scores.flag_reasons for e in examples],
             [REASON_SCORES[reason](e.scores) for e in examples],
         )
-        for reason in FlagReason.values
+        for reason in REASON_SCORES
         if reason in seen
     ]
 
@@ -288,7 +289,7 @@ def write_charts(examples: list[Example], folder: Path, *, title: str) -> list[P
     folder.mkdir(parents=True, exist_ok=True)
     figure = Figure(figsize=(6, 4.5))
     axes = figure.add_subplot()
-    for reason in FlagReason.values:
+    for reason in REASON_SCORES:
         pairs = [(reason in e.expected, REASON_SCORES[reason](e.scores)) for e in examples]
         pairs = [(t, m) for t, m in pairs if m is not None]
         if len({t for t, _ in pairs}) == 2:

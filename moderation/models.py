@@ -44,6 +44,9 @@ class FlagReason(models.TextChoices):
     DUPLICATE_IMAGE = "duplicate_image", _("The same photo is used by another seller")
     REPOST = "repost", _("The seller listed the same text and photo before")
     PROHIBITED_ITEM = "prohibited_item", _("The photo or text looks like a prohibited item")
+    # Not a score: the seller changed an object whose moderators' last word was a rejection
+    # (``transitions.record_scores``), so the new content goes to a person, not to public.
+    RESUBMITTED = "resubmitted", _("Edited by the seller after a moderator rejected it")
 
 
 # The thresholds scoring reads, each with a default in conf.DEFAULTS["THRESHOLDS"].

@@ -11,7 +11,7 @@ on commit where the change needs one, and sends the host's signals
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -26,9 +26,9 @@ from . import drains, queue, signals
 from .conf import moderation_settings
 from .db import update_rows
 from .exceptions import InvalidTransition
-from .models import DECIDED_STATUSES, UNSCORED_STATUSES, VECTOR_FIELDS, Decision, ModerationStatus
+from .models import DECIDED_STATUSES, UNSCORED_STATUSES, VECTOR_FIELDS, Decision, FlagReason, ModerationStatus
 from .registry import get_spec
-from .scoring import Scores
+from .scoring import Scores, with_severity
 from .vectors import to_db
 
 S = ModerationStatus
@@ -174,6 +174,8 @@ def record_scores(
     statuses: list[str | None] = []
     with transaction.atomic():
         rows = _rows_for_update(model).in_bulk([result.pk for result in results])
+        undecided = [row.pk for row in rows.values() if row.moderation_status not in DECIDED_STATUSES]
+        rejected = rejected_last(model, undecided)
         changed, decisions, now = [], [], timezone.now()
         for result in results:
             row = rows.get(result.pk)
@@ -185,6 +187,8 @@ def record_scores(
                 statuses.append(None)
                 continue
             scores, from_status = result.scores, row.moderation_status
+            if str(row.pk) in rejected:  # new content after a rejection goes to a person
+                scores = with_severity(replace(scores, flag_reasons=[*scores.flag_reasons, FlagReason.RESUBMITTED]))
             row.embedding_model = model_id
             row.text_vector = to_db(result.text_vector)
             row.image_vector = to_db(result.image_vector)
@@ -217,6 +221,27 @@ def record_scores(
         update_rows(model, changed, fields)
         Decision.objects.bulk_create(decisions)
     return statuses
+
+
+def rejected_last(model: type[models.Model], pks: list) -> set[str]:
+    """The keys (as ``Decision.object_pk`` strings) among ``pks`` whose moderators' last
+    word was a rejection: the newest of their approvals, rejections and undos is a
+    rejection. An edit sends such an object back to ``pending`` like any other
+    (``content_changed``); ``record_scores`` then flags the new content
+    ``resubmitted``, so that it goes back to a person instead of to public search,
+    whatever its scores. One query for the batch (the index on content type, key and
+    time)."""
+    if not pks:
+        return set()
+    content_type = ContentType.objects.get_for_model(model)
+    verdicts = (
+        Decision.objects.filter(content_type=content_type, object_pk__in=[str(pk) for pk in pks])
+        .filter(Q(to_status__in=DECIDED_STATUSES) | Q(reason="undo"))
+        .order_by("object_pk", "-created_at", "-pk")
+        .distinct("object_pk")
+        .values_list("object_pk", "to_status")
+    )
+    return {pk for pk, status in verdicts if status == S.REJECTED}
 
 
 def start_attempt(model: type[models.Model], objs: list[models.Model]) -> None:

@@ -233,6 +233,23 @@ def test_a_mismatch_is_explained_in_plain_words(client, moderator, review_catalo
     assert "The photo looks most like" in page
 
 
+def test_a_resubmission_is_explained_with_the_rejection_it_follows(client, moderator, review_catalogue):
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    listing = review_catalogue["mismatch"]
+    transitions.reject(listing, actor=moderator, reason="Counterfeit <b>brand</b>")
+    listing.title = "Blue hiking boots"
+    listing.save()
+    score_now(listing)
+    assert listing.flag_reasons == ["resubmitted"]
+    client.force_login(moderator)
+    page = client.get(listing_url(listing)).content.decode()
+    assert f"{moderator} rejected version 1 of it on" in page
+    assert "Counterfeit &lt;b&gt;brand&lt;/b&gt;" in page  # escaped, as every text of a seller's or moderator's
+    assert "Edited by the seller after a moderator rejected it" in page
+
+
 def test_a_moderator_approves_from_the_detail_page_with_a_reason(client, moderator, review_catalogue):
     client.force_login(moderator)
     listing = review_catalogue["mismatch"]

@@ -205,6 +205,34 @@ def test_a_rejected_listing_shows_its_seller_the_moderators_reason(api, market, 
     assert api.get(f"/api/listings/{market['red_shoes'].pk}/").json()["moderation"]["rejection_reason"] is None
 
 
+@pytest.mark.parametrize("title", ["Green salad bowl\u200b", "Green salad bowl, as new"])
+def test_a_rejected_listing_its_seller_edits_goes_back_to_a_moderator_never_to_public_search(
+    api, market, sellers, moderator, title
+):
+    """A user trial: a moderator rejected a listing whose scores were clean; its seller added
+    one zero-width space to the title, and the re-scored listing was public again 3 s later."""
+    bowl = market["green_bowl"]
+    api.force_authenticate(moderator)
+    reject = api.post(f"/api/moderation/listings/{bowl.pk}/reject/", {"reason": "Counterfeit"}, format="json")
+    assert reject.status_code == 200, reject.content
+    api.force_authenticate(sellers[1])
+    edited = api.patch(f"/api/listings/{bowl.pk}/", {"title": title}, format="json").json()
+    assert (edited["moderation"]["status"], edited["moderation"]["version"]) == ("pending", 2)
+    score_now(bowl)
+    assert (bowl.moderation_status, bowl.flag_reasons) == (S.FLAGGED, ["resubmitted"])
+    assert bowl.severity == 35
+    assert "Green salad bowl" not in str(titles(api.get("/api/search/text/", {"q": "green bowl", "k": 10})))
+    api.force_authenticate(moderator)
+    queued = api.get("/api/moderation/listings/", {"reason": "resubmitted"}).json()["results"]
+    assert [item["text"] for item in queued] == ["Green salad bowl" if "\u200b" in title else title]
+    # Approved this time: the moderators' last word is no rejection, and an edit is scored as usual.
+    assert api.post(f"/api/moderation/listings/{bowl.pk}/approve/", {}, format="json").status_code == 200
+    api.force_authenticate(sellers[1])
+    api.patch(f"/api/listings/{bowl.pk}/", {"title": "Green bowl"}, format="json")
+    score_now(bowl)
+    assert (bowl.moderation_status, bowl.flag_reasons) == (S.OK, [])
+
+
 def test_a_request_without_credentials_is_a_401_naming_the_token_scheme(api):
     for response in (api.get("/api/listings/"), api.post("/api/listings/", {}), api.get("/api/moderation/listings/")):
         assert_error(response, 401, "not_authenticated")

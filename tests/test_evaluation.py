@@ -48,6 +48,17 @@ def test_the_moderators_decisions_are_a_labelled_set(
     # One of the two rejections was flagged, and what was flagged was rejected.
     assert "Kitchen                   3    2      1.00   0.50  0.67" in out
     assert Listing.objects.count() == 3
+    # Edited and flagged `resubmitted` (no score: the earlier rejection), then rejected again:
+    # judged by its scores like any other, and `resubmitted` is no reason with a row.
+    missed.title = "Green bowl, as new"
+    missed.save()
+    score_now(missed)
+    assert missed.flag_reasons == ["resubmitted"]
+    transitions.reject(missed, actor=moderator, reason="still fake")
+    call_command("moderation_evaluate", "--output-dir", str(tmp_path))
+    out = capsys.readouterr().out
+    assert "Kitchen                   3    2      1.00   0.50  0.67" in out
+    assert "resubmitted" not in out
 
 
 @pytest.mark.parametrize(
@@ -55,6 +66,7 @@ def test_the_moderators_decisions_are_a_labelled_set(
     [
         ("photo,text,category,expected\nmissing.jpg,Red mug,Kitchen,ok\n", "line 2: the photo 'missing.jpg'"),
         ("photo,text,category,expected\nx.jpg,Red mug,Kitchen,maybe\n", "line 2: expected is 'maybe'"),
+        ("photo,text,category,expected\nx.jpg,Red mug,Kitchen,resubmitted\n", "line 2: expected is 'resubmitted'"),
         ("id,expected\n999999,ok\n", "line 2: there is no catalog.listing with id 999999"),
         ("title,verdict\nRed mug,ok\n", "the header needs 'expected' and 'id' or 'photo'"),
         ("id,category,expected\nabc,Furniture,ok\n", "line 2: id 'abc' is not a key of catalog.listing"),

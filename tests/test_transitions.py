@@ -3,7 +3,7 @@
 import pytest
 
 from catalog.models import Listing
-from moderation import transitions
+from moderation import tasks, transitions
 from moderation.exceptions import InvalidTransition
 from moderation.models import ModerationStatus
 from tests.helpers import history, score_now
@@ -42,6 +42,44 @@ def test_a_sellers_edit_sends_a_decided_listing_back_to_pending_and_keeps_the_hi
         (S.APPROVED, S.PENDING),
         (S.PENDING, S.OK),
     ]
+
+
+def test_new_content_after_a_rejection_is_flagged_resubmitted_until_a_moderators_last_word_is_no_rejection(
+    demo_moderation, listing_factory, photo, admin_user
+):
+    made = [("Red mug", "red", "cup"), ("Blue kettle", "blue", "cup"), ("Green bowl", "green", "disc")]
+    made.append(("Red shoes", "red", "shoe"))
+    listings = [listing_factory(title=title, image=photo(colour, shape)) for title, colour, shape in made]
+    for listing in listings:
+        score_now(listing)
+    rejected, undone, reapproved, _untouched = listings
+    for listing in (rejected, undone, reapproved):
+        transitions.reject(listing, actor=admin_user, reason="counterfeit")
+    transitions.undo(undone, actor=admin_user, within_seconds=60)  # the undo is the last word
+    transitions.approve(reapproved, actor=admin_user)
+    for listing in listings:
+        listing.title += " (new)"
+        listing.save()
+    assert transitions.rejected_last(Listing, [listing.pk for listing in listings]) == {str(rejected.pk)}
+    tasks.moderate_batch("catalog.listing", [(listing.pk, 2) for listing in listings])  # one batch
+    for listing in listings:
+        listing.refresh_from_db()
+    assert [(listing.moderation_status, listing.flag_reasons) for listing in listings] == [
+        (S.FLAGGED, ["resubmitted"]),
+        (S.OK, []),
+        (S.OK, []),
+        (S.OK, []),
+    ]
+    assert history(rejected)[-1] == (S.PENDING, S.FLAGGED)
+    # Edited again before a moderator looks: still the rejection's, still flagged.
+    rejected.title = "Red mug, as new"
+    rejected.save()
+    score_now(rejected)
+    assert (rejected.moderation_status, rejected.flag_reasons) == (S.FLAGGED, ["resubmitted"])
+    # A rescan of unchanged content keeps the moderator's decision and adds nothing.
+    transitions.reject(rejected, actor=admin_user, reason="still counterfeit")
+    score_now(rejected, force=True)
+    assert rejected.moderation_status == S.REJECTED
 
 
 def test_transitions_that_do_not_start_from_an_allowed_state_are_refused(

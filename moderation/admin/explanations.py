@@ -3,9 +3,12 @@ beside the threshold it was held against and the model that made it."""
 
 from __future__ import annotations
 
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from moderation.models import FlagReason, ModerationStatus
+from moderation.transitions import history
 
 
 def held_against(obj, key: str, value: str) -> str:
@@ -66,6 +69,21 @@ def explain(obj) -> list[str]:
             _("The %(on)s looks like a prohibited item, %(concept)s (%(score).2f; flagged from %(threshold).2f).")
             % {"on": _("photo") if item["on"] == "photo" else _("text"), **item}
         )
+    if FlagReason.RESUBMITTED in obj.flag_reasons:
+        rejection = history(obj).filter(to_status=ModerationStatus.REJECTED).select_related("actor").first()
+        if rejection is not None:
+            lines.append(
+                _(
+                    "%(actor)s rejected version %(version)s of it on %(when)s (\u201c%(reason)s\u201d); the seller "
+                    "has changed it since. The history below shows every change."
+                )
+                % {
+                    "actor": rejection.actor or _("A moderator"),
+                    "version": rejection.content_version,
+                    "when": date_format(timezone.localtime(rejection.created_at), "DATETIME_FORMAT"),
+                    "reason": rejection.reason,
+                }
+            )
     if obj.moderation_status == ModerationStatus.ERROR:
         lines.append(
             _("Could not be scored (%(code)s, %(attempts)d attempts): %(detail)s")
