@@ -120,20 +120,29 @@ class ModerationSpec:
         return "" if value is None else str(value)
 
     def _digest(self, obj: models.Model):
-        """sha256 of the text fields and the photo's bytes, open for a suffix (``content_hashes``)."""
+        """sha256 of the text fields and the photo's bytes, open for a suffix (``content_hashes``).
+
+        A photo whose file is gone from storage is hashed as its absence (its name): the
+        save goes on, the object goes back to ``pending`` and its task records ``error``
+        with ``image_missing``; the file's return is then new content."""
         digest = hashlib.sha256()
         for name in self.text_fields:
             digest.update(str(getattr(obj, name) or "").encode())
             digest.update(b"\x00")
         image = getattr(obj, self.image_field)
         if image:
-            image.open("rb")
+            without_photo = digest.copy()
             try:
-                image.seek(0)
-                for chunk in image.chunks():
-                    digest.update(chunk)
-            finally:
-                image.seek(0)
+                image.open("rb")
+                try:
+                    image.seek(0)
+                    for chunk in image.chunks():
+                        digest.update(chunk)
+                finally:
+                    image.seek(0)
+            except FileNotFoundError:
+                digest = without_photo
+                digest.update(b"\x03missing:" + image.name.encode())
         return digest
 
     @property

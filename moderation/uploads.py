@@ -17,7 +17,10 @@ plain code; all of them meet the model field, ``ModeratedImageField``:
 
 Identical pictures share one stored file (``store_photo``), and nothing is left behind:
 a file that a save replaced, or whose row was deleted, is deleted once that transaction
-commits, if no row of the model references it any more (``forget_photos``).
+commits, if no row of the model references it any more (``forget_photos``). A file a
+save stores is checked again once its row is committed, and written again if such a
+cleanup deleted it meanwhile (``keep_photo``); both hold the file's lock
+(``lock_photo_file``), so no committed row is left without its file.
 
 Photos stored before these rules: ``manage.py moderation_sanitize_images``
 (``restore_photo``). See docs/pipeline.md, "Uploaded photos".
@@ -26,12 +29,14 @@ Photos stored before these rules: ``manage.py moderation_sanitize_images``
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import io
 from pathlib import PurePosixPath
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models.fields.files import FieldFile, ImageFieldFile, ImageFileDescriptor
 from django.db.models.signals import class_prepared, post_delete, post_save
 from django.forms import FileField as FileFormField
@@ -174,25 +179,68 @@ def store_photo(field: models.FileField, instance: models.Model, name: str, data
     """
     name = field.generate_filename(instance, name)
     storage = field.storage
-    if storage.exists(name) and storage.size(name) == len(data):
-        with storage.open(name, "rb") as stored:
-            if stored.read() == data:
-                return name
+    try:
+        if storage.exists(name) and storage.size(name) == len(data):
+            with storage.open(name, "rb") as stored:
+                if stored.read() == data:
+                    return name
+    except FileNotFoundError:
+        pass  # deleted meanwhile by the cleanup of the last row that referenced it: written anew
     return storage.save(name, ContentFile(data), max_length=field.max_length)
+
+
+def photo_lock_key(field: models.FileField, name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of the stored file ``name`` of
+    ``field``: blake2b over the model, the field and the name, the same in every process."""
+    label = f"{field.model._meta.label_lower}.{field.name}:{name}"
+    return int.from_bytes(hashlib.blake2b(label.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def lock_photo_file(field: models.FileField, name: str, *, using: str) -> None:
+    """Inside a transaction on ``using``: wait for, then hold until it ends, the lock of
+    the stored file ``name`` (``pg_advisory_xact_lock``, single bigint keys, apart from
+    the two-integer keys of ``moderation.claims``). ``forget_photos`` holds it from its
+    reference check to its deletion, ``keep_photo`` from its check to its writing."""
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [photo_lock_key(field, name)])
+
+
+def keep_photo(field: models.FileField, name: str, data: bytes, *, using: str) -> None:
+    """Make sure the stored file ``name``, which a committed row of ``field`` on ``using``
+    references, is in storage: written again with ``data`` if it is gone. Run once the row
+    is committed (``transaction.on_commit``, robust: a storage error is logged, the row
+    is committed already).
+
+    ``store_photo`` may return a shared file that the cleanup of another row deletes
+    before this row commits: that cleanup's reference check cannot see an uncommitted
+    row. Under the file's lock, a cleanup that checked before this commit has finished
+    deleting, and one that checks after sees the row."""
+    with transaction.atomic(using=using):
+        lock_photo_file(field, name, using=using)
+        if not field.storage.exists(name):
+            stored = field.storage.save(name, ContentFile(data), max_length=field.max_length)
+            if stored != name:  # the same picture was stored under the name meanwhile
+                field.storage.delete(stored)
 
 
 def forget_photos(model: type[models.Model], field: models.FileField, names: set[str], *, using: str) -> None:
     """Once the current transaction on ``using`` commits (at once outside one), delete the
     stored files ``names`` that no row of ``model`` references in ``field`` any more.
 
-    Identical pictures share a file, so a file goes with its last row. A rolled back
+    Identical pictures share a file, so a file goes with its last row. Each name is
+    checked and deleted under its lock (``lock_photo_file``), in a transaction of its
+    own: one lock held at a time, so no two of these deadlock, and a save of the same
+    picture that commits meanwhile stores it again (``keep_photo``). A rolled back
     transaction deletes nothing. A storage error is logged, not raised: the row's
     change is committed already (``robust``)."""
 
     def delete_unreferenced():
-        rows = model._base_manager.using(using).filter(**{f"{field.attname}__in": names})
-        for name in names - set(rows.values_list(field.attname, flat=True)):
-            field.storage.delete(name)
+        rows = model._base_manager.using(using)
+        for name in sorted(names):
+            with transaction.atomic(using=using):
+                lock_photo_file(field, name, using=using)
+                if not rows.filter(**{field.attname: name}).exists():
+                    field.storage.delete(name)
 
     if names:
         transaction.on_commit(delete_unreferenced, using=using, robust=True)
@@ -203,6 +251,26 @@ def forget_photos(model: type[models.Model], field: models.FileField, names: set
 REPLACED_PHOTOS = "_moderation_replaced_photos"
 
 
+class SavedPhoto(ContentFile):
+    """The bytes a save stored, read from memory until the row is committed: the content
+    hash of ``post_save`` does not read back a file that a cleanup may delete before the
+    row commits, and ``keep_photo`` has them to write again. Forgotten once the row is
+    committed (``keep``), so that instances do not keep photos' bytes."""
+
+    # Whether the save that stored these bytes has handed them to ``keep`` on commit: a
+    # later save of the same instance in that transaction (a price change) does not again.
+    handed_over = False
+
+    def keep(self, field_file: FieldFile, *, using: str) -> None:
+        """Once the row is committed: ``keep_photo``, then ``field_file`` is read from
+        storage again (unless it holds another file by now)."""
+        try:
+            keep_photo(field_file.field, field_file.name, self.file.getvalue(), using=using)
+        finally:
+            if getattr(field_file, "_file", None) is self:
+                field_file.file = None
+
+
 class ModeratedFieldFile(ImageFieldFile):
     """A photo whose saving stores the sanitised picture under the app's name."""
 
@@ -210,10 +278,12 @@ class ModeratedFieldFile(ImageFieldFile):
         """Store ``content`` sanitised (``store_photo``); ``name`` (the seller's) is not
         used. Raises ``ValidationError`` before anything is written."""
         clean_name, clean = stored_photo(content)
-        # Django's FieldFile.save, with store_photo in place of storage.save.
+        # Django's FieldFile.save, with store_photo in place of storage.save, and this
+        # field file (its bytes at hand) in place of the bare name.
         self.name = store_photo(self.field, self.instance, clean_name, clean)
-        setattr(self.instance, self.field.attname, self.name)
+        self.file = SavedPhoto(clean, name=self.name)
         self._committed = True
+        setattr(self.instance, self.field.attname, self)
         if save:
             self.instance.save()
 
@@ -246,6 +316,19 @@ def forget_replaced_photos(sender, instance, using, update_fields=None, **kwargs
             forget_photos(sender._meta.concrete_model, field, replaced.pop(field.attname, set()), using=using)
 
 
+def keep_saved_photos(sender, instance, using, update_fields=None, **kwargs) -> None:
+    """``post_save``: the files this save stored are kept in storage once the row is
+    committed (``SavedPhoto.keep``)."""
+    for field in photo_fields(sender):
+        field_file = instance.__dict__.get(field.attname)
+        saved = getattr(field_file, "_file", None)
+        if isinstance(saved, SavedPhoto) and not saved.handed_over:
+            if update_fields is not None and field.name not in update_fields:
+                continue
+            saved.handed_over = True
+            transaction.on_commit(functools.partial(saved.keep, field_file, using=using), using=using, robust=True)
+
+
 def forget_deleted_photos(sender, instance, using, **kwargs) -> None:
     """``post_delete``: the deleted row's files (and any it replaced unsaved) are forgotten on commit."""
     replaced = instance.__dict__.pop(REPLACED_PHOTOS, {})
@@ -257,11 +340,13 @@ def forget_deleted_photos(sender, instance, using, **kwargs) -> None:
 
 def connect_photo_cleanup(sender, **kwargs) -> None:
     """``class_prepared``: a model with a ``ModeratedImageField`` (its proxies too, which
-    send their own signals) forgets the files its saves replace and its deletes leave.
-    Connected per model, never for all: a ``post_delete`` receiver for every model would
-    cost every other model Django's fast deletes."""
+    send their own signals) keeps the files its saves store and forgets the files its
+    saves replace and its deletes leave. Connected per model, never for all: a
+    ``post_delete`` receiver for every model would cost every other model Django's fast
+    deletes."""
     if photo_fields(sender):
         post_save.connect(forget_replaced_photos, sender=sender, dispatch_uid="moderation.uploads.replaced")
+        post_save.connect(keep_saved_photos, sender=sender, dispatch_uid="moderation.uploads.kept")
         post_delete.connect(forget_deleted_photos, sender=sender, dispatch_uid="moderation.uploads.deleted")
 
 
@@ -336,6 +421,9 @@ def restore_photo(spec: ModerationSpec, obj: models.Model, *, dry_run: bool = Fa
         ._default_manager.filter(pk=obj.pk, **{field.attname: old_name})
         .update(**{field.attname: new_name, "content_hash": new_hash})
     )
-    obj.__dict__.pop(REPLACED_PHOTOS, None)  # forgotten here: the update sends no signal
+    obj.__dict__.pop(REPLACED_PHOTOS, None)  # forgotten and kept here: the update sends no signal
+    if updated:
+        keep = functools.partial(keep_photo, field, new_name, clean, using=obj._state.db)
+        transaction.on_commit(keep, using=obj._state.db, robust=True)
     forget_photos(type(obj), field, {old_name} if updated else {new_name}, using=obj._state.db)
     return "restored" if updated else "changed"

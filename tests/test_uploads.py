@@ -4,6 +4,7 @@ the picture under a name and extension the app chooses."""
 
 import io
 import struct
+import threading
 import zlib
 from pathlib import PurePosixPath
 
@@ -14,15 +15,17 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.forms import modelform_factory
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from catalog.models import Listing
+from catalog.models import Category, Listing
+from moderation import uploads
 from moderation.models import Decision, ModerationStatus
+from moderation.registry import get_spec
 from moderation.uploads import is_sanitised, open_photo, sanitised_photo
 from tests.helpers import decode_image, image_bytes, score_now
 from tests.testapp.models import Gadget
@@ -404,6 +407,164 @@ def test_replacing_a_photo_in_the_admin_change_form_deletes_the_old_file_after_c
     assert response.status_code == 302
     listing.refresh_from_db()
     assert stored_files(media_root) == [media_root / listing.image.name]
+
+
+# -- A shared file deleted at the moment a save of the same picture is under way ----------
+# Two sessions at once, each in its own thread with its own database connection. A hook
+# (a wrapper of the named function) holds one of them at the bad moment until the other
+# has gone on.
+
+
+def holding(monkeypatch, owner, attr: str, *, when=lambda *args: True):
+    """Hold the thread that calls ``owner.attr`` (for ``when(*its args)``), after the call for
+    a function and before it for a method named ``delete``: (reached, go_on) events."""
+    reached, go_on = threading.Event(), threading.Event()
+    real = getattr(owner, attr)
+
+    def held(*args, **kwargs):
+        if attr == "delete" and when(*args):
+            reached.set()
+            assert go_on.wait(10)
+        result = real(*args, **kwargs)
+        if attr != "delete" and when(*args):
+            reached.set()
+            assert go_on.wait(10)
+        return result
+
+    monkeypatch.setattr(owner, attr, held)
+    return reached, go_on
+
+
+def in_thread(results: dict, key: str, work) -> threading.Thread:
+    def run():
+        try:
+            results[key] = work()
+        except BaseException as exc:  # the thread's failure is the test's
+            results[key] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def api_for(user) -> APIClient:
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+def kept_and_alone(listing, media_root):
+    """The listing's committed row names a file holding its picture, and no other file is stored."""
+    listing.refresh_from_db()
+    stored = media_root / listing.image.name
+    assert stored.is_file()
+    assert is_sanitised(listing.image.name, stored.read_bytes())
+    assert stored_files(media_root) == [stored]
+    assert listing.content_hash == get_spec(Listing).content_hash(listing)
+
+
+def post_again(user, data):
+    response = create_listing(api_for(user), "again.jpg", data)
+    assert response.status_code == 201, response.content
+    return Listing.objects.get(pk=response.json()["id"])
+
+
+def save_again(user, data):
+    return Listing.objects.create(
+        seller=user, category=Category.objects.get(), title="Red mug", price=8, image=SimpleUploadedFile("b.jpg", data)
+    )
+
+
+def save_again_atomically(user, data):
+    with transaction.atomic():
+        return save_again(user, data)
+
+
+SAVES = {"api-post": post_again, "orm-autocommit": save_again, "orm-atomic": save_again_atomically}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("save", SAVES.values(), ids=SAVES.keys())
+def test_a_listing_deleted_while_the_same_picture_is_saved_again_leaves_the_new_row_its_file(
+    seller_api, user_factory, media_root, photo, monkeypatch, save
+):
+    """The user trial: alice deletes listing A while she posts A's photo again. The save has
+    found A's file and reuses it; A's delete commits and its cleanup, which cannot see the
+    new row, deletes the file; then the new row is written. Its file is stored again."""
+    alice = user_factory(username="alice")
+    picture = photo("red", "cup")
+    first = create_listing(api_for(alice), "a.jpg", picture).json()
+    shared = media_root / Listing.objects.get(pk=first["id"]).image.name
+    reached, go_on = holding(monkeypatch, uploads, "store_photo")
+    results = {}
+    saver = in_thread(results, "saved", lambda: save(alice, picture))
+    assert reached.wait(10)
+    assert api_for(alice).delete(f"/api/listings/{first['id']}/").status_code == 204
+    assert not shared.exists()  # the bad moment: the cleanup deleted the file the save reuses
+    go_on.set()
+    saver.join(10)
+    saved = results["saved"]
+    assert isinstance(saved, Listing), saved
+    assert saved.image.name == str(shared.relative_to(media_root))
+    kept_and_alone(saved, media_root)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cleanup_that_checked_before_the_save_committed_deletes_before_the_save_stores_again(
+    seller_api, user_factory, media_root, photo, monkeypatch
+):
+    """The late deleter: A's cleanup found no row referencing the file, and is held before
+    deleting it, while the POST of the same picture commits its row. The save waits for the
+    cleanup's lock, then finds the file gone and stores it again: the POST answers 201."""
+    alice = user_factory(username="alice")
+    picture = photo("red", "cup")
+    first = create_listing(api_for(alice), "a.jpg", picture).json()
+    shared = media_root / Listing.objects.get(pk=first["id"]).image.name
+    storage_class = type(Listing._meta.get_field("image").storage._wrapped)
+    reached, go_on = holding(monkeypatch, storage_class, "delete")
+    results = {}
+    deleter = in_thread(results, "deleted", lambda: api_for(alice).delete(f"/api/listings/{first['id']}/"))
+    assert reached.wait(10)
+    saver = in_thread(results, "saved", lambda: post_again(alice, picture))
+    saver.join(2)
+    assert saver.is_alive(), "the save did not wait for the cleanup's lock on the file"
+    assert not Listing.objects.filter(pk=first["id"]).exists()
+    go_on.set()
+    deleter.join(10)
+    saver.join(10)
+    assert results["deleted"].status_code == 204
+    saved = results["saved"]
+    assert isinstance(saved, Listing), saved
+    assert saved.image.name == str(shared.relative_to(media_root))
+    kept_and_alone(saved, media_root)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cleanup_that_starts_after_the_save_committed_keeps_the_file(seller_api, user_factory, media_root, photo):
+    alice = user_factory(username="alice")
+    picture = photo("red", "cup")
+    first = create_listing(api_for(alice), "a.jpg", picture).json()
+    saved = post_again(alice, picture)
+    assert api_for(alice).delete(f"/api/listings/{first['id']}/").status_code == 204
+    kept_and_alone(saved, media_root)
+    saved.delete()
+    assert stored_files(media_root) == []  # the last row takes the file with it
+
+
+def test_a_listing_whose_file_is_gone_is_saved_and_its_task_records_image_missing(seller_api, media_root):
+    """A file gone from storage (deleted by hand, lost) is no 500 for the seller's next save:
+    the listing goes back to pending and its task names what is wrong."""
+    created = create_listing(seller_api, "a.jpg", polyglot()).json()
+    listing = Listing.objects.get(pk=created["id"])
+    (media_root / listing.image.name).unlink()
+    response = seller_api.patch(f"/api/listings/{listing.pk}/", {"title": "Red mug, boxed"}, format="multipart")
+    assert response.status_code == 200, response.content
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.PENDING
+    score_now(listing)
+    assert (listing.moderation_status, listing.moderation_error) == (S.ERROR, "image_missing")
 
 
 # -- Photos stored before the upload rules --------------------------------------------
