@@ -45,9 +45,10 @@ class ListingSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "updated_at"]
         extra_kwargs = {
-            # The model field's rule, named again: DRF turns a MinLengthValidator (which
-            # MinVisibleLengthValidator is) into a plain min_length, counting invisible characters.
-            "title": {"validators": TITLE_VALIDATORS},
+            # The model field's rules, named again: DRF turns a MinLengthValidator (which
+            # MinVisibleLengthValidator is) into a plain min_length, counting invisible
+            # characters, which is dropped: beside the visible count it said the same twice.
+            "title": {"validators": TITLE_VALIDATORS, "min_length": None},
             "price": {"min_value": 0, "max_value": 10_000_000},
         }
 

@@ -760,6 +760,83 @@ def test_every_404_has_the_code_not_found(api, market, sellers, path):
     assert_error(api.get(path.format(theirs=market["red_shoes"].pk)), 404, "not_found")
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/api/listings/abc/", "/api/listings/99999999/", "/api/moderation/listings/abc/", "/api/search/similar/99999999/"],
+)
+def test_a_missing_object_says_so_alike_whatever_its_key_looks_like(api, market, moderator, path):
+    """User trial: /api/listings/abc/ said "Not found." where a missing number said "No Listing matches ..."."""
+    api.force_authenticate(moderator)
+    body = assert_error(api.get(path), 404, "not_found")
+    assert body["message"] == "No Listing matches the given query."
+
+
+# Over Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000).
+MANY_FIELDS = "&".join(f"f{i}=1" for i in range(1500))
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+def test_too_many_query_parameters_or_form_fields_are_a_400_in_the_one_error_body_never_a_500(
+    api, market, sellers, settings, debug
+):
+    """User trial: ?q=red&f0=1&...&f1499=1 was a 500 (TooManyFieldsSent while DRF chose the
+    format, and again while DEBUG's page was built), and 1,500 form fields Django's HTML 400."""
+    settings.DEBUG = debug
+    api.force_authenticate(sellers[0])
+    listing = market["red_mug"]
+    url, form = f"/api/listings/{listing.pk}/", "application/x-www-form-urlencoded"
+    many = {f"f{i}": "1" for i in range(1500)}
+    upload = SimpleUploadedFile("query.jpg", image_bytes((200, 20, 20)))
+    responses = {
+        "search": api.get(f"/api/search/text/?q=red&{MANY_FIELDS}"),
+        "similar": api.get(f"/api/search/similar/{listing.pk}/?{MANY_FIELDS}"),
+        "list": api.get(f"/api/listings/?{MANY_FIELDS}"),
+        "patch": api.generic("PATCH", url, f"title=Changed&{MANY_FIELDS}", content_type=form),
+        "post": api.generic("POST", "/api/listings/", MANY_FIELDS, content_type=form),
+        "multipart": api.post("/api/listings/", new_listing_form(**many), format="multipart"),
+        "image-search": api.post("/api/search/image/", {"image": upload, **many}, format="multipart"),
+        "token": api.generic("POST", "/api/token/", f"username=alice&{MANY_FIELDS}", content_type=form),
+        "no-endpoint": api.get(f"/api/nope/?{MANY_FIELDS}"),
+    }
+    for name, response in responses.items():
+        assert response["Content-Type"] == "application/json", name
+        body = assert_error(response, 400, "too_many_fields")
+        assert body["message"] == "The request has more than 1000 query parameters and form fields.", name
+    listing.refresh_from_db()
+    assert listing.title == "Red mug"
+    assert Listing.objects.count() == len(market)
+
+
+def test_too_many_files_are_a_400_in_the_one_error_body(api, sellers, kitchen, media_root, demo_moderation):
+    api.force_authenticate(sellers[0])
+    files = {f"f{i}": SimpleUploadedFile(f"{i}.txt", b"x") for i in range(101)}  # DATA_UPLOAD_MAX_NUMBER_FILES: 100
+    response = api.post("/api/listings/", new_listing_form(**files), format="multipart")
+    assert assert_error(response, 400, "too_many_files")["message"] == "The request has more than 100 files."
+    assert not Listing.objects.exists()
+
+
+def test_a_body_level_error_has_a_message_and_no_fields(api, market, sellers):
+    """User trial: a JSON list for a PATCH, and a wrong password, answered "fields": {}."""
+    api.force_authenticate(sellers[0])
+    response = api.patch(f"/api/listings/{market['red_mug'].pk}/", [{"title": "Red pot"}], format="json")
+    body = assert_error(response, 400, "invalid")
+    assert body["message"] == "Invalid data. Expected a dictionary, but got list."
+    assert "fields" not in body
+    body = assert_error(api.post("/api/token/", {"username": "alice", "password": "wrong"}, format="json"), 400)
+    assert body["message"] == "Unable to log in with provided credentials."
+    assert "fields" not in body
+
+
+def test_a_title_too_short_is_said_once(api, market, sellers):
+    """User trial: {"title": "Red pot", "title": "x"} (the last key wins) said twice that
+    the title was too short: DRF's min_length counted characters, the model's rule visible ones."""
+    api.force_authenticate(sellers[0])
+    url = f"/api/listings/{market['red_mug'].pk}/"
+    response = api.generic("PATCH", url, '{"title": "Red pot", "title": "x"}', content_type="application/json")
+    body = assert_error(response, 400, "invalid")
+    assert body["fields"] == {"title": ["Ensure this value has at least 3 visible characters (it has 1)."]}
+
+
 def test_a_method_an_endpoint_does_not_take_is_a_405_and_a_body_it_cannot_parse_a_415(api, sellers):
     api.force_authenticate(sellers[0])
     assert_error(api.put("/api/listings/"), 405, "method_not_allowed")
