@@ -540,6 +540,23 @@ def test_a_hybrid_search_for_invisible_text_is_a_400(api, market, photo):
     assert "q" in assert_error(response, 400, "invalid")["fields"]
 
 
+@pytest.mark.parametrize("value", ["%ED%A0%80", "red%FF", "%EF%BF%BD"], ids=["surrogate", "not-utf8", "literal-fffd"])
+@pytest.mark.parametrize(
+    "query", ["/api/search/text/?q={}", "/api/search/text/?q=red&seller={}", "/api/search/text/?q=red&category={}"]
+)
+def test_a_query_parameter_that_is_not_utf8_is_a_400_naming_it(api, market, query, value):
+    """User trial: ?q=%ED%A0%80 (Django decodes it to U+FFFD) matched every listing at ~0.29."""
+    body = assert_error(api.get(query.format(value)), 400, "invalid")
+    parameter = query.rsplit("&", 1)[-1].split("?")[-1].split("=")[0]
+    assert list(body["fields"]) == [parameter]
+
+
+def test_a_hybrid_search_for_undecodable_text_is_a_400(api, market, photo):
+    upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
+    response = api.post("/api/search/hybrid/", {"image": upload, "q": "red \ufffd"}, format="multipart")
+    assert "UTF-8" in assert_error(response, 400, "invalid")["fields"]["q"][0]
+
+
 def test_image_search_with_a_broken_upload_is_a_400(api, market):
     upload = SimpleUploadedFile("query.jpg", b"\xff\xd8\xff garbage")
     assert_error(api.post("/api/search/image/", {"image": upload}, format="multipart"), 400, "invalid")
