@@ -360,6 +360,19 @@ def test_a_title_without_three_visible_characters_is_a_400_and_never_reaches_sea
     assert "Red mug" in titles(api.get("/api/search/text/", {"q": "red", "k": 10}))
 
 
+def test_a_title_with_a_bidi_override_is_a_400_naming_it_and_direction_marks_are_not(api, market, sellers):
+    """User trial: "\u202egpj.exe Red mug" was accepted and read "gum deR exe.jpg" in the admin."""
+    api.force_authenticate(sellers[0])
+    url = f"/api/listings/{market['red_mug'].pk}/"
+    body = assert_error(api.patch(url, {"title": "\u202egpj.exe Red mug"}, format="json"), 400, "invalid")
+    assert body["fields"]["title"] == [
+        "Remove the bidi control U+202E RIGHT-TO-LEFT OVERRIDE: it can make the text read in another order "
+        "than it is written. Direction marks (U+200E, U+200F, U+061C) are allowed."
+    ]
+    hebrew = "\u05e1\u05e4\u05dc \u05d0\u05d3\u05d5\u05dd \u200f350 ml"
+    assert api.patch(url, {"title": hebrew}, format="json").json()["title"] == hebrew
+
+
 def test_a_photo_over_the_byte_cap_is_a_413(api, sellers, kitchen, media_root, settings, demo_moderation):
     settings.MODERATION = {**demo_moderation, "IMAGE_MAX_BYTES": 1000}
     api.force_authenticate(sellers[0])
