@@ -7,7 +7,7 @@ from django.db import models
 from moderation.models import ModeratedModel
 from moderation.registry import register
 from moderation.uploads import ModeratedImageField
-from moderation.visible_text import MinVisibleLengthValidator
+from moderation.visible_text import MinVisibleLengthValidator, ProhibitBidiControlsValidator
 
 
 class Category(models.Model):
@@ -30,9 +30,11 @@ class Category(models.Model):
 
 
 # A title needs three characters a reader sees: zero-width, bidi and control characters
-# do not count. On the model field, so that every form holds titles to it (the admin's,
-# a view-only one too); the API's serializer names it again (catalog/serializers.py).
-TITLE_VALIDATORS = [MinVisibleLengthValidator(3)]
+# do not count; and no bidi embedding, override or isolate control, which would show
+# moderators the title in another order than it is written. On the model field, so that
+# every form holds titles to it (the admin's, a view-only one too); the API's serializer
+# names them again (catalog/serializers.py).
+TITLE_VALIDATORS = [MinVisibleLengthValidator(3), ProhibitBidiControlsValidator()]
 
 
 def listing_image_path(instance: "Listing", filename: str) -> str:

@@ -4,7 +4,12 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from moderation.api.serializers import ModerationStateSerializer, SafeImageField, SearchFiltersSerializer
+from moderation.api.serializers import (
+    ModerationStateSerializer,
+    ProhibitReplacementCharacterValidator,
+    SafeImageField,
+    SearchFiltersSerializer,
+)
 
 from .models import TITLE_VALIDATORS, Category, Listing
 
@@ -45,9 +50,10 @@ class ListingSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "updated_at"]
         extra_kwargs = {
-            # The model field's rule, named again: DRF turns a MinLengthValidator (which
-            # MinVisibleLengthValidator is) into a plain min_length, counting invisible characters.
-            "title": {"validators": TITLE_VALIDATORS},
+            # The model field's rules, named again: DRF turns a MinLengthValidator (which
+            # MinVisibleLengthValidator is) into a plain min_length, counting invisible
+            # characters, which is dropped: beside the visible count it said the same twice.
+            "title": {"validators": TITLE_VALIDATORS, "min_length": None},
             "price": {"min_value": 0, "max_value": 10_000_000},
         }
 
@@ -81,7 +87,12 @@ class ListingSearchFilters(SearchFiltersSerializer):
     category = serializers.SlugField(required=False)
     price_min = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
     price_max = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False)
-    seller = serializers.CharField(required=False, max_length=150, help_text="The seller's username.")
+    seller = serializers.CharField(
+        required=False,
+        max_length=150,
+        validators=[ProhibitReplacementCharacterValidator()],
+        help_text="The seller's username.",
+    )
 
     def validate(self, attrs):
         if "price_min" in attrs and "price_max" in attrs and attrs["price_min"] > attrs["price_max"]:

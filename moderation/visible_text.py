@@ -1,4 +1,5 @@
-"""What a reader sees of a seller's text: invisible characters removed, visible length measured.
+"""What a reader sees of a seller's text: invisible characters removed, visible length
+measured, and no bidi control that would show it in another order than it is written.
 
 A title of three zero-width spaces (U+200B) is three characters to ``len`` and to
 Django's MinLengthValidator, and nothing on the page; it must not pass a minimum
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import unicodedata
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinLengthValidator
 from django.utils.deconstruct import deconstructible
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
 
 # The Default_Ignorable_Code_Point characters that Unicode files as letters or marks
@@ -79,3 +82,32 @@ class MinVisibleLengthValidator(MinLengthValidator):
 
     def clean(self, x: str) -> int:
         return visible_length(x)
+
+
+# Unicode's bidi embedding, override and isolate controls (LRE, RLE, PDF, LRO, RLO; LRI,
+# RLI, FSI, PDI). Not the marks LRM, RLM and ALM (U+200E, U+200F, U+061C), which only set
+# the direction of what is around them and which right-to-left sellers need.
+BIDI_CONTROLS = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+@deconstructible
+class ProhibitBidiControlsValidator:
+    """Refuses text holding a bidi embedding, override or isolate control (``BIDI_CONTROLS``);
+    raises ValidationError (code ``bidi_control``) naming the first one. With them a
+    seller shows moderators text in another order than it is written: a title
+    ``"\\u202egpj.exe Red mug"`` reads "gum deR exe.jpg"."""
+
+    message = _(
+        "Remove the bidi control %(character)s: it can make the text read in another order "
+        "than it is written. Direction marks (U+200E, U+200F, U+061C) are allowed."
+    )
+    code = "bidi_control"
+
+    def __call__(self, value: str) -> None:
+        for char in value:
+            if ord(char) in BIDI_CONTROLS:
+                character = f"U+{ord(char):04X} {unicodedata.name(char)}"
+                raise ValidationError(self.message, code=self.code, params={"character": character})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProhibitBidiControlsValidator)

@@ -206,6 +206,32 @@ def test_a_title_without_three_visible_characters_is_a_form_error_in_the_admin(
     assert client.post(f"{page}{listing.pk}/change/", form).status_code == 302  # the same form, valid
 
 
+def test_a_title_with_a_bidi_override_is_a_form_error_in_the_admin(client, moderator, review_catalogue):
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    form = {"seller": listing.seller_id, "title": "\u202egpj.exe Red mug", "category": listing.category_id}
+    response = client.post(f"{QUEUE}{listing.pk}/change/", {**form, "description": "", "price": "9.50"})
+    assert "U+202E RIGHT-TO-LEFT OVERRIDE" in str(response.context["adminform"].form.errors["title"])
+    listing.refresh_from_db()
+    assert listing.title == "Red hiking boots"
+
+
+def test_a_stored_title_with_a_bidi_override_stays_inside_its_own_words_on_the_review_desk(
+    client, moderator, review_catalogue
+):
+    """A title saved before the rule, or a host's model without it, cannot turn round the
+    moderator's sentences around it: the app's pages isolate it in <bdi>."""
+    client.force_login(moderator)
+    listing = review_catalogue["mismatch"]
+    type(listing).objects.filter(pk=listing.pk).update(title="\u202egpj.exe Red boots")
+    shown = "<bdi>\u202egpj.exe Red boots</bdi>"
+    assert f"Title:</strong> {shown}</p>" in client.get(f"{QUEUE}{listing.pk}/change/").content.decode()
+    asked = client.post(QUEUE, {"action": "reject_selected", "_selected_action": [listing.pk]}).content.decode()
+    assert f"<li>{shown} (" in asked
+    decided = client.post(f"{QUEUE}{listing.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
+    assert f"&ldquo;{shown}&rdquo;" in decided
+
+
 @pytest.mark.parametrize("page", ["/admin/catalog/listing/", QUEUE])
 def test_a_moderator_with_view_only_access_sees_a_listings_page_and_its_review_panel(
     client, user_factory, review_catalogue, page
@@ -555,7 +581,7 @@ def test_undo_after_a_decision_on_the_detail_page_returns_the_listing_to_the_que
     mug = review_catalogue["duplicate"]
     next_page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
     assert 'id="moderation-undo-form"' in next_page
-    assert "You approved 1 listing: &ldquo;Mug, red&rdquo;" in next_page
+    assert "You approved 1 listing: &ldquo;<bdi>Mug, red</bdi>&rdquo;" in next_page
     response = client.post(f"{QUEUE}moderation/undo/")
     assert response.url == f"{QUEUE}{mug.pk}/change/"
     mug.refresh_from_db()
@@ -877,7 +903,7 @@ def test_the_desk_says_listings_not_objects_and_the_history_shows_status_labels(
     assert "Reject these 3 listings:" in ask.content.decode()
     mug = review_catalogue["duplicate"]
     page = client.post(f"{QUEUE}{mug.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
-    assert "You approved 1 listing: &ldquo;Mug, red&rdquo;" in page
+    assert "You approved 1 listing: &ldquo;<bdi>Mug, red</bdi>&rdquo;" in page
     history = re.search(r'id="moderation-history".*?</table>', client.get(listing_url(mug)).content.decode(), re.S)
     assert "Flagged &rarr; Approved" in history.group(0)
     assert "flagged &rarr; approved" not in history.group(0)

@@ -388,6 +388,19 @@ def test_a_title_without_three_visible_characters_is_a_400_and_never_reaches_sea
     assert "Red mug" in titles(api.get("/api/search/text/", {"q": "red", "k": 10}))
 
 
+def test_a_title_with_a_bidi_override_is_a_400_naming_it_and_direction_marks_are_not(api, market, sellers):
+    """User trial: "\u202egpj.exe Red mug" was accepted and read "gum deR exe.jpg" in the admin."""
+    api.force_authenticate(sellers[0])
+    url = f"/api/listings/{market['red_mug'].pk}/"
+    body = assert_error(api.patch(url, {"title": "\u202egpj.exe Red mug"}, format="json"), 400, "invalid")
+    assert body["fields"]["title"] == [
+        "Remove the bidi control U+202E RIGHT-TO-LEFT OVERRIDE: it can make the text read in another order "
+        "than it is written. Direction marks (U+200E, U+200F, U+061C) are allowed."
+    ]
+    hebrew = "\u05e1\u05e4\u05dc \u05d0\u05d3\u05d5\u05dd \u200f350 ml"
+    assert api.patch(url, {"title": hebrew}, format="json").json()["title"] == hebrew
+
+
 def test_a_photo_over_the_byte_cap_is_a_413(api, sellers, kitchen, media_root, settings, demo_moderation):
     settings.MODERATION = {**demo_moderation, "IMAGE_MAX_BYTES": 1000}
     api.force_authenticate(sellers[0])
@@ -566,6 +579,23 @@ def test_a_hybrid_search_for_invisible_text_is_a_400(api, market, photo):
     upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
     response = api.post("/api/search/hybrid/", {"image": upload, "q": "\u200b\u200b"}, format="multipart")
     assert "q" in assert_error(response, 400, "invalid")["fields"]
+
+
+@pytest.mark.parametrize("value", ["%ED%A0%80", "red%FF", "%EF%BF%BD"], ids=["surrogate", "not-utf8", "literal-fffd"])
+@pytest.mark.parametrize(
+    "query", ["/api/search/text/?q={}", "/api/search/text/?q=red&seller={}", "/api/search/text/?q=red&category={}"]
+)
+def test_a_query_parameter_that_is_not_utf8_is_a_400_naming_it(api, market, query, value):
+    """User trial: ?q=%ED%A0%80 (Django decodes it to U+FFFD) matched every listing at ~0.29."""
+    body = assert_error(api.get(query.format(value)), 400, "invalid")
+    parameter = query.rsplit("&", 1)[-1].split("?")[-1].split("=")[0]
+    assert list(body["fields"]) == [parameter]
+
+
+def test_a_hybrid_search_for_undecodable_text_is_a_400(api, market, photo):
+    upload = SimpleUploadedFile("query.jpg", photo("red", "cup"))
+    response = api.post("/api/search/hybrid/", {"image": upload, "q": "red \ufffd"}, format="multipart")
+    assert "UTF-8" in assert_error(response, 400, "invalid")["fields"]["q"][0]
 
 
 def test_image_search_with_a_broken_upload_is_a_400(api, market):
@@ -786,6 +816,83 @@ def test_every_404_has_the_code_not_found(api, market, sellers, path):
     """Issue #12, fault b: a missing or someone else's listing and ?format=bogus were 404 "error"."""
     api.force_authenticate(sellers[0])
     assert_error(api.get(path.format(theirs=market["red_shoes"].pk)), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/listings/abc/", "/api/listings/99999999/", "/api/moderation/listings/abc/", "/api/search/similar/99999999/"],
+)
+def test_a_missing_object_says_so_alike_whatever_its_key_looks_like(api, market, moderator, path):
+    """User trial: /api/listings/abc/ said "Not found." where a missing number said "No Listing matches ..."."""
+    api.force_authenticate(moderator)
+    body = assert_error(api.get(path), 404, "not_found")
+    assert body["message"] == "No Listing matches the given query."
+
+
+# Over Django's DATA_UPLOAD_MAX_NUMBER_FIELDS (1,000).
+MANY_FIELDS = "&".join(f"f{i}=1" for i in range(1500))
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+def test_too_many_query_parameters_or_form_fields_are_a_400_in_the_one_error_body_never_a_500(
+    api, market, sellers, settings, debug
+):
+    """User trial: ?q=red&f0=1&...&f1499=1 was a 500 (TooManyFieldsSent while DRF chose the
+    format, and again while DEBUG's page was built), and 1,500 form fields Django's HTML 400."""
+    settings.DEBUG = debug
+    api.force_authenticate(sellers[0])
+    listing = market["red_mug"]
+    url, form = f"/api/listings/{listing.pk}/", "application/x-www-form-urlencoded"
+    many = {f"f{i}": "1" for i in range(1500)}
+    upload = SimpleUploadedFile("query.jpg", image_bytes((200, 20, 20)))
+    responses = {
+        "search": api.get(f"/api/search/text/?q=red&{MANY_FIELDS}"),
+        "similar": api.get(f"/api/search/similar/{listing.pk}/?{MANY_FIELDS}"),
+        "list": api.get(f"/api/listings/?{MANY_FIELDS}"),
+        "patch": api.generic("PATCH", url, f"title=Changed&{MANY_FIELDS}", content_type=form),
+        "post": api.generic("POST", "/api/listings/", MANY_FIELDS, content_type=form),
+        "multipart": api.post("/api/listings/", new_listing_form(**many), format="multipart"),
+        "image-search": api.post("/api/search/image/", {"image": upload, **many}, format="multipart"),
+        "token": api.generic("POST", "/api/token/", f"username=alice&{MANY_FIELDS}", content_type=form),
+        "no-endpoint": api.get(f"/api/nope/?{MANY_FIELDS}"),
+    }
+    for name, response in responses.items():
+        assert response["Content-Type"] == "application/json", name
+        body = assert_error(response, 400, "too_many_fields")
+        assert body["message"] == "The request has more than 1000 query parameters and form fields.", name
+    listing.refresh_from_db()
+    assert listing.title == "Red mug"
+    assert Listing.objects.count() == len(market)
+
+
+def test_too_many_files_are_a_400_in_the_one_error_body(api, sellers, kitchen, media_root, demo_moderation):
+    api.force_authenticate(sellers[0])
+    files = {f"f{i}": SimpleUploadedFile(f"{i}.txt", b"x") for i in range(101)}  # DATA_UPLOAD_MAX_NUMBER_FILES: 100
+    response = api.post("/api/listings/", new_listing_form(**files), format="multipart")
+    assert assert_error(response, 400, "too_many_files")["message"] == "The request has more than 100 files."
+    assert not Listing.objects.exists()
+
+
+def test_a_body_level_error_has_a_message_and_no_fields(api, market, sellers):
+    """User trial: a JSON list for a PATCH, and a wrong password, answered "fields": {}."""
+    api.force_authenticate(sellers[0])
+    response = api.patch(f"/api/listings/{market['red_mug'].pk}/", [{"title": "Red pot"}], format="json")
+    body = assert_error(response, 400, "invalid")
+    assert body["message"] == "Invalid data. Expected a dictionary, but got list."
+    assert "fields" not in body
+    body = assert_error(api.post("/api/token/", {"username": "alice", "password": "wrong"}, format="json"), 400)
+    assert body["message"] == "Unable to log in with provided credentials."
+    assert "fields" not in body
+
+
+def test_a_title_too_short_is_said_once(api, market, sellers):
+    """User trial: {"title": "Red pot", "title": "x"} (the last key wins) said twice that
+    the title was too short: DRF's min_length counted characters, the model's rule visible ones."""
+    api.force_authenticate(sellers[0])
+    url = f"/api/listings/{market['red_mug'].pk}/"
+    response = api.generic("PATCH", url, '{"title": "Red pot", "title": "x"}', content_type="application/json")
+    body = assert_error(response, 400, "invalid")
+    assert body["fields"] == {"title": ["Ensure this value has at least 3 visible characters (it has 1)."]}
 
 
 def test_a_method_an_endpoint_does_not_take_is_a_405_and_a_body_it_cannot_parse_a_415(api, sellers):

@@ -3,7 +3,12 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from moderation.visible_text import MinVisibleLengthValidator, strip_invisible, visible_length
+from moderation.visible_text import (
+    MinVisibleLengthValidator,
+    ProhibitBidiControlsValidator,
+    strip_invisible,
+    visible_length,
+)
 
 
 @pytest.mark.parametrize(
@@ -91,3 +96,16 @@ def test_hidden_characters_do_not_change_the_embedded_text_or_its_vector(listing
     for listing in (plain, hidden):
         score_now(listing)
     assert list(hidden.text_vector) == list(plain.text_vector)
+
+
+@pytest.mark.parametrize("control", [*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))])
+def test_a_bidi_embedding_override_or_isolate_control_is_refused_by_name(control):
+    with pytest.raises(ValidationError) as refused:
+        ProhibitBidiControlsValidator()(f"Red {control}mug")
+    assert refused.value.code == "bidi_control"
+    assert f"U+{ord(control):04X} " in refused.value.messages[0]
+
+
+@pytest.mark.parametrize("text", ["Red mug\u200e", "\u05e1\u05e4\u05dc \u200fUSB", "\u0643\u0648\u0628\u061c 2"])
+def test_direction_marks_are_allowed(text):
+    ProhibitBidiControlsValidator()(text)  # LRM, RLM, ALM: right-to-left sellers need them

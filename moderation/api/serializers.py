@@ -196,9 +196,26 @@ class SearchFiltersSerializer(serializers.Serializer):
         return {}
 
 
+class ProhibitReplacementCharacterValidator:
+    """Refuses text holding U+FFFD REPLACEMENT CHARACTER (ValidationError, code
+    ``replacement_character``). Django decodes a query string or a form field that is not
+    UTF-8 (``?q=%ED%A0%80``) into U+FFFD rather than refusing it, and such a query matched
+    every photo alike. A U+FFFD sent as such is refused too: it cannot be told apart from
+    one Django made, and names nothing a search or a filter could match."""
+
+    message = _("The text is not valid UTF-8: it holds U+FFFD, what undecodable bytes become. Send it as UTF-8.")
+    code = "replacement_character"
+
+    def __call__(self, value: str) -> None:
+        if "\ufffd" in value:
+            raise serializers.ValidationError(self.message, code=self.code)
+
+
 class TextQuerySerializer(serializers.Serializer):
     q = serializers.CharField(
-        max_length=500, validators=[MinVisibleLengthValidator(1)], help_text="What the photo should show."
+        max_length=500,
+        validators=[MinVisibleLengthValidator(1), ProhibitReplacementCharacterValidator()],
+        help_text="What the photo should show.",
     )
 
 

@@ -10,14 +10,15 @@ answers with the mixin.
 
 from __future__ import annotations
 
-from django.http import HttpResponsePermanentRedirect
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpResponsePermanentRedirect
 from django.urls import Resolver404, get_urlconf, resolve
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, parsers, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.generics import GenericAPIView, get_object_or_404
+from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -58,6 +59,25 @@ class ModerationAPIMixin:
 
     def get_exception_handler(self):
         return exception_handler
+
+    def get_object(self):
+        """DRF's, through this module's ``get_object_or_404``: every missing object is
+        answered alike. Raises Http404 (404 ``not_found``)."""
+        queryset = self.filter_queryset(self.get_queryset())
+        key = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+        obj = get_object_or_404(queryset, **{self.lookup_field: key})
+        self.check_object_permissions(self.request, obj)
+        return obj
+
+
+def get_object_or_404(queryset, **lookups):
+    """``queryset.get(**lookups)``; raises Http404 with Django's message ("No Listing matches
+    the given query.") for a missing object and for a value the key cannot hold
+    (``/api/listings/abc/``), where DRF's get_object_or_404 said only "Not found."."""
+    try:
+        return queryset.get(**lookups)
+    except (queryset.model.DoesNotExist, TypeError, ValueError, DjangoValidationError):
+        raise Http404(f"No {queryset.model._meta.object_name} matches the given query.") from None
 
 
 # -- search ---------------------------------------------------------------------------
