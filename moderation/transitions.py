@@ -79,8 +79,13 @@ def _decision_row(
 def _send_on_commit(signal, obj: models.Model, **kwargs) -> None:
     """Send ``signal`` for ``obj`` once the transaction commits (never for a change rolled
     back). ``send_robust``: a receiver's error is logged by Django (``django.dispatch``),
-    not raised into a task or a moderator's request whose change is already committed."""
-    transaction.on_commit(lambda: signal.send_robust(sender=type(obj), instance=obj, **kwargs))
+    not raised into a task or a moderator's request whose change is already committed.
+
+    The sender is the concrete model, whichever proxy of it ``obj`` was loaded through
+    (the admin's review queue is one): a receiver connected with ``sender=Listing`` hears
+    of every decision on a listing."""
+    sender = obj._meta.concrete_model
+    transaction.on_commit(lambda: signal.send_robust(sender=sender, instance=obj, **kwargs))
 
 
 def _rows_for_update(model: type[models.Model]):
@@ -288,14 +293,17 @@ def record_failure(
     ``error``, retried again after ``ERROR_RETRY_DELAY_SECONDS``. An attempt that
     ``start_attempt`` counted is not counted again; a configuration error gives it
     back, since nothing is wrong with the object. A Decision is written when the
-    status, or the code of an ``error``, changes.
+    status, or the code of an ``error``, changes. A rescan of scored content that fails:
+    ``_rescan_failed``.
     """
     conf = moderation_settings
     now = timezone.now()
     with transaction.atomic():
         row = _locked(model, pk)
-        if row is None or row.moderation_version != version or row.moderation_status not in UNSCORED_STATUSES:
+        if row is None or row.moderation_version != version:
             return None
+        if row.moderation_status not in UNSCORED_STATUSES:
+            return _rescan_failed(row, error, permanent=permanent)
         from_status, from_error = row.moderation_status, row.moderation_error
         counted = row.moderation_started_at is not None
         if configuration and counted:
@@ -337,6 +345,36 @@ def record_failure(
                     signals.object_failed, row, code=row.moderation_error, detail=row.moderation_error_detail
                 )
         return row.moderation_status
+
+
+def _rescan_failed(row: models.Model, error, *, permanent: bool) -> str:
+    """``record_failure`` for a rescan of scored content (``ok``, ``flagged``, ``approved``,
+    ``rejected``), inside its transaction: the attempt ends (nothing is left in flight or
+    queued, which the sweeper and ``manage.py demo`` would wait on for ever) and the code is
+    kept on the row for the review panel. A permanent failure of a listing no moderator
+    decided makes it ``error``, as for new content: its scores were the photo's it can no
+    longer read. A decided one keeps its decision, and a transient failure keeps the
+    status and the earlier scores; neither is retried until someone rescans."""
+    from_status = row.moderation_status
+    row.moderation_error = getattr(error, "code", "") or type(error).__name__
+    row.moderation_error_detail = str(error)[:2000]
+    row.moderation_started_at, row.moderation_retry_at, row.moderation_queued_at = None, None, None
+    if permanent and from_status not in DECIDED_STATUSES:
+        row.moderation_status = S.ERROR
+    row.save(
+        update_fields=[
+            "moderation_status",
+            "moderation_started_at",
+            "moderation_error",
+            "moderation_error_detail",
+            "moderation_retry_at",
+            "moderation_queued_at",
+        ]
+    )
+    if row.moderation_status == S.ERROR:
+        _decision(row, from_status=from_status, to_status=S.ERROR, reason=row.moderation_error_detail)
+        _send_on_commit(signals.object_failed, row, code=row.moderation_error, detail=row.moderation_error_detail)
+    return row.moderation_status
 
 
 def _decide(

@@ -907,3 +907,37 @@ def test_the_desk_says_listings_not_objects_and_the_history_shows_status_labels(
     history = re.search(r'id="moderation-history".*?</table>', client.get(listing_url(mug)).content.decode(), re.S)
     assert "Flagged &rarr; Approved" in history.group(0)
     assert "flagged &rarr; approved" not in history.group(0)
+
+
+@pytest.mark.parametrize("decided", [False, True])
+def test_a_rescan_whose_photo_is_gone_ends_in_a_named_state_and_leaves_nothing_in_flight(
+    client, moderator, review_catalogue, decided
+):
+    """A user trial: a rescan from the queue of a flagged listing whose photo file was
+    deleted changed nothing, said nothing, and stayed queued for good (``manage.py demo``
+    then waited its full 180 s for it)."""
+    from django.core.files.storage import default_storage
+    from django.db.models import F, Q
+
+    from catalog.models import Listing
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    listing = review_catalogue["mismatch"]
+    if decided:
+        transitions.approve(listing, actor=moderator)
+    default_storage.delete(listing.image.name)
+    client.force_login(moderator)
+    assert client.post(f"{QUEUE}{listing.pk}/moderation/rescan/", {}).status_code == 302
+    score_now(listing, force=True)
+    expected = S.APPROVED if decided else S.ERROR
+    assert (listing.moderation_status, listing.moderation_error) == (expected, "image_missing")
+    assert (listing.moderation_started_at, listing.moderation_queued_at, listing.moderation_attempts) == (None, None, 1)
+    waiting = Q(moderation_status=S.PENDING) | Q(moderation_queued_at__gt=F("moderated_at"))  # what the demo waits on
+    assert not Listing.objects.filter(waiting, pk=listing.pk).exists()
+    page = client.get(f"/admin/catalog/listing/{listing.pk}/change/").content.decode()
+    if decided:
+        assert "The last rescan failed (image_missing)" in page
+        assert listing.flag_reasons == ["text_image_mismatch"]  # the earlier scores stay
+    else:
+        assert "Could not be scored (image_missing, 1 attempts)" in page

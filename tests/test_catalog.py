@@ -54,3 +54,39 @@ def test_the_seller_is_emailed_the_reason_when_a_listing_is_rejected_and_not_whe
     assert "Red hiking boots" in mail.subject
     assert "The photo does not show the item described" in mail.body
     assert "0." not in mail.body  # no score
+
+
+def test_a_rejection_made_in_the_review_queue_emails_the_seller_too(
+    client,
+    demo_moderation,
+    listing_factory,
+    user_factory,
+    photo,
+    moderator,
+    mailoutbox,
+    django_capture_on_commit_callbacks,
+):
+    """A user trial: rejections from "Listings to review" (the ``ListingReview`` proxy) sent
+    the signal with the proxy as sender, so the demo's receiver for ``Listing`` never ran."""
+    from catalog.models import ListingReview
+    from moderation import signals, transitions
+    from tests.helpers import score_now
+
+    seller = user_factory(username="carol", email="carol@example.com")
+    wrong = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"), seller=seller)
+    score_now(wrong)
+    client.force_login(moderator)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/catalog/listingreview/{wrong.pk}/moderation/reject/", {"reason": "wrong photo"})
+    assert response.status_code == 302
+    [mail] = mailoutbox
+    assert (mail.to, "wrong photo" in mail.body) == (["carol@example.com"], True)
+    heard = []
+    signals.object_decided.connect(lambda sender, **kwargs: heard.append(sender), weak=False, dispatch_uid="t")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            transitions.undo(ListingReview.objects.get(pk=wrong.pk), actor=moderator, within_seconds=60)
+            transitions.approve(ListingReview.objects.get(pk=wrong.pk), actor=moderator)
+    finally:
+        signals.object_decided.disconnect(dispatch_uid="t")
+    assert heard == [Listing]

@@ -89,4 +89,9 @@ def explain(obj) -> list[str]:
             _("Could not be scored (%(code)s, %(attempts)d attempts): %(detail)s")
             % {"code": obj.moderation_error, "attempts": obj.moderation_attempts, "detail": obj.moderation_error_detail}
         )
+    elif obj.moderation_error and obj.moderation_status != ModerationStatus.PENDING:
+        lines.append(
+            _("The last rescan failed (%(code)s): %(detail)s The scores shown are the earlier ones.")
+            % {"code": obj.moderation_error, "detail": obj.moderation_error_detail}
+        )
     return lines
