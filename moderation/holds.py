@@ -1,8 +1,10 @@
 """Moderator holds: who is looking at an object in the review queue right now.
 
 A moderator who opens an object holds it for ``HOLD_SECONDS``; another moderator sees
-who holds it, and the review flow's "next" skips it. The hold ends when its holder
-steps on (``release``), when anyone decides on the object (``release_all``: there is
+who holds it, and the review flow's "next" skips it. A moderator holds one object of a
+model at a time. The hold ends when its holder steps on (``release``, or opening
+another object by any way: the list, a link, the back button), when anyone decides on
+the object (``release_all``: there is
 nothing left to keep others off), or when it times out: a hold is never in anyone's
 way for longer, even when its holder closed the tab. Holds are advice to people, not locks: a decision
 on a held object is still allowed (and audited).
@@ -24,15 +26,18 @@ from .models import ReviewHold
 
 
 def hold(obj: models.Model, user, *, now=None) -> ReviewHold:
-    """Take or renew ``user``'s hold on ``obj`` unless another moderator holds it.
+    """Take or renew ``user``'s hold on ``obj`` unless another moderator holds it, and end
+    ``user``'s holds on other objects of its model: a moderator who opened another
+    listing from the list (or went back and opened one) has stepped on from the last.
 
     Returns the hold in force afterwards: ``user``'s own (until now + ``HOLD_SECONDS``),
-    or the other moderator's, untouched. One statement, so two moderators opening the
-    same object at once cannot both get it.
+    or the other moderator's, untouched. Taking it is one statement, so two moderators
+    opening the same object at once cannot both get it.
     """
     now = now or timezone.now()
     content_type = ContentType.objects.get_for_model(obj)
     table = connection.ops.quote_name(ReviewHold._meta.db_table)
+    ReviewHold.objects.filter(content_type=content_type, moderator=user).exclude(object_pk=str(obj.pk)).delete()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (content_type_id, object_pk, moderator_id, expires_at) VALUES (%s, %s, %s, %s) "

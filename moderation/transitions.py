@@ -387,7 +387,7 @@ def _decide(
         if row is None:
             raise InvalidTransition(f"{obj} no longer exists.")
         if shown is not None and shown != (row.moderation_status, row.moderation_version):
-            raise InvalidTransition(_changed_since(row))
+            raise InvalidTransition(_changed_since(row, shown_version=shown[1]))
         if row.moderation_status == to_status:
             raise InvalidTransition(
                 f"{row} is {row.get_moderation_status_display().lower()}; it cannot become {to_status}."
@@ -403,9 +403,16 @@ def _decide(
     return row
 
 
-def _changed_since(row: models.Model) -> str:
+def _changed_since(row: models.Model, *, shown_version: int | None = None) -> str:
     """Why a decision on a page of ``row`` that is out of date is refused: who made its
-    last change, to what, and when."""
+    last change, to what, and when; or, when its content changed since the page showed
+    ``shown_version``, that it was edited (its scoring since is the system's)."""
+    if shown_version is not None and shown_version != row.moderation_version:
+        text = _(
+            "%(object)s was edited by its owner after the page was opened (version %(shown)s, now %(now)s): "
+            "nothing was decided. The page now shows it as it is."
+        )
+        return text % {"object": row, "shown": shown_version, "now": row.moderation_version}
     last = history(row).select_related("actor").first()
     text = _(
         "%(object)s was %(status)s by %(actor)s at %(when)s, after the page was opened: nothing was decided. "

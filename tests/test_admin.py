@@ -341,6 +341,37 @@ def test_bulk_approve_skips_what_cannot_be_approved_and_says_why(client, moderat
     assert "cannot become approved" in page
 
 
+@pytest.mark.parametrize("action", ["approve_selected", "reject_selected", "rescan_selected"])
+def test_a_bulk_action_on_a_selection_not_in_the_queue_says_so_and_changes_nothing(
+    client, moderator, review_catalogue, listing_factory, action
+):
+    """A user trial: checkbox values changed to an ok listing's key and to 999999 gave a
+    page "Approve these 0 listings:" with a button, and then no message at all."""
+    ok = listing_factory(title="Red mug")
+    client.force_login(moderator)
+    response = client.post(QUEUE, {"action": action, "_selected_action": [ok.pk, 999999]}, follow=True)
+    page = response.content.decode()
+    assert "None of the selected listings is in this list any more: nothing was changed." in page
+    assert "these 0" not in page
+    assert Decision.objects.filter(object_pk=str(ok.pk)).count() == 1  # its creation only
+
+
+@pytest.mark.parametrize("path", ["moderation/reject/", "moderation/approve/", "moderation/note/"])
+def test_a_get_of_a_decision_url_leads_to_the_listings_page_and_decides_nothing(
+    client, moderator, review_catalogue, path
+):
+    """A user trial: reloading a refused rejection's page (a GET of its URL) showed a bare
+    "403 Forbidden", even to a superuser."""
+    listing = review_catalogue["mismatch"]
+    client.force_login(moderator)
+    filters = "_changelist_filters=moderation_status__exact%3Dflagged"
+    response = client.get(f"{QUEUE}{listing.pk}/{path}?{filters}")
+    assert (response.status_code, response.url) == (302, f"{QUEUE}{listing.pk}/change/?{filters}")
+    listing.refresh_from_db()
+    assert listing.moderation_status == S.FLAGGED
+    assert client.get(f"{QUEUE}{listing.pk}/moderation/bogus/").status_code == 404
+
+
 def test_rescan_queues_a_task_per_selected_listing(
     client, moderator, review_catalogue, django_capture_on_commit_callbacks
 ):
@@ -567,6 +598,38 @@ def test_a_second_moderator_sees_who_holds_a_listing_and_next_skips_it(
     assert response.url == f"{QUEUE}{chair.pk}/change/"
 
 
+def test_a_moderator_who_opens_listings_one_after_another_from_the_list_holds_only_the_last(
+    client, moderator, second_moderator, review_catalogue
+):
+    """A user trial: opening listings from the list (and going back) left every one held,
+    so another moderator's "next" skipped them all for five minutes."""
+    mug, boots = review_catalogue["duplicate"], review_catalogue["mismatch"]
+    client.force_login(moderator)
+    client.get(f"{QUEUE}{boots.pk}/change/")
+    client.get(QUEUE)  # back to the list
+    client.get(f"{QUEUE}{mug.pk}/change/")
+    client.force_login(second_moderator)
+    assert client.get(QUEUE).content.decode().count('<span class="moderation-held">held by moderator</span>') == 1
+    assert "moderator is reviewing this until" not in client.get(f"{QUEUE}{boots.pk}/change/").content.decode()
+    assert "moderator is reviewing this until" in client.get(f"{QUEUE}{mug.pk}/change/").content.decode()
+
+
+def test_the_queue_shows_the_seller_and_offers_no_select_of_every_user(client, moderator, review_catalogue):
+    """A user trial: the queue's change page offered a select of every user (admins and
+    moderators too) for the seller, one stray choice from handing the listing to another."""
+    listing = review_catalogue["mismatch"]
+    seller = listing.seller
+    client.force_login(moderator)
+    page = client.get(f"{QUEUE}{listing.pk}/change/").content.decode()
+    assert 'name="seller"' not in page
+    assert seller.username in page
+    form = {"title": "Red hiking boots", "description": "", "category": listing.category_id, "price": "10.00"}
+    form["seller"] = moderator.pk  # a forged field is ignored
+    assert client.post(f"{QUEUE}{listing.pk}/change/", form).status_code == 302
+    listing.refresh_from_db()
+    assert listing.seller == seller
+
+
 def test_a_decision_ends_the_moderators_hold(client, moderator, second_moderator, review_catalogue):
     mug, boots = review_catalogue["duplicate"], review_catalogue["mismatch"]
     client.force_login(moderator)
@@ -791,6 +854,26 @@ def test_a_decision_on_a_page_decided_since_it_was_opened_is_refused_naming_who_
     assert not Decision.objects.filter(object_pk=str(boots.pk), to_status=S.REJECTED).exists()
 
 
+def test_a_decision_on_a_page_whose_listing_its_seller_edited_since_says_it_was_edited(
+    client, moderator, review_catalogue
+):
+    """A user trial: the refusal said "... was flagged by the system at ...", which hid that
+    the seller had changed the listing."""
+    from tests.helpers import score_now
+
+    boots = review_catalogue["mismatch"]
+    client.force_login(moderator)
+    seen = decide_form(client.get(f"{QUEUE}{boots.pk}/change/").content.decode())
+    boots.title = "Red hiking boots, size 42"
+    boots.save()
+    score_now(boots)  # flagged again, by the system
+    response = client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": "", **seen}, follow=True)
+    page = response.content.decode()
+    assert "was edited by its owner after the page was opened (version 1, now 2): nothing was decided." in page
+    boots.refresh_from_db()
+    assert boots.moderation_status == S.FLAGGED
+
+
 def test_an_edit_saved_from_the_queue_after_another_moderator_decided_is_kept(
     client, moderator, second_moderator, review_catalogue
 ):
@@ -885,15 +968,17 @@ def test_a_decision_by_anyone_ends_every_hold_on_the_listing(client, moderator, 
 
 
 def test_the_last_decision_in_a_list_says_how_many_are_left_held_by_whom(
-    client, moderator, second_moderator, review_catalogue
+    client, moderator, second_moderator, review_catalogue, user_factory
 ):
     mug, boots, chair = (review_catalogue[key] for key in ("duplicate", "mismatch", "broken"))
-    client.force_login(second_moderator)
-    client.get(f"{QUEUE}{mug.pk}/change/")
-    client.get(f"{QUEUE}{chair.pk}/change/")
+    third = user_factory(username="third", is_staff=True)
+    third.user_permissions.add(*moderator.user_permissions.all())
+    for holder, listing in ((second_moderator, mug), (third, chair)):  # a moderator holds one at a time
+        client.force_login(holder)
+        client.get(f"{QUEUE}{listing.pk}/change/")
     client.force_login(moderator)
     page = client.post(f"{QUEUE}{boots.pk}/moderation/approve/", {"reason": ""}, follow=True).content.decode()
-    assert "Nothing else to review in this list: 2 more are held by second." in page
+    assert "Nothing else to review in this list: 2 more are held by second, third." in page
 
 
 def test_the_desk_says_listings_not_objects_and_the_history_shows_status_labels(client, moderator, review_catalogue):

@@ -290,6 +290,21 @@ def test_a_long_word_in_a_note_and_a_reason_wraps_inside_the_page(
     shot(page, "long-note")
 
 
+def test_a_title_of_one_long_word_wraps_in_the_lists_heading_and_breadcrumbs(
+    live_server, browser_page, moderator, flagged_listings
+):
+    """A user trial: "Red " and a 192-character word made the change page 2,324 px wide,
+    and the Listings list pushed category, seller and status off the screen."""
+    page = browser_page
+    (listing,) = flagged_listings(1)
+    type(listing).objects.filter(pk=listing.pk).update(title="Red " + "x" * 192)
+    log_in(page, live_server, moderator)
+    for path in (f"{QUEUE}{listing.pk}/change/", "/admin/catalog/listing/", QUEUE):
+        page.goto(f"{live_server.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path
+    shot(page, "long-title-queue")
+
+
 def test_the_open_photo_zooms_with_z_plus_and_minus_and_upper_case_keys_work(
     live_server, browser_page, moderator, flagged_listings
 ):

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from catalog.models import Listing
 from moderation import holds
+from tests.helpers import image_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -52,3 +53,17 @@ def test_release_all_ends_every_moderators_hold_on_the_object(listing_factory, u
     holds.release_all(listing)
     assert holds.hold(listing, bob).moderator == bob
     assert set(holds.held_by_others(Listing, bob)) == {str(other.pk)}
+
+
+def test_holding_an_object_ends_ones_own_holds_on_others_of_its_model_only(
+    listing_factory, gadget_factory, user_factory
+):
+    first, second, theirs = listing_factory(), listing_factory(), listing_factory()
+    gadget, alice, bob = gadget_factory(picture=image_bytes()), user_factory(), user_factory()
+    holds.hold(first, alice)
+    holds.hold(theirs, bob)
+    holds.hold(gadget, alice)
+    holds.hold(second, alice)
+    assert set(holds.held_by_others(Listing, bob)) == {str(second.pk)}
+    assert set(holds.held_by_others(Listing, alice)) == {str(theirs.pk)}
+    assert holds.hold(gadget, bob).moderator == alice  # another model's hold stays

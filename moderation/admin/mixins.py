@@ -19,6 +19,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -170,12 +171,25 @@ class ModerationAdminMixin(CheckedLookupsMixin):
 
     @admin.action(description=_("Rescan selected"), permissions=["moderate"])
     def rescan_selected(self, request, queryset):
+        if self._nothing_selected(request, queryset):
+            return
         for obj in queryset:
             transitions.rescan(obj, actor=request.user)
         self.message_user(request, _done_message("rescan", len(queryset)), messages.SUCCESS)
 
+    def _nothing_selected(self, request, queryset) -> bool:
+        """Whether none of the selected keys is in this list (any more: decided, deleted, or
+        a tampered selection), in which case it says so and nothing is done."""
+        if queryset.exists():
+            return False
+        text = _("None of the selected %(name)s is in this list any more: nothing was changed.")
+        self.message_user(request, text % {"name": self.objects_name(2)}, messages.WARNING)
+        return True
+
     def _decide_with_reason(self, request, queryset, verb: str):
         """First an intermediate page that asks for the reason, then the decisions."""
+        if self._nothing_selected(request, queryset):
+            return None
         form = DecisionForm(request.POST if "apply" in request.POST else None, verb=verb)
         if form.is_bound and form.is_valid():
             done = self._apply(request, list(queryset), verb, form.cleaned_data["reason"])
@@ -324,8 +338,10 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         """POST from the review panel: approve, reject or rescan one object, then on to
         the next object of the moderator's list (``ReviewFlow``). A reason the form
         refuses shows the form again with its error, and nothing is decided."""
-        if request.method != "POST" or verb not in VERBS:
-            raise PermissionDenied
+        if verb not in VERBS:
+            raise Http404(_("No such decision."))
+        if request.method != "POST":  # a reload of a refused decision's page, a link: the object's page
+            return HttpResponseRedirect(ReviewFlow(self, request).url("change", object_id))
         if not self.has_moderate_permission(request):
             raise PermissionDenied
         obj = self._object_or_404(request, object_id)
@@ -355,7 +371,9 @@ class ModerationAdminMixin(CheckedLookupsMixin):
 
     def note_view(self, request, object_id):
         """POST: an internal note on the object, kept with its history."""
-        if request.method != "POST" or not self.has_moderate_permission(request):
+        if request.method != "POST":
+            return HttpResponseRedirect(ReviewFlow(self, request).url("change", object_id))
+        if not self.has_moderate_permission(request):
             raise PermissionDenied
         obj = self._object_or_404(request, object_id)
         form = NoteForm(request.POST)
@@ -478,6 +496,23 @@ class ReviewQueueAdmin(ModerationAdminMixin, admin.ModelAdmin):
                     else spec.owner_field
                 )
         return fields
+
+    def changelist_view(self, request, extra_context=None):
+        """Titled by the queue's name ("Listings to review"), not Django's "Select listing
+        to review to change"."""
+        title = capfirst(self.model._meta.verbose_name_plural)
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
+    def get_readonly_fields(self, request, obj=None):
+        """The owner is shown, not edited, in the queue: a moderator reviews an object and
+        does not hand it to another owner, and a select of every user of the site (a user
+        trial saw admins and moderators in it) would be one stray choice away from it, and
+        a page of every user at a site's size."""
+        spec = get_spec(self.model)
+        readonly = list(super().get_readonly_fields(request, obj))
+        if spec.owner_field and spec.owner_field not in readonly:
+            readonly.append(spec.owner_field)
+        return readonly
 
     def has_add_permission(self, request):
         return False
