@@ -142,12 +142,16 @@ def category_check(image_vector: np.ndarray, category: str, labels: list[str], m
     """Zero-shot rank of the listed category among all, by the photo's similarity.
 
     Ties count in the listing's favour: a model that cannot tell the categories apart
-    (like the demo model) ranks every category first and flags nothing.
+    (like the demo model) ranks every category first and flags nothing. The three
+    suggestions are in the rank's order: the listed category comes first among those tied
+    with it, so that "ranks #1" is never shown beside another category listed first.
     """
     similarities = matrix @ image_vector
-    listed = similarities[labels.index(category)]
+    position = labels.index(category)
+    listed = similarities[position]
     rank = int((similarities > listed + 1e-6).sum()) + 1
-    order = np.argsort(-similarities)[:3]
+    tied = np.abs(similarities - listed) <= 1e-6
+    order = sorted(range(len(labels)), key=lambda i: (-(listed if tied[i] else similarities[i]), i != position, i))[:3]
     suggested = [{"category": labels[i], "score": round(float(similarities[i]), 4)} for i in order]
     return {"category_rank": rank, "category_score": float(listed), "suggested_categories": suggested}
 

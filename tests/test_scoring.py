@@ -109,3 +109,17 @@ def test_a_prohibited_concept_on_the_photo_is_flagged_with_its_name(settings, de
     innocent = listing_factory(title="Red mug", image=photo("red", "cup"))
     score_now(innocent)
     assert innocent.flag_reasons == []
+
+
+def test_a_category_tied_with_others_ranks_first_and_is_suggested_first():
+    """A user trial: "ranks #1" beside a suggestion list that began with another category of
+    the same score."""
+    from moderation.scoring import category_check
+
+    matrix = np.array([[0.6, 0.8], [0.6, 0.8], [1.0, 0.0], [0.8, 0.6]])  # Sports and Toys tie
+    check = category_check(np.array([0.6, 0.8]), "Toys", ["Sports", "Toys", "Garden", "Books"], matrix)
+    assert check["category_rank"] == 1
+    assert [s["category"] for s in check["suggested_categories"]] == ["Toys", "Sports", "Books"]
+    below = category_check(np.array([1.0, 0.0]), "Books", ["Sports", "Toys", "Garden", "Books"], matrix)
+    assert below["category_rank"] == 2
+    assert [s["category"] for s in below["suggested_categories"]] == ["Garden", "Books", "Sports"]
