@@ -90,3 +90,24 @@ def test_a_rejection_made_in_the_review_queue_emails_the_seller_too(
     finally:
         signals.object_decided.disconnect(dispatch_uid="t")
     assert heard == [Listing]
+
+
+def test_the_demos_report_counts_the_reasons_of_what_waits_for_a_moderator(
+    demo_moderation, listing_factory, photo, moderator
+):
+    """A user trial: "7 flagged" beside "flagged 13 x ...": reasons of decided listings counted too."""
+    from io import StringIO
+
+    from catalog.management.commands.demo import Command
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    waiting = listing_factory(title="Red hiking boots", image=photo("blue", "shoe"))
+    decided = listing_factory(title="Red kettle", image=photo("green", "cup"))
+    for listing in (waiting, decided):
+        score_now(listing)
+    transitions.reject(decided, actor=moderator, reason="wrong photo")
+    out = StringIO()
+    Command(stdout=out)._report_when_scored(timeout=0)
+    assert "2 listings; 1 flagged, 1 rejected" in out.getvalue()
+    assert out.getvalue().count("flagged 1 x the photo does not match the title and description") == 1

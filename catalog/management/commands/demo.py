@@ -48,7 +48,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         try:
             created = load_demo_catalogue(seller_password=seller_password)
-            self.stdout.write(f"Sample catalogue ready ({created} listings created).")
+            made = f"{created} listing created" if created == 1 else f"{created} listings created"
+            self.stdout.write(f"Sample catalogue ready ({made}).")
             self.stdout.write(
                 f"  Admin user {username!r}, password {password!r}; sellers alice, bob, carol and dave, "
                 f"password {seller_password!r} (POST /api/token/ gives an app a token)."
@@ -76,7 +77,9 @@ class Command(BaseCommand):
                 break
             time.sleep(0.5)
         counts = Counter(Listing.objects.values_list("moderation_status", flat=True))
-        reasons = Counter(reason for row in Listing.objects.values_list("flag_reasons", flat=True) for reason in row)
+        # The reasons of what waits for a moderator: a listing decided since keeps its reasons.
+        flagged = Listing.objects.filter(moderation_status=ModerationStatus.FLAGGED)
+        reasons = Counter(reason for row in flagged.values_list("flag_reasons", flat=True) for reason in row)
         self.stdout.write(
             f"Moderation: {sum(counts.values())} listings; "
             + ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
