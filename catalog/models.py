@@ -7,7 +7,11 @@ from django.db import models
 from moderation.models import ModeratedModel
 from moderation.registry import register
 from moderation.uploads import ModeratedImageField
-from moderation.visible_text import MinVisibleLengthValidator, ProhibitBidiControlsValidator
+from moderation.visible_text import (
+    MinVisibleLengthValidator,
+    ProhibitBidiControlsValidator,
+    ProhibitReplacementCharacterValidator,
+)
 
 
 class Category(models.Model):
@@ -31,10 +35,12 @@ class Category(models.Model):
 
 # A title needs three characters a reader sees: zero-width, bidi and control characters
 # do not count; and no bidi embedding, override or isolate control, which would show
-# moderators the title in another order than it is written. On the model field, so that
-# every form holds titles to it (the admin's, a view-only one too); the API's serializer
-# names them again (catalog/serializers.py).
-TITLE_VALIDATORS = [MinVisibleLengthValidator(3), ProhibitBidiControlsValidator()]
+# moderators the text in another order than it is written, nor U+FFFD, what bytes that
+# are not UTF-8 became. On the model fields, so that every form holds them to it (the
+# admin's, a view-only one too); the API's serializer names them again
+# (catalog/serializers.py). The description is held to the last two.
+DESCRIPTION_VALIDATORS = [ProhibitBidiControlsValidator(), ProhibitReplacementCharacterValidator()]
+TITLE_VALIDATORS = [MinVisibleLengthValidator(3), *DESCRIPTION_VALIDATORS]
 
 
 def listing_image_path(instance: "Listing", filename: str) -> str:
@@ -53,7 +59,7 @@ def listing_image_path(instance: "Listing", filename: str) -> str:
 class Listing(ModeratedModel):
     seller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="listings")
     title = models.CharField(max_length=200, validators=TITLE_VALIDATORS)
-    description = models.TextField(blank=True, max_length=5000)
+    description = models.TextField(blank=True, max_length=5000, validators=DESCRIPTION_VALIDATORS)
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
     price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
     image = ModeratedImageField(upload_to=listing_image_path)

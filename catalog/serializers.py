@@ -4,12 +4,8 @@ from django.core.validators import ProhibitNullCharactersValidator
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from moderation.api.serializers import (
-    ModerationStateSerializer,
-    ProhibitReplacementCharacterValidator,
-    SafeImageField,
-    SearchFiltersSerializer,
-)
+from moderation.api.serializers import ModerationStateSerializer, SafeImageField, SearchFiltersSerializer
+from moderation.visible_text import ProhibitReplacementCharacterValidator
 
 from .models import TITLE_VALIDATORS, Category, Listing
 

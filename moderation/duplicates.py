@@ -2,7 +2,8 @@
 
 The original of a picture is its earliest upload, whoever owns it: a listing is never a
 duplicate of a later copy, and a rejected listing is nobody's original. The same owner
-listing the same picture and text again is a ``repost`` of the owner's own original.
+listing the same picture and text again is a ``repost`` of the owner's own original,
+and listing a picture of its own rejected listing again is ``resubmitted``.
 
 CLIP vectors of two different photos of similar things can be very close, so a
 duplicate needs both: a photo vector close to another owner's (one index search per
@@ -19,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import BooleanField, Model, Value
+from django.db.models import BooleanField, ExpressionWrapper, Model, Q, Value
 from django.db.models.expressions import RawSQL
 from pgvector.django import CosineDistance
 from PIL import Image
@@ -61,6 +62,9 @@ class Candidate:
     same_owner: bool
     order: tuple
     text: str
+    # Rejected by a moderator: nobody's original, but its owner's new copy of it is
+    # ``resubmitted`` (``rejected_copy``). Only the owner's own search returns these.
+    rejected: bool = False
 
 
 class Found(NamedTuple):
@@ -105,18 +109,23 @@ def duplicate_query(
         order_fields = [spec.created_field, "pk"]
     else:
         order, order_fields = f"{column(pk_field)} %s q.pk::{pk_type}", ["pk"]
-    base = (
+    any_status = (
         model._default_manager.filter(embedding_model=model_id, image_vector__isnull=False)
-        .exclude(moderation_status=ModerationStatus.REJECTED)
-        .annotate(moderation_distance=CosineDistance("image_vector", RawSQL("q.v", ())))
+        .annotate(
+            moderation_distance=CosineDistance("image_vector", RawSQL("q.v", ())),
+            moderation_rejected=ExpressionWrapper(
+                Q(moderation_status=ModerationStatus.REJECTED), output_field=BooleanField()
+            ),
+        )
         .order_by("moderation_distance")
     )
     if limits is not None:
-        base = base.exclude(pk__in=[obj.pk for obj in objs])
+        any_status = any_status.exclude(pk__in=[obj.pk for obj in objs])
+    base = any_status.exclude(moderation_status=ModerationStatus.REJECTED)
 
-    def uploaded(later: bool):
+    def uploaded(later: bool, *, rejected_too: bool = False):
         condition = RawSQL(order % (">" if later else "<"), (), output_field=BooleanField())
-        return base.filter(condition).annotate(moderation_later=Value(later))
+        return (any_status if rejected_too else base).filter(condition).annotate(moderation_later=Value(later))
 
     columns = [
         "pk",
@@ -124,6 +133,7 @@ def duplicate_query(
         "moderation_distance",
         "moderation_same_owner",
         "moderation_later",
+        "moderation_rejected",
         *order_fields,
         *spec.text_fields,
     ]
@@ -141,7 +151,7 @@ def duplicate_query(
         own = RawSQL(f"{column(owner)} = q.owner::{owner_type}", (), output_field=BooleanField())
         searches = [
             uploaded(False).filter(others).annotate(moderation_same_owner=Value(False)),
-            uploaded(False).filter(own).annotate(moderation_same_owner=Value(True)),
+            uploaded(False, rejected_too=True).filter(own).annotate(moderation_same_owner=Value(True)),
             uploaded(True).filter(others).annotate(moderation_same_owner=Value(False)),
         ]
         owners = [None if (value := spec.owner_id_of(obj)) is None else str(value) for obj in objs]
@@ -172,8 +182,9 @@ def duplicate_candidates(
     spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str, limits: list | None = None
 ) -> Found:
     """For each object, the photos nearest to its own: ``Found.earlier``, among objects
-    uploaded before it and not rejected, at most ``DUPLICATE_CANDIDATES`` of other owners
-    and as many of its own owner; ``Found.later``, at most ``DUPLICATE_CANDIDATES`` of
+    uploaded before it, at most ``DUPLICATE_CANDIDATES`` of other owners (not rejected)
+    and as many of its own owner (rejected ones too, marked ``rejected``: ``rejected_copy``);
+    ``Found.later``, at most ``DUPLICATE_CANDIDATES`` of
     other owners uploaded after it (``later_copies``). One statement for the whole batch
     (``duplicate_query``): three index searches a photo.
 
@@ -189,10 +200,10 @@ def duplicate_candidates(
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         set_index_options(k=moderation_settings.DUPLICATE_CANDIDATES)
         cursor.execute(sql, params)
-        for position, pk, phash, distance, same_owner, later, *rest in cursor.fetchall():
+        for position, pk, phash, distance, same_owner, later, rejected, *rest in cursor.fetchall():
             order, texts = tuple(rest[:order_width]), rest[order_width:]
             (found.later if later else found.earlier)[position - 1].append(
-                Candidate(pk, phash, 1.0 - float(distance), same_owner, order, spec.text_from(texts))
+                Candidate(pk, phash, 1.0 - float(distance), same_owner, order, spec.text_from(texts), rejected)
             )
     return Found(*([nearest_first(rows, distance=lambda c: -c.similarity) for rows in lists] for lists in found))
 
@@ -245,12 +256,7 @@ def find_duplicate(
     ``DUPLICATE_MIN_SIMILARITY``, ``PHASH_MAX_DISTANCE``, ``REPOST_MIN_TEXT_SIMILARITY``
     (``scoring.thresholds_for``).
     """
-    same = [
-        candidate
-        for candidate in candidates
-        if candidate.similarity >= limits["DUPLICATE_MIN_SIMILARITY"]
-        and same_picture(phash, candidate.phash, limits["PHASH_MAX_DISTANCE"])
-    ]
+    same = [candidate for candidate in _same_picture(phash, candidates, limits) if not candidate.rejected]
     if not same:
         return None
     original = min(same, key=attrgetter("order"))
@@ -259,6 +265,24 @@ def find_duplicate(
     if same_text(text, original.text, limits["REPOST_MIN_TEXT_SIMILARITY"]):
         return FlagReason.REPOST, original
     return None
+
+
+def _same_picture(phash: int | None, candidates: list[Candidate], limits: dict) -> list[Candidate]:
+    return [
+        candidate
+        for candidate in candidates
+        if candidate.similarity >= limits["DUPLICATE_MIN_SIMILARITY"]
+        and same_picture(phash, candidate.phash, limits["PHASH_MAX_DISTANCE"])
+    ]
+
+
+def rejected_copy(phash: int | None, *, candidates: list[Candidate], limits: dict) -> Candidate | None:
+    """The most similar of the owner's own objects that a moderator rejected and that show
+    the same picture as this photo (``find_duplicate``'s test), or None: a rejected
+    listing posted again as a new one goes to a moderator (``resubmitted``), as an edit
+    of it does (``transitions.rejected_last``)."""
+    same = [c for c in _same_picture(phash, candidates, limits) if c.rejected and c.same_owner]
+    return max(same, key=attrgetter("similarity"), default=None)
 
 
 def batch_candidates(spec: ModerationSpec, objs: list[Model], image_vectors, phashes, texts) -> list[list[Candidate]]:

@@ -192,7 +192,8 @@ def record_scores(
                 statuses.append(None)
                 continue
             scores, from_status = result.scores, row.moderation_status
-            if str(row.pk) in rejected:  # new content after a rejection goes to a person
+            if str(row.pk) in rejected and FlagReason.RESUBMITTED not in scores.flag_reasons:
+                # New content after a rejection goes to a person.
                 scores = with_severity(replace(scores, flag_reasons=[*scores.flag_reasons, FlagReason.RESUBMITTED]))
             row.embedding_model = model_id
             row.text_vector = to_db(result.text_vector)
@@ -230,23 +231,31 @@ def record_scores(
 
 def rejected_last(model: type[models.Model], pks: list) -> set[str]:
     """The keys (as ``Decision.object_pk`` strings) among ``pks`` whose moderators' last
-    word was a rejection: the newest of their approvals, rejections and undos is a
-    rejection. An edit sends such an object back to ``pending`` like any other
-    (``content_changed``); ``record_scores`` then flags the new content
-    ``resubmitted``, so that it goes back to a person instead of to public search,
-    whatever its scores. One query for the batch (the index on content type, key and
-    time)."""
+    word is a rejection: their approvals and rejections in order, each undo taking back
+    the decision before it, end with a rejection (an approval made by mistake and undone
+    leaves the rejection before it standing). An edit sends such an object back to
+    ``pending`` like any other (``content_changed``); ``record_scores`` then flags the
+    new content ``resubmitted``, so that it goes back to a person instead of to public
+    search, whatever its scores. One query for the batch (the index on content type, key
+    and time); an object has a handful of such decisions."""
     if not pks:
         return set()
     content_type = ContentType.objects.get_for_model(model)
-    verdicts = (
+    decisions = (
         Decision.objects.filter(content_type=content_type, object_pk__in=[str(pk) for pk in pks])
         .filter(Q(to_status__in=DECIDED_STATUSES) | Q(reason="undo"))
-        .order_by("object_pk", "-created_at", "-pk")
-        .distinct("object_pk")
-        .values_list("object_pk", "to_status")
+        .order_by("created_at", "pk")
+        .values_list("object_pk", "to_status", "reason")
     )
-    return {pk for pk, status in verdicts if status == S.REJECTED}
+    standing: dict[str, list[str]] = {}
+    for pk, to_status, reason in decisions:
+        verdicts = standing.setdefault(pk, [])
+        if reason == "undo":
+            if verdicts:
+                verdicts.pop()
+        else:
+            verdicts.append(to_status)
+    return {pk for pk, verdicts in standing.items() if verdicts and verdicts[-1] == S.REJECTED}
 
 
 def start_attempt(model: type[models.Model], objs: list[models.Model]) -> None:
@@ -378,16 +387,35 @@ def _rescan_failed(row: models.Model, error, *, permanent: bool) -> str:
 
 
 def _decide(
-    obj: models.Model, *, to_status: str, actor, reason: str, shown: tuple[str, int] | None = None
+    obj: models.Model,
+    *,
+    to_status: str,
+    actor,
+    reason: str,
+    shown: tuple[str, int] | None = None,
+    version: int | None = None,
 ) -> models.Model:
     """A moderator's decision: ``to_status`` from any other status. ``shown``: the
-    (status, content version) the moderator saw; a row that moved on since is refused."""
+    (status, content version) the moderator saw; ``version``: the content version alone
+    (the API's); a row that moved on since is refused. An approval that names neither is
+    refused for a ``pending`` object: its content changed since anyone saw it (a seller's
+    edit between a moderator's GET and POST)."""
     with transaction.atomic():
         row = _locked(type(obj), obj.pk)
         if row is None:
             raise InvalidTransition(f"{obj} no longer exists.")
         if shown is not None and shown != (row.moderation_status, row.moderation_version):
             raise InvalidTransition(_changed_since(row, shown_version=shown[1]))
+        if version is not None and version != row.moderation_version:
+            raise InvalidTransition(_changed_since(row, shown_version=version))
+        if to_status == S.APPROVED and shown is None and version is None and row.moderation_status == S.PENDING:
+            raise InvalidTransition(
+                _(
+                    "%(object)s is pending: its content changed and is being scored again, and no one has seen it. "
+                    "Approve it once it is scored, or name the version you saw."
+                )
+                % {"object": row}
+            )
         if row.moderation_status == to_status:
             raise InvalidTransition(
                 f"{row} is {row.get_moderation_status_display().lower()}; it cannot become {to_status}."
@@ -426,10 +454,13 @@ def _changed_since(row: models.Model, *, shown_version: int | None = None) -> st
     }
 
 
-def approve(obj: models.Model, *, actor, reason: str = "", shown: tuple[str, int] | None = None) -> models.Model:
+def approve(
+    obj: models.Model, *, actor, reason: str = "", shown: tuple[str, int] | None = None, version: int | None = None
+) -> models.Model:
     """A moderator accepts the object as it is. Raises ``InvalidTransition`` if it is
-    approved already, or changed since the moderator saw it as ``shown`` (``_decide``)."""
-    return _decide(obj, to_status=S.APPROVED, actor=actor, reason=reason, shown=shown)
+    approved already, changed since the moderator saw it as ``shown`` or ``version``, or
+    is ``pending`` and neither is named (``_decide``)."""
+    return _decide(obj, to_status=S.APPROVED, actor=actor, reason=reason, shown=shown, version=version)
 
 
 def decision_reason(preset: str, details: str) -> str:
@@ -439,14 +470,17 @@ def decision_reason(preset: str, details: str) -> str:
     return ": ".join(part for part in (preset, details.strip()) if part)
 
 
-def reject(obj: models.Model, *, actor, reason: str, shown: tuple[str, int] | None = None) -> models.Model:
+def reject(
+    obj: models.Model, *, actor, reason: str, shown: tuple[str, int] | None = None, version: int | None = None
+) -> models.Model:
     """A moderator refuses the object; it leaves public search. ``reason`` is what the
     seller is told (``DECISION_REASONS``, or the moderator's words). Raises ValueError
     for a blank reason (the admin's and the API's forms refuse it first) and
-    ``InvalidTransition`` if the object is rejected already or changed since ``shown``."""
+    ``InvalidTransition`` if the object is rejected already or changed since ``shown`` or
+    ``version``."""
     if not reason.strip():
         raise ValueError("A rejection needs a reason: one of MODERATION['DECISION_REASONS'] or the moderator's words.")
-    return _decide(obj, to_status=S.REJECTED, actor=actor, reason=reason, shown=shown)
+    return _decide(obj, to_status=S.REJECTED, actor=actor, reason=reason, shown=shown, version=version)
 
 
 def rescan(obj: models.Model, *, actor=None) -> None:
@@ -513,17 +547,27 @@ def _undo_refusal(row: models.Model, last: Decision | None, *, actor, within_sec
     return ""
 
 
-def decide(obj: models.Model, verb: str, *, actor, reason: str = "", shown: tuple[str, int] | None = None):
+def decide(
+    obj: models.Model,
+    verb: str,
+    *,
+    actor,
+    reason: str = "",
+    shown: tuple[str, int] | None = None,
+    version: int | None = None,
+):
     """A moderator's ``verb`` ("approve", "reject" or "rescan") on ``obj``: what the admin
     and the API call, so both follow the same rules. ``shown``: the (status, content
-    version) the moderator decided on; None to decide on the object as it is now (a
-    rescan always is). Raises ``InvalidTransition``."""
+    version) the moderator decided on (the admin's page); ``version``: the content version
+    alone (the API's); None for both to decide on the object as it is now (a rescan
+    always is), which an approval of a ``pending`` object refuses. Raises
+    ``InvalidTransition``."""
     if verb == "rescan":
         return rescan(obj, actor=actor)
     if verb == "approve":
-        return approve(obj, actor=actor, reason=reason, shown=shown)
+        return approve(obj, actor=actor, reason=reason, shown=shown, version=version)
     if verb == "reject":
-        return reject(obj, actor=actor, reason=reason, shown=shown)
+        return reject(obj, actor=actor, reason=reason, shown=shown, version=version)
     raise ValueError(f"Unknown moderation verb {verb!r}: use approve, reject or rescan.")
 
 

@@ -111,3 +111,22 @@ class ProhibitBidiControlsValidator:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ProhibitBidiControlsValidator)
+
+
+@deconstructible
+class ProhibitReplacementCharacterValidator:
+    """Refuses text holding U+FFFD REPLACEMENT CHARACTER (ValidationError, code
+    ``replacement_character``). Django decodes a query string or a form field that is not
+    UTF-8 (``?q=%ED%A0%80``, ``title=Green%ffhose``) into U+FFFD rather than refusing it:
+    such a query matched every photo alike, and such a title stored the bytes' loss. A
+    U+FFFD sent as such is refused too: it cannot be told apart from one Django made."""
+
+    message = _("The text is not valid UTF-8: it holds U+FFFD, what undecodable bytes become. Send it as UTF-8.")
+    code = "replacement_character"
+
+    def __call__(self, value: str) -> None:
+        if "\ufffd" in value:
+            raise ValidationError(self.message, code=self.code)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProhibitReplacementCharacterValidator)

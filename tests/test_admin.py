@@ -276,6 +276,24 @@ def test_a_resubmission_is_explained_with_the_rejection_it_follows(client, moder
     assert "Edited by the seller after a moderator rejected it" in page
 
 
+def test_a_rejected_photo_listed_again_shows_both_photos_and_says_so(
+    client, moderator, review_catalogue, listing_factory, photo
+):
+    from moderation import transitions
+    from tests.helpers import score_now
+
+    boots = review_catalogue["mismatch"]
+    transitions.reject(boots, actor=moderator, reason="stolen photo")
+    again = listing_factory(title="Hiking boots", image=photo("blue", "shoe"), seller=boots.seller)
+    score_now(again)
+    assert "resubmitted" in again.flag_reasons
+    client.force_login(moderator)
+    page = client.get(listing_url(again)).content.decode()
+    assert f"the picture of the same seller&#x27;s rejected object #{boots.pk}" in page
+    assert 'id="moderation-duplicate"' in page  # the two photos side by side
+    assert "to the photo of another seller" not in page
+
+
 def test_a_moderator_approves_from_the_detail_page_with_a_reason(client, moderator, review_catalogue):
     client.force_login(moderator)
     listing = review_catalogue["mismatch"]

@@ -76,6 +76,13 @@ def test_new_content_after_a_rejection_is_flagged_resubmitted_until_a_moderators
     rejected.save()
     score_now(rejected)
     assert (rejected.moderation_status, rejected.flag_reasons) == (S.FLAGGED, ["resubmitted"])
+    # An approval made by mistake and undone leaves the rejection standing (a user trial).
+    transitions.approve(rejected, actor=admin_user)
+    transitions.undo(rejected, actor=admin_user, within_seconds=60)
+    rejected.title = "Red mug, barely used"
+    rejected.save()
+    score_now(rejected)
+    assert (rejected.moderation_status, rejected.flag_reasons) == (S.FLAGGED, ["resubmitted"])
     # A rescan of unchanged content keeps the moderator's decision and adds nothing.
     transitions.reject(rejected, actor=admin_user, reason="still counterfeit")
     score_now(rejected, force=True)

@@ -53,7 +53,7 @@ def explain(obj) -> list[str]:
             )
             % {"similarity": obj.duplicate_similarity, "other": obj.duplicate_of}
         )
-    elif obj.duplicate_of:
+    elif obj.duplicate_of and FlagReason.DUPLICATE_IMAGE in obj.flag_reasons:
         lines.append(
             _(
                 "The photo is nearly identical (similarity %(similarity)s) to the photo of another "
@@ -71,6 +71,17 @@ def explain(obj) -> list[str]:
         )
     if FlagReason.RESUBMITTED in obj.flag_reasons:
         rejection = history(obj).filter(to_status=ModerationStatus.REJECTED).select_related("actor").first()
+        copied = {FlagReason.DUPLICATE_IMAGE, FlagReason.REPOST} & set(obj.flag_reasons)
+        if rejection is None and obj.duplicate_of and not copied:
+            lines.append(
+                _(
+                    "The photo is the picture of the same seller's rejected object #%(other)s (similarity "
+                    "%(similarity).3f): a rejected listing listed again as a new one."
+                )
+                % {"other": obj.duplicate_of, "similarity": obj.duplicate_similarity}
+            )
+        elif rejection is None:
+            lines.append(_("The photo is the picture of one of the same seller's rejected objects."))
         if rejection is not None:
             lines.append(
                 _(

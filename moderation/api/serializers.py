@@ -17,7 +17,7 @@ from moderation.registry import get_spec
 from moderation.search import MAX_K
 from moderation.transitions import decision_reason, history
 from moderation.uploads import validate_photo
-from moderation.visible_text import MinVisibleLengthValidator
+from moderation.visible_text import MinVisibleLengthValidator, ProhibitReplacementCharacterValidator
 
 from .errors import PayloadTooLarge
 
@@ -109,11 +109,18 @@ class ModeratorStateSerializer(ModerationStateSerializer):
 class DecisionRequestSerializer(serializers.Serializer):
     """A moderator's decision: a ``preset`` reason from ``MODERATION["DECISION_REASONS"]``,
     the moderator's own words (``reason``), or both, as in the admin. A rejection needs
-    one or the other (400 ``invalid`` naming ``reason``). ``context["verb"]``: "approve",
-    "reject" or "rescan". ``validated_data["reason"]`` is the composed reason."""
+    one or the other (400 ``invalid`` naming ``reason``). ``version``: the content version
+    the moderator read; an object that changed since is refused (409). ``context["verb"]``:
+    "approve", "reject" or "rescan". ``validated_data["reason"]`` is the composed reason."""
 
     preset = serializers.ChoiceField(choices=[], required=False, allow_blank=True, default="")
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    version = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="The content version the decision is about (the item's moderation.version, as read): "
+        "a 409 if the object changed since. Without it, approving a pending object is a 409.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -194,21 +201,6 @@ class SearchFiltersSerializer(serializers.Serializer):
         """{ORM lookup: value} from the validated filters, for the search's ``filter()``.
         Override with the model's own filters; the base has none."""
         return {}
-
-
-class ProhibitReplacementCharacterValidator:
-    """Refuses text holding U+FFFD REPLACEMENT CHARACTER (ValidationError, code
-    ``replacement_character``). Django decodes a query string or a form field that is not
-    UTF-8 (``?q=%ED%A0%80``) into U+FFFD rather than refusing it, and such a query matched
-    every photo alike. A U+FFFD sent as such is refused too: it cannot be told apart from
-    one Django made, and names nothing a search or a filter could match."""
-
-    message = _("The text is not valid UTF-8: it holds U+FFFD, what undecodable bytes become. Send it as UTF-8.")
-    code = "replacement_character"
-
-    def __call__(self, value: str) -> None:
-        if "\ufffd" in value:
-            raise serializers.ValidationError(self.message, code=self.code)
 
 
 class TextQuerySerializer(serializers.Serializer):

@@ -45,7 +45,9 @@ from .serializers import (
 )
 from .throttling import ScopedRateThrottle
 
-DECISION_EXAMPLE = OpenApiExample("With a reason", value={"reason": "The photo shows another product."})
+DECISION_EXAMPLE = OpenApiExample(
+    "With a reason and the version read", value={"reason": "The photo shows another product.", "version": 2}
+)
 
 
 class ModerationAPIMixin:
@@ -289,7 +291,8 @@ class ModerationQueueViewSet(
         obj = self.get_object()
         form = DecisionRequestSerializer(data=request.data, context={"verb": verb})
         form.is_valid(raise_exception=True)
-        transitions.decide(obj, verb, actor=request.user, reason=form.validated_data["reason"])
+        data = form.validated_data
+        transitions.decide(obj, verb, actor=request.user, reason=data["reason"], version=data.get("version"))
         obj.refresh_from_db()
         return Response(self.get_serializer(obj).data)
 
