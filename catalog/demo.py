@@ -143,8 +143,10 @@ def draw_photo(colour: str, shape: str, *, seed: str, size: int = 384) -> bytes:
 @transaction.atomic
 def load_demo_catalogue(*, seller_password: str) -> int:
     """Create the sample sellers (each with ``seller_password``, so that an app can get
-    a token for one), categories and listings. Idempotent: listings that exist (same
-    seller and title) are left alone. Returns how many were created."""
+    a token for one), categories and listings. Idempotent: the listings are made once,
+    in one transaction, when the sample sellers have none; a listing a seller edited or
+    deleted since is not made again (a restart made an edited title's listing anew,
+    flagged as a repost). Returns how many were created."""
     User = get_user_model()
     sellers = {}
     for name in SELLERS:
@@ -155,6 +157,8 @@ def load_demo_catalogue(*, seller_password: str) -> int:
     categories = {
         name: Category.objects.get_or_create(name=name, defaults={"slug": name.lower()})[0] for name in CATEGORIES
     }
+    if Listing.objects.filter(seller__in=sellers.values()).exists():
+        return 0
     created = 0
     photos = {}
     for seller, title, description, category, price, colour, shape in LISTINGS:
@@ -166,8 +170,6 @@ def load_demo_catalogue(*, seller_password: str) -> int:
 
 
 def _create(seller, title, description, category, price, photo: bytes) -> int:
-    if Listing.objects.filter(seller=seller, title=title).exists():
-        return 0
     listing = Listing(seller=seller, title=title, description=description, category=category, price=Decimal(price))
     listing.image.save(f"{hashlib.sha256(photo).hexdigest()[:16]}.jpg", ContentFile(photo), save=False)
     listing.save()

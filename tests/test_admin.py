@@ -17,6 +17,14 @@ def listing_url(listing):
     return f"/admin/catalog/listing/{listing.pk}/change/"
 
 
+def confirm(client, page: str, action: str, ids: list, **form):
+    """A bulk decision as the browser makes it: the action asks for its page, which shows the
+    listings (their status and version, in hidden fields), then that page is posted."""
+    asked = client.post(page, {"action": action, "_selected_action": ids}).content.decode()
+    shown = dict(re.findall(r'name="(moderation_shown_[^"]+)" value="([^"]*)"', asked))
+    return client.post(page, {"action": action, "_selected_action": ids, "apply": "1", **shown, **form}, follow=True)
+
+
 def test_the_queue_shows_what_needs_a_person_most_severe_first(client, moderator, review_catalogue):
     client.force_login(moderator)
     page = client.get(QUEUE).content.decode()
@@ -325,11 +333,7 @@ def test_bulk_reject_asks_for_a_reason_then_rejects_every_selected_listing(clien
     form = client.post(QUEUE, {"action": "reject_selected", "_selected_action": ids})
     assert form.status_code == 200
     assert 'name="reason"' in form.content.decode()
-    done = client.post(
-        QUEUE,
-        {"action": "reject_selected", "_selected_action": ids, "apply": "1", "reason": "misleading photos"},
-        follow=True,
-    )
+    done = confirm(client, QUEUE, "reject_selected", ids, reason="misleading photos")
     assert "2 rejected." in done.content.decode()
     for listing in chosen:
         listing.refresh_from_db()
@@ -345,15 +349,7 @@ def test_bulk_approve_skips_what_cannot_be_approved_and_says_why(client, moderat
     client.force_login(moderator)
     mismatch, duplicate = review_catalogue["mismatch"], review_catalogue["duplicate"]
     transitions.approve(duplicate, actor=moderator)
-    response = client.post(
-        "/admin/catalog/listing/",
-        {
-            "action": "approve_selected",
-            "_selected_action": [mismatch.pk, duplicate.pk],
-            "apply": "1",
-        },
-        follow=True,
-    )
+    response = confirm(client, "/admin/catalog/listing/", "approve_selected", [mismatch.pk, duplicate.pk])
     page = response.content.decode()
     assert "1 approved." in page
     assert "cannot become approved" in page
@@ -388,6 +384,40 @@ def test_a_get_of_a_decision_url_leads_to_the_listings_page_and_decides_nothing(
     listing.refresh_from_db()
     assert listing.moderation_status == S.FLAGGED
     assert client.get(f"{QUEUE}{listing.pk}/moderation/bogus/").status_code == 404
+    undo = client.get(f"{QUEUE}moderation/undo/?{filters}")  # was a bare 403 too
+    assert (undo.status_code, undo.url) == (302, f"{QUEUE}?moderation_status__exact=flagged")
+
+
+def test_a_bulk_decision_is_refused_for_a_listing_its_seller_edited_after_the_page_showed_it(
+    client, moderator, review_catalogue
+):
+    """A user trial: "Approve this listing: Green desk lamp" was on the screen, the seller
+    renamed it "Replica designer lamp" (scored flagged again), and the confirmation
+    approved the new title, public at once."""
+    from tests.helpers import score_now
+
+    mismatch, duplicate, broken = (review_catalogue[key] for key in ("mismatch", "duplicate", "broken"))
+    client.force_login(moderator)
+    ids = [mismatch.pk, duplicate.pk, broken.pk]
+    asked = client.post(QUEUE, {"action": "approve_selected", "_selected_action": ids}).content.decode()
+    shown = dict(re.findall(r'name="(moderation_shown_[^"]+)" value="([^"]*)"', asked))
+    assert shown[f"moderation_shown_{mismatch.pk}"] == "flagged:1"
+    mismatch.title = "Replica hiking boots"
+    mismatch.save()
+    score_now(mismatch)  # flagged again, version 2: still in the queue
+    broken.title = "Green chair, as new"
+    broken.save()  # pending: out of the queue's list
+    form = {"action": "approve_selected", "_selected_action": ids, "apply": "1", **shown}
+    page = client.post(QUEUE, form, follow=True).content.decode()
+    assert "1 approved." in page
+    assert "was edited by its owner after the page was opened (version 1, now 2)" in page
+    assert "1 of the selected listings is not in this list any more: nothing is done to it." in page
+    for listing in (mismatch, duplicate, broken):
+        listing.refresh_from_db()
+    assert [x.moderation_status for x in (mismatch, duplicate, broken)] == [S.FLAGGED, S.APPROVED, S.PENDING]
+    # A confirmation without the page's fields (a forged or an old form) decides nothing.
+    forged = client.post(QUEUE, {**form, "_selected_action": [mismatch.pk], **{k: "" for k in shown}}, follow=True)
+    assert "was not on the page you confirmed: nothing was decided." in forged.content.decode()
 
 
 def test_rescan_queues_a_task_per_selected_listing(
@@ -674,10 +704,7 @@ def test_undo_after_a_decision_on_the_detail_page_returns_the_listing_to_the_que
 def test_undo_after_a_bulk_action_restores_every_listing(client, moderator, review_catalogue):
     client.force_login(moderator)
     chosen = [review_catalogue["mismatch"], review_catalogue["duplicate"]]
-    client.post(
-        QUEUE,
-        {"action": "reject_selected", "_selected_action": [o.pk for o in chosen], "apply": "1", "reason": "stock"},
-    )
+    confirm(client, QUEUE, "reject_selected", [o.pk for o in chosen], reason="stock")
     assert "You rejected 2 listings" in client.get(QUEUE).content.decode()
     done = client.post(f"{QUEUE}moderation/undo/", follow=True)
     assert "2 decisions undone." in done.content.decode()
@@ -1043,4 +1070,4 @@ def test_a_rescan_whose_photo_is_gone_ends_in_a_named_state_and_leaves_nothing_i
         assert "The last rescan failed (image_missing)" in page
         assert listing.flag_reasons == ["text_image_mismatch"]  # the earlier scores stay
     else:
-        assert "Could not be scored (image_missing, 1 attempts)" in page
+        assert "Could not be scored (image_missing, 1 attempt)" in page

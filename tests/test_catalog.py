@@ -26,6 +26,14 @@ def test_the_demo_catalogue_loads_once_with_images(media_root):
     assert all((media_root / listing.image.name).is_file() for listing in Listing.objects.all())
     # A demo seller can log in, so that an app can get a token for one (README).
     assert Listing.objects.first().seller.check_password("demo-seller-pass")
+    # A listing its seller edited is not made again at the next start (a user trial: four
+    # edited listings came back as reposts of themselves).
+    edited = Listing.objects.first()
+    edited.title = "Renamed by its seller"
+    edited.save()
+    Listing.objects.last().delete()
+    call_command("catalog_load_demo", verbosity=0)
+    assert Listing.objects.count() == count - 1
 
 
 def test_the_admin_lists_listings(admin_client, listing_factory):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from moderation.models import FlagReason, ModerationStatus
 from moderation.transitions import history
@@ -85,8 +86,8 @@ def explain(obj) -> list[str]:
         if rejection is not None:
             lines.append(
                 _(
-                    "%(actor)s rejected version %(version)s of it on %(when)s (\u201c%(reason)s\u201d); the seller "
-                    "has changed it since. The history below shows every change."
+                    "%(actor)s rejected version %(version)s of it on %(when)s (\u201c%(reason)s\u201d); it has "
+                    "been edited since. The history below shows every change of its status."
                 )
                 % {
                     "actor": rejection.actor or _("A moderator"),
@@ -96,8 +97,13 @@ def explain(obj) -> list[str]:
                 }
             )
     if obj.moderation_status == ModerationStatus.ERROR:
+        text = ngettext(
+            "Could not be scored (%(code)s, %(attempts)d attempt): %(detail)s",
+            "Could not be scored (%(code)s, %(attempts)d attempts): %(detail)s",
+            obj.moderation_attempts,
+        )
         lines.append(
-            _("Could not be scored (%(code)s, %(attempts)d attempts): %(detail)s")
+            text
             % {"code": obj.moderation_error, "attempts": obj.moderation_attempts, "detail": obj.moderation_error_detail}
         )
     elif obj.moderation_error and obj.moderation_status != ModerationStatus.PENDING:

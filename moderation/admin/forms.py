@@ -17,7 +17,8 @@ class DecisionForm(forms.Form):
     longer than 2,000 characters is a form error, and nothing is decided.
     ``shown_status`` and ``shown_version``: the object's status and content version on
     the page the moderator decided from (``initial=shown(obj)``); the transition refuses
-    a decision on an object that changed since. The bulk actions' page sends neither.
+    a decision on an object that changed since. The bulk actions' page sends them per
+    object instead (``moderation_shown_<pk>``, ``mixins.shown_on_page``).
     """
 
     preset = forms.ChoiceField(label=_("Reason"), required=False)

@@ -51,6 +51,13 @@ def _done_message(verb: str, count: int) -> str:
     return ngettext("%(count)d queued for scoring.", "%(count)d queued for scoring.", count) % {"count": count}
 
 
+def shown_on_page(data, obj) -> tuple[str, int] | None:
+    """The (status, content version) of ``obj`` that the bulk actions' page showed, from its
+    hidden ``moderation_shown_<pk>`` field ("flagged:3"); None when the form holds none."""
+    status, _sep, version = data.get(f"moderation_shown_{obj.pk}", "").partition(":")
+    return (status, int(version)) if status and version.isdigit() else None
+
+
 def _nothing_else(held_by: list[str]) -> str:
     """The end of a list: nothing left, or only what others hold (``ReviewFlow.held_by``)."""
     if not held_by:
@@ -187,15 +194,34 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         return True
 
     def _decide_with_reason(self, request, queryset, verb: str):
-        """First an intermediate page that asks for the reason, then the decisions."""
+        """First an intermediate page that asks for the reason and shows the objects, then
+        the decisions, each on the object as that page showed it (its status and content
+        version, sent back with the form): one that changed since, a seller's edit among
+        them, is refused by the transition and named, as on an object's own page."""
         if self._nothing_selected(request, queryset):
             return None
+        objects = list(queryset)
+        self._report_dropped(request, objects, verb)
         form = DecisionForm(request.POST if "apply" in request.POST else None, verb=verb)
         if form.is_bound and form.is_valid():
-            done = self._apply(request, list(queryset), verb, form.cleaned_data["reason"])
+            shown = {str(obj.pk): shown_on_page(request.POST, obj) for obj in objects}
+            done = self._apply(request, objects, verb, form.cleaned_data["reason"], shown_of=shown)
             self._offer_undo(request, done, verb, back=ReviewFlow(self, request).url("changelist"))
             return None
-        return self.decision_page(request, list(queryset), verb, form, action=f"{verb}_selected")
+        return self.decision_page(request, objects, verb, form, action=f"{verb}_selected")
+
+    def _report_dropped(self, request, objects: list, verb: str) -> None:
+        """Say how many of the selected keys are not in this list any more (decided, edited
+        into another status, or deleted since the list was shown): nothing is done to them."""
+        selected = set(request.POST.getlist(ACTION_CHECKBOX_NAME))
+        dropped = len(selected - {str(obj.pk) for obj in objects})
+        if dropped:
+            text = ngettext(
+                "%(count)d of the selected %(name)s is not in this list any more: nothing is done to it.",
+                "%(count)d of the selected %(name)s are not in this list any more: nothing is done to them.",
+                dropped,
+            )
+            self.message_user(request, text % {"count": dropped, "name": self.objects_name(2)}, messages.WARNING)
 
     def decision_page(self, request, objects: list, verb: str, form: DecisionForm, *, action: str = ""):
         """The page that asks for a decision's reason, or shows why it was refused.
@@ -216,14 +242,29 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         }
         return TemplateResponse(request, "admin/moderation/decide.html", context)
 
-    def _apply(self, request, objects, verb: str, reason: str, *, shown: tuple[str, int] | None = None) -> list:
+    def _apply(
+        self,
+        request,
+        objects,
+        verb: str,
+        reason: str,
+        *,
+        shown: tuple[str, int] | None = None,
+        shown_of: dict | None = None,
+    ) -> list:
         """Decide on each of ``objects``; report what was done and what was refused.
-        ``shown``: the (status, version) the page showed (``transitions.decide``).
-        Returns the objects decided on."""
+        ``shown``: the (status, version) the page showed (``transitions.decide``);
+        ``shown_of``: the same for each object, by ``str(pk)``, from the bulk actions'
+        page. Returns the objects decided on."""
         done, refused = [], []
         for obj in objects:
+            seen = shown if shown_of is None else shown_of.get(str(obj.pk))
+            if shown_of is not None and seen is None:
+                text = _t("%(object)s was not on the page you confirmed: nothing was decided.")
+                refused.append(text % {"object": obj})
+                continue
             try:
-                transitions.decide(obj, verb, actor=request.user, reason=reason, shown=shown)
+                transitions.decide(obj, verb, actor=request.user, reason=reason, shown=seen)
                 done.append(obj)
             except InvalidTransition as exc:
                 refused.append(str(exc))
@@ -274,8 +315,11 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         }
 
     def undo_view(self, request):
-        """POST: take back the decisions of the session's undo offer (``transitions.undo``)."""
-        if request.method != "POST" or not self.has_moderate_permission(request):
+        """POST: take back the decisions of the session's undo offer (``transitions.undo``).
+        A GET (a typed or reloaded address) leads to the list, where the offer is shown."""
+        if request.method != "POST":
+            return HttpResponseRedirect(ReviewFlow(self, request).url("changelist"))
+        if not self.has_moderate_permission(request):
             raise PermissionDenied
         offer = request.session.get(UNDO_SESSION_KEY)
         if not offer or offer["url"] != request.path:
