@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Model, Q, Value
 from django.db.models.expressions import RawSQL
@@ -26,7 +27,7 @@ from pgvector.django import CosineDistance
 from PIL import Image
 
 from .conf import moderation_settings
-from .models import FlagReason, ModerationStatus
+from .models import FlagReason, ModerationStatus, RejectedPhoto
 from .registry import ModerationSpec
 from .vectors import nearest_first, set_index_options, vector_literal
 
@@ -83,7 +84,9 @@ def duplicate_query(
     Each object's vector is one row of an unnested array, joined LATERAL to index
     searches of its neighbours: among other owners' objects and, for a repost, among
     its owner's own, uploaded before it (``ModerationSpec.upload_order``) and not
-    rejected: a later copy is never an original, nor is a listing a moderator refused;
+    rejected: a later copy is never an original, nor is a listing a moderator refused
+    (the owner's own search also returns the owner's rejected objects, uploaded before or
+    after, marked ``moderation_rejected``, for ``rejected_copy``);
     and among other owners' objects uploaded *after* it (``later_copies``), a column
     ``moderation_later`` telling which. The inner queries are built by the ORM from the
     model's default manager (so the manager's own conditions hold) and refer to the
@@ -124,7 +127,12 @@ def duplicate_query(
     base = any_status.exclude(moderation_status=ModerationStatus.REJECTED)
 
     def uploaded(later: bool, *, rejected_too: bool = False):
-        condition = RawSQL(order % (">" if later else "<"), (), output_field=BooleanField())
+        sql = order % (">" if later else "<")
+        if rejected_too:  # a rejected object's picture, whenever it was uploaded
+            status = column(model._meta.get_field("moderation_status"))
+            condition = RawSQL(f"(({sql}) OR {status} = %s)", (ModerationStatus.REJECTED.value,), BooleanField())
+        else:
+            condition = RawSQL(sql, (), output_field=BooleanField())
         return (any_status if rejected_too else base).filter(condition).annotate(moderation_later=Value(later))
 
     columns = [
@@ -183,7 +191,8 @@ def duplicate_candidates(
 ) -> Found:
     """For each object, the photos nearest to its own: ``Found.earlier``, among objects
     uploaded before it, at most ``DUPLICATE_CANDIDATES`` of other owners (not rejected)
-    and as many of its own owner (rejected ones too, marked ``rejected``: ``rejected_copy``);
+    and as many of its own owner (rejected ones too, and the owner's ``RejectedPhoto``s,
+    marked ``rejected``: ``rejected_copy``);
     ``Found.later``, at most ``DUPLICATE_CANDIDATES`` of
     other owners uploaded after it (``later_copies``). One statement for the whole batch
     (``duplicate_query``): three index searches a photo.
@@ -205,7 +214,38 @@ def duplicate_candidates(
             (found.later if later else found.earlier)[position - 1].append(
                 Candidate(pk, phash, 1.0 - float(distance), same_owner, order, spec.text_from(texts), rejected)
             )
-    return Found(*([nearest_first(rows, distance=lambda c: -c.similarity) for rows in lists] for lists in found))
+    ordered = Found(*([nearest_first(rows, distance=lambda c: -c.similarity) for rows in lists] for lists in found))
+    kept = kept_photos(spec, objs, image_vectors, model_id=model_id)
+    for position, (rows, photos) in enumerate(zip(ordered.earlier, kept, strict=True)):
+        least = -1.0 if limits is None else limits[position]["DUPLICATE_MIN_SIMILARITY"] - 1e-9
+        rows.extend(candidate for candidate in photos if candidate.similarity >= least)
+    return ordered
+
+
+def kept_photos(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> list[list[Candidate]]:
+    """For each object, its owner's ``RejectedPhoto``s (photos of rejected objects that were
+    deleted or changed since) as ``Candidate``s marked ``rejected``, with their cosine
+    similarity to the object's photo (both vectors are unit length). One query for the
+    batch, by owner; an owner has few."""
+    owners = [None if (owner := spec.owner_id_of(obj)) is None else str(owner) for obj in objs]
+    if not spec.owner_field or not any(owner is not None for owner in owners):
+        return [[] for _ in objs]
+    rows = RejectedPhoto.objects.filter(
+        content_type=ContentType.objects.get_for_model(spec.model),
+        owner__in={owner for owner in owners if owner is not None},
+        embedding_model=model_id,
+    ).values_list("owner", "object_pk", "image_phash", "image_vector")
+    by_owner: dict[str, list] = {}
+    for owner, pk, phash, vector in rows:
+        values = vector.to_numpy() if hasattr(vector, "to_numpy") else vector  # pgvector's, or a list
+        by_owner.setdefault(owner, []).append((pk, phash, np.asarray(values, dtype=np.float32)))
+    return [
+        [
+            Candidate(pk, phash, float(np.dot(kept, vector)), True, (), "", rejected=True)
+            for pk, phash, kept in by_owner.get(owner, [])
+        ]
+        for owner, vector in zip(owners, image_vectors, strict=True)
+    ]
 
 
 def later_copies(spec: ModerationSpec, objs: list[Model], later: list[list[Candidate]], phashes, *, limits: list):

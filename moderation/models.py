@@ -312,6 +312,26 @@ class ReviewHold(ObjectRecord):
         return f"{self.moderator} holds {self.object_pk} until {self.expires_at:%H:%M}"
 
 
+class RejectedPhoto(ObjectRecord):
+    """A photo a moderator rejected that left its object while the object stood rejected:
+    the object was deleted, or its seller changed it. Its owner listing the picture again,
+    as a new object or on another one, is ``resubmitted`` (``duplicates.duplicate_candidates``);
+    pictures still on rejected objects are found on the objects themselves. The vector is
+    the embedder's (``embedding_model``), of any width; few rows an owner, read by owner."""
+
+    owner = models.CharField(max_length=64)
+    embedding_model = models.CharField(max_length=100)
+    image_vector = HalfVectorField()
+    image_phash = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["content_type", "owner"])]
+
+    def __str__(self) -> str:
+        return f"rejected photo of {self.object_pk} (owner {self.owner})"
+
+
 class Note(ObjectRecord):
     """A moderator's internal note on an object, shown with its decisions; never to the seller."""
 

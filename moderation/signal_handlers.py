@@ -4,15 +4,16 @@ The request that saves a listing never waits for an embedder: it hashes the text
 photo's bytes and the category (``ModerationSpec.content_hash``), and only when they changed does
 ``transitions.content_changed`` mark the object ``pending`` and queue a task, through
 ``transaction.on_commit`` so the worker sees the committed row. ``connect`` is called
-by the app's ``ready``.
+by the app's ``ready``. Deleting a rejected object keeps its photo (``on_delete``).
 """
 
 from __future__ import annotations
 
-from django.db.models.signals import post_save
+from django.apps import apps
+from django.db.models.signals import post_save, pre_delete
 
 from .registry import get_spec, is_registered
-from .transitions import content_changed
+from .transitions import content_changed, remember_rejected_photo
 
 
 def on_save(sender, instance, created, raw=False, update_fields=None, **kwargs) -> None:
@@ -37,5 +38,17 @@ def on_save(sender, instance, created, raw=False, update_fields=None, **kwargs) 
     content_changed(instance, new_hash=new_hash, created=False)
 
 
+def on_delete(sender, instance, **kwargs) -> None:
+    """``pre_delete`` of a registered model (and its proxies): a rejected object's photo is
+    kept (``transitions.remember_rejected_photo``), so that its owner cannot list it
+    again by deleting the rejected listing first."""
+    remember_rejected_photo(sender, instance.pk)
+
+
 def connect() -> None:
     post_save.connect(on_save, dispatch_uid="moderation.on_save")
+    # Per model, never for all: a pre_delete receiver for every model would cost every
+    # other model Django's fast deletes.
+    for model in apps.get_models():
+        if is_registered(model):
+            pre_delete.connect(on_delete, sender=model, dispatch_uid=f"moderation.on_delete.{model._meta.label_lower}")

@@ -26,7 +26,15 @@ from . import drains, queue, signals
 from .conf import moderation_settings
 from .db import update_rows
 from .exceptions import InvalidTransition
-from .models import DECIDED_STATUSES, UNSCORED_STATUSES, VECTOR_FIELDS, Decision, FlagReason, ModerationStatus
+from .models import (
+    DECIDED_STATUSES,
+    UNSCORED_STATUSES,
+    VECTOR_FIELDS,
+    Decision,
+    FlagReason,
+    ModerationStatus,
+    RejectedPhoto,
+)
 from .registry import get_spec
 from .scoring import Scores, with_severity
 from .vectors import to_db
@@ -112,6 +120,8 @@ def content_changed(obj: models.Model, *, new_hash: str, created: bool) -> bool:
         if row is None or row.content_hash == new_hash:
             return False
         from_status = "" if created else row.moderation_status
+        if from_status == S.REJECTED:  # its rejected photo may be on its way out
+            remember_rejected_photo(spec.model, row.pk)
         row.content_hash = new_hash
         row.moderation_version = F("moderation_version") + 1
         row.moderation_status = S.PENDING
@@ -227,6 +237,35 @@ def record_scores(
         update_rows(model, changed, fields)
         Decision.objects.bulk_create(decisions)
     return statuses
+
+
+def remember_rejected_photo(model: type[models.Model], pk) -> RejectedPhoto | None:
+    """Keep the photo of the object ``pk`` as a ``RejectedPhoto`` if the object stands
+    rejected with a scored photo: the photo is about to leave it (the object is deleted,
+    or its seller changes it), and its owner listing it again must still go to a
+    moderator; an approval of the object with that photo forgets it again (``_decide``).
+    In the caller's transaction (``content_changed``; the ``pre_delete`` of
+    ``signal_handlers``). None when there is nothing to keep (not rejected, never scored,
+    a model without ``owner_field``)."""
+    spec = get_spec(model)
+    if not spec.owner_field:
+        return None
+    owner = spec.model._meta.get_field(spec.owner_field).attname
+    row = (
+        spec.model._base_manager.filter(pk=pk, moderation_status=S.REJECTED, image_vector__isnull=False)
+        .values(owner, "embedding_model", "image_vector", "image_phash")
+        .first()
+    )
+    if row is None or row[owner] is None:
+        return None
+    return RejectedPhoto.objects.create(
+        content_type=ContentType.objects.get_for_model(spec.model),
+        object_pk=str(pk),
+        owner=str(row[owner]),
+        embedding_model=row["embedding_model"],
+        image_vector=row["image_vector"],
+        image_phash=row["image_phash"],
+    )
 
 
 def rejected_last(model: type[models.Model], pks: list) -> set[str]:
@@ -423,6 +462,12 @@ def _decide(
         from_status = row.moderation_status
         row.moderation_status = to_status
         row.save(update_fields=["moderation_status"])
+        if to_status == S.APPROVED:  # its photo, kept when it stood rejected, is accepted now
+            RejectedPhoto.objects.filter(
+                content_type=ContentType.objects.get_for_model(row),
+                object_pk=str(row.pk),
+                image_phash=row.image_phash,
+            ).delete()
         decision = _decision(
             row, from_status=from_status, to_status=to_status, actor=actor, reason=reason, with_scores=True
         )

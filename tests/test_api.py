@@ -288,6 +288,35 @@ def test_a_description_with_a_bidi_override_and_text_that_was_not_utf8_are_refus
     assert (bowl.title, bowl.description) == ("Green bowl", "")
 
 
+@pytest.mark.parametrize("way", ["delete it, then list it anew", "put it on an older listing"])
+def test_a_rejected_photo_cannot_be_made_public_again_by_deleting_its_listing_or_moving_it(
+    api, market, sellers, moderator, media_root, way
+):
+    """A third user trial: after a rejection the seller deleted the listing and posted the
+    same photo again, or put the photo on an older listing of theirs: both were public."""
+    bowl, older = market["green_bowl"], market["red_shoes"]  # both bob's; the shoes came first
+    transitions.reject(bowl, actor=moderator, reason="counterfeit")
+    with bowl.image.open("rb") as stored:
+        picture = stored.read()
+    api.force_authenticate(sellers[1])
+    upload = SimpleUploadedFile("bowl.jpg", picture, content_type="image/jpeg")
+    if way == "delete it, then list it anew":
+        assert api.delete(f"/api/listings/{bowl.pk}/").status_code == 204
+        answer = api.post("/api/listings/", new_listing_form(title="Green bowl", image=upload), format="multipart")
+        assert answer.status_code == 201, answer.content
+        relisted = Listing.objects.get(pk=answer.json()["id"])
+    else:
+        answer = api.patch(f"/api/listings/{older.pk}/", {"title": "Green bowl", "image": upload}, format="multipart")
+        assert answer.status_code == 200, answer.content
+        relisted = older
+    score_now(relisted)
+    assert relisted.moderation_status == S.FLAGGED
+    assert "resubmitted" in relisted.flag_reasons
+    assert relisted.pk not in [
+        hit["listing"]["id"] for hit in api.get("/api/search/text/", {"q": "green"}).json()["results"]
+    ]
+
+
 def test_an_approval_through_the_api_never_publishes_content_no_one_has_seen(api, market, sellers, moderator):
     """A user trial: a moderator read a flagged listing, its seller changed the title (back to
     pending, version 2), and the moderator's approve made the new, unscored title public."""
