@@ -303,6 +303,16 @@ def test_a_title_of_one_long_word_wraps_in_the_lists_heading_and_breadcrumbs(
     for path in paths:
         page.goto(f"{live_server.url}{path}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path
+    # The bulk actions' page and, after the decision, the undo bar name it too.
+    page.goto(f"{live_server.url}{QUEUE}")
+    page.check(f'input[name="_selected_action"][value="{listing.pk}"]')
+    page.select_option('select[name="action"]', "approve_selected")
+    page.click('button[name="index"]')
+    page.wait_for_selector("#moderation-decide-selected")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "bulk approve"
+    page.click('#moderation-decide-selected input[type="submit"]')
+    page.wait_for_selector("#moderation-undo-form")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280, "undo bar"
     shot(page, "long-title-queue")
 
 
