@@ -316,12 +316,12 @@ def _same_picture(phash: int | None, candidates: list[Candidate], limits: dict) 
     ]
 
 
-def rejected_copy(phash: int | None, *, candidates: list[Candidate], limits: dict) -> Candidate | None:
+def rejected_copy(phash: int | None, *, candidates: list[Candidate], limits: dict, of=None) -> Candidate | None:
     """The most similar of the owner's own objects that a moderator rejected and that show
     the same picture as this photo (``find_duplicate``'s test), or None: a rejected
     listing posted again as a new one goes to a moderator (``resubmitted``), as an edit
     of it does (``transitions.rejected_last``)."""
-    same = [c for c in _same_picture(phash, candidates, limits) if c.rejected and c.same_owner]
+    same = [c for c in _same_picture(phash, candidates, limits) if c.rejected and c.same_owner and str(c.pk) != str(of)]
     return max(same, key=attrgetter("similarity"), default=None)
 
 

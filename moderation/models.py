@@ -46,7 +46,7 @@ class FlagReason(models.TextChoices):
     PROHIBITED_ITEM = "prohibited_item", _("The photo or text looks like a prohibited item")
     # Not a score: the seller changed an object whose moderators' last word was a rejection
     # (``transitions.record_scores``), so the new content goes to a person, not to public.
-    RESUBMITTED = "resubmitted", _("Edited by the seller after a moderator rejected it")
+    RESUBMITTED = "resubmitted", _("Changed or listed again by the seller after a moderator rejected it")
 
 
 # The thresholds scoring reads, each with a default in conf.DEFAULTS["THRESHOLDS"].

@@ -253,7 +253,7 @@ def score_batch(
             reason, original = duplicate
             scores.duplicate_of, scores.duplicate_similarity = str(original.pk), original.similarity
             scores.flag_reasons.append(reason)
-        rejected = duplicates.rejected_copy(phash, candidates=earlier, limits=limits)
+        rejected = duplicates.rejected_copy(phash, candidates=earlier, limits=limits, of=obj.pk)
         if rejected:
             if not duplicate:  # the review panel shows the two photos side by side
                 scores.duplicate_of, scores.duplicate_similarity = str(rejected.pk), rejected.similarity

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from . import drains, queue, signals
 from .conf import moderation_settings
 from .db import update_rows
+from .duplicates import hamming
 from .exceptions import InvalidTransition
 from .models import (
     DECIDED_STATUSES,
@@ -36,7 +37,8 @@ from .models import (
     RejectedPhoto,
 )
 from .registry import get_spec
-from .scoring import Scores, with_severity
+from .scoring import Scores, thresholds_for, with_severity
+from .thresholds import stored as stored_thresholds
 from .vectors import to_db
 
 S = ModerationStatus
@@ -239,23 +241,23 @@ def record_scores(
     return statuses
 
 
-def remember_rejected_photo(model: type[models.Model], pk) -> RejectedPhoto | None:
+def remember_rejected_photo(model: type[models.Model], pk, *, standing: bool = False) -> RejectedPhoto | None:
     """Keep the photo of the object ``pk`` as a ``RejectedPhoto`` if the object stands
     rejected with a scored photo: the photo is about to leave it (the object is deleted,
     or its seller changes it), and its owner listing it again must still go to a
     moderator; an approval of the object with that photo forgets it again (``_decide``).
     In the caller's transaction (``content_changed``; the ``pre_delete`` of
-    ``signal_handlers``). None when there is nothing to keep (not rejected, never scored,
-    a model without ``owner_field``)."""
+    ``signal_handlers``). ``standing``: the caller knows the moderators' last word on the
+    object is a rejection whatever its status (``undo`` of a later approval). None when
+    there is nothing to keep (not rejected, never scored, a model without ``owner_field``)."""
     spec = get_spec(model)
     if not spec.owner_field:
         return None
     owner = spec.model._meta.get_field(spec.owner_field).attname
-    row = (
-        spec.model._base_manager.filter(pk=pk, moderation_status=S.REJECTED, image_vector__isnull=False)
-        .values(owner, "embedding_model", "image_vector", "image_phash")
-        .first()
-    )
+    rows = spec.model._base_manager.filter(pk=pk, image_vector__isnull=False)
+    if not standing:
+        rows = rows.filter(moderation_status=S.REJECTED)
+    row = rows.values(owner, "embedding_model", "image_vector", "image_phash").first()
     if row is None or row[owner] is None:
         return None
     return RejectedPhoto.objects.create(
@@ -468,12 +470,36 @@ def _decide(
                 object_pk=str(row.pk),
                 image_phash=row.image_phash,
             ).delete()
+        if to_status == S.REJECTED:
+            _rescan_copies(row)
         decision = _decision(
             row, from_status=from_status, to_status=to_status, actor=actor, reason=reason, with_scores=True
         )
         _send_on_commit(signals.object_decided, row, status=to_status, reason=reason, actor=actor, decision=decision)
     obj.moderation_status = to_status
     return row
+
+
+def _rescan_copies(row: models.Model) -> None:
+    """The owner's public, undecided (``ok``) objects showing the picture of ``row``, which a
+    moderator is rejecting, are scored again: the rejected picture makes them
+    ``resubmitted`` (a user trial listed a copy before the rejection, and it stayed
+    public). By the perceptual hash, within the category's ``PHASH_MAX_DISTANCE``; an
+    approved copy keeps its moderator's decision."""
+    spec = get_spec(type(row))
+    if not spec.owner_field or row.image_phash is None:
+        return
+    owner = spec.model._meta.get_field(spec.owner_field).attname
+    limits = thresholds_for(spec.category_of(row), stored=stored_thresholds(spec.label))
+    copies = (
+        spec.model._default_manager.filter(**{owner: getattr(row, owner)}, moderation_status=S.OK)
+        .exclude(pk=row.pk)
+        .exclude(image_phash=None)
+        .values_list("pk", "image_phash")
+    )
+    for pk, phash in copies:
+        if hamming(phash, row.image_phash) <= limits["PHASH_MAX_DISTANCE"]:
+            rescan(spec.model(pk=pk))
 
 
 def _changed_since(row: models.Model, *, shown_version: int | None = None) -> str:
@@ -572,6 +598,10 @@ def undo(obj: models.Model, *, actor, within_seconds: float) -> models.Model:
         row.moderation_status = last.from_status
         row.save(update_fields=["moderation_status"])
         _decision(row, from_status=last.to_status, to_status=last.from_status, actor=actor, reason="undo")
+        if last.to_status == S.APPROVED and str(row.pk) in rejected_last(type(row), [row.pk]):
+            # The approval had forgotten the photo it accepted (``_decide``): the rejection
+            # before it stands again, and so does its photo (a user trial relisted it).
+            remember_rejected_photo(type(row), row.pk, standing=True)
     obj.moderation_status = row.moderation_status
     return row
 

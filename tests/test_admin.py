@@ -281,7 +281,7 @@ def test_a_resubmission_is_explained_with_the_rejection_it_follows(client, moder
     page = client.get(listing_url(listing)).content.decode()
     assert f"{moderator} rejected version 1 of it on" in page
     assert "Counterfeit &lt;b&gt;brand&lt;/b&gt;" in page  # escaped, as every text of a seller's or moderator's
-    assert "Edited by the seller after a moderator rejected it" in page
+    assert "Changed or listed again by the seller after a moderator rejected it" in page
 
 
 def test_a_rejected_photo_listed_again_shows_both_photos_and_says_so(

@@ -317,6 +317,37 @@ def test_a_rejected_photo_cannot_be_made_public_again_by_deleting_its_listing_or
     ]
 
 
+def test_a_rejected_photo_stays_rejected_after_an_approval_is_undone_and_its_earlier_copies_are_reviewed(
+    api, market, sellers, moderator, media_root, django_capture_on_commit_callbacks
+):
+    """A fourth user trial: (1) reject, the seller edits, a moderator approves by mistake
+    and undoes it, then the seller lists the photo anew: public; (2) a copy the seller
+    listed before the rejection stayed public."""
+    bowl = market["green_bowl"]
+    with bowl.image.open("rb") as stored:
+        picture = stored.read()
+    api.force_authenticate(sellers[1])
+    form = new_listing_form(title="Green bowl, spare", image=SimpleUploadedFile("b.jpg", picture))
+    earlier_copy = Listing.objects.get(pk=api.post("/api/listings/", form, format="multipart").json()["id"])
+    score_now(earlier_copy)
+    assert earlier_copy.moderation_status == S.OK  # the same seller's own picture: no repost (other text)
+    with django_capture_on_commit_callbacks(execute=True):
+        transitions.reject(bowl, actor=moderator, reason="counterfeit")
+    score_now(earlier_copy, force=True)  # the rescan the rejection queued
+    assert (earlier_copy.moderation_status, earlier_copy.flag_reasons) == (S.FLAGGED, ["resubmitted"])
+    assert earlier_copy.duplicate_of == str(bowl.pk)
+    api.patch(f"/api/listings/{bowl.pk}/", {"title": "Green bowl, genuine"}, format="json")
+    score_now(bowl)
+    assert (bowl.moderation_status, bowl.duplicate_of) == (S.FLAGGED, "")  # not a copy of itself
+    transitions.approve(bowl, actor=moderator)
+    transitions.undo(bowl, actor=moderator, within_seconds=60)
+    form = new_listing_form(title="Trekking bowl", image=SimpleUploadedFile("c.jpg", picture))
+    relisted = Listing.objects.get(pk=api.post("/api/listings/", form, format="multipart").json()["id"])
+    score_now(relisted)
+    assert relisted.moderation_status == S.FLAGGED
+    assert "resubmitted" in relisted.flag_reasons
+
+
 def test_an_approval_through_the_api_never_publishes_content_no_one_has_seen(api, market, sellers, moderator):
     """A user trial: a moderator read a flagged listing, its seller changed the title (back to
     pending, version 2), and the moderator's approve made the new, unscored title public."""
