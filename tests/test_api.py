@@ -218,8 +218,10 @@ def test_a_rejected_listing_its_seller_edits_goes_back_to_a_moderator_never_to_p
     api.force_authenticate(sellers[1])
     edited = api.patch(f"/api/listings/{bowl.pk}/", {"title": title}, format="json").json()
     assert (edited["moderation"]["status"], edited["moderation"]["version"]) == ("pending", 2)
+    assert edited["moderation"]["rejection_reason"] == "Counterfeit"  # still what to fix while it waits
     score_now(bowl)
     assert (bowl.moderation_status, bowl.flag_reasons) == (S.FLAGGED, ["resubmitted"])
+    assert api.get(f"/api/listings/{bowl.pk}/").json()["moderation"]["rejection_reason"] == "Counterfeit"
     assert bowl.severity == 35
     assert "Green salad bowl" not in str(titles(api.get("/api/search/text/", {"q": "green bowl", "k": 10})))
     api.force_authenticate(moderator)
@@ -228,7 +230,9 @@ def test_a_rejected_listing_its_seller_edits_goes_back_to_a_moderator_never_to_p
     # Approved this time: the moderators' last word is no rejection, and an edit is scored as usual.
     assert api.post(f"/api/moderation/listings/{bowl.pk}/approve/", {}, format="json").status_code == 200
     api.force_authenticate(sellers[1])
+    assert api.get(f"/api/listings/{bowl.pk}/").json()["moderation"]["rejection_reason"] is None
     api.patch(f"/api/listings/{bowl.pk}/", {"title": "Green bowl"}, format="json")
+    assert api.get(f"/api/listings/{bowl.pk}/").json()["moderation"]["rejection_reason"] is None
     score_now(bowl)
     assert (bowl.moderation_status, bowl.flag_reasons) == (S.OK, [])
 

@@ -15,7 +15,7 @@ from moderation.conf import moderation_settings
 from moderation.models import Decision, FlagReason, ModerationStatus
 from moderation.registry import get_spec
 from moderation.search import MAX_K
-from moderation.transitions import decision_reason, history
+from moderation.transitions import decision_reason, history, rejected_last
 from moderation.uploads import validate_photo
 from moderation.visible_text import MinVisibleLengthValidator, ProhibitReplacementCharacterValidator
 
@@ -77,8 +77,18 @@ class ModerationStateSerializer(serializers.Serializer):
         return fields
 
     def get_rejection_reason(self, obj) -> str | None:
-        """The reason of the rejection in force (what the seller must fix); None otherwise."""
-        if obj.moderation_status != ModerationStatus.REJECTED:
+        """The reason of the rejection in force (what the seller must fix): while the object
+        is rejected, and while its seller's changes after the rejection wait for a
+        moderator (``pending`` again, or ``flagged`` as ``resubmitted``), so that the
+        seller still sees what to fix; None otherwise. A query only for those objects."""
+        status = obj.moderation_status
+        if status == ModerationStatus.FLAGGED and FlagReason.RESUBMITTED in obj.flag_reasons:
+            waiting = True
+        else:  # edited since it was first saved (version 1 is the first content)
+            waiting = status == ModerationStatus.PENDING and obj.moderation_version > 1
+        if waiting:
+            waiting = str(obj.pk) in rejected_last(type(obj), [obj.pk])
+        if status != ModerationStatus.REJECTED and not waiting:
             return None
         return history(obj).filter(to_status=ModerationStatus.REJECTED).values_list("reason", flat=True).first()
 
