@@ -162,7 +162,7 @@ def duplicate_query(
             uploaded(False, rejected_too=True).filter(own).annotate(moderation_same_owner=Value(True)),
             uploaded(True).filter(others).annotate(moderation_same_owner=Value(False)),
         ]
-        owners = [None if (value := spec.owner_id_of(obj)) is None else str(value) for obj in objs]
+        owners = owner_keys(spec, objs)
     else:
         searches = [uploaded(later).annotate(moderation_same_owner=Value(False)) for later in (False, True)]
     parts, inner_params = [], []
@@ -222,12 +222,18 @@ def duplicate_candidates(
     return ordered
 
 
+def owner_keys(spec: ModerationSpec, objs: list[Model]) -> list[str | None]:
+    """Each object's owner as text (how the lookup's parameters and ``RejectedPhoto`` hold
+    it), None for an object without one."""
+    return [None if (owner := spec.owner_id_of(obj)) is None else str(owner) for obj in objs]
+
+
 def kept_photos(spec: ModerationSpec, objs: list[Model], image_vectors, *, model_id: str) -> list[list[Candidate]]:
     """For each object, its owner's ``RejectedPhoto``s (photos of rejected objects that were
     deleted or changed since) as ``Candidate``s marked ``rejected``, with their cosine
     similarity to the object's photo (both vectors are unit length). One query for the
     batch, by owner; an owner has few."""
-    owners = [None if (owner := spec.owner_id_of(obj)) is None else str(owner) for obj in objs]
+    owners = owner_keys(spec, objs)
     if not spec.owner_field or not any(owner is not None for owner in owners):
         return [[] for _ in objs]
     rows = RejectedPhoto.objects.filter(

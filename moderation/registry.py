@@ -169,10 +169,14 @@ class ModerationSpec:
             return (getattr(obj, self.created_field), obj.pk)
         return (obj.pk,)
 
+    @property
+    def owner_attname(self) -> str | None:
+        """The owner field's column attribute (``seller_id`` for a foreign key ``seller``),
+        None without ``owner_field``."""
+        return self.model._meta.get_field(self.owner_field).attname if self.owner_field else None
+
     def owner_id_of(self, obj: models.Model):
-        if not self.owner_field:
-            return None
-        return getattr(obj, self.model._meta.get_field(self.owner_field).attname)
+        return getattr(obj, self.owner_attname) if self.owner_field else None
 
     def category_display(self, values) -> dict:
         """Stored category values (a foreign key's ids, a choice's values) -> their labels."""

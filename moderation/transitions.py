@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from . import drains, queue, signals
 from .conf import moderation_settings
 from .db import update_rows
-from .duplicates import hamming
+from .duplicates import same_picture
 from .exceptions import InvalidTransition
 from .models import (
     DECIDED_STATUSES,
@@ -251,9 +251,9 @@ def remember_rejected_photo(model: type[models.Model], pk, *, standing: bool = F
     object is a rejection whatever its status (``undo`` of a later approval). None when
     there is nothing to keep (not rejected, never scored, a model without ``owner_field``)."""
     spec = get_spec(model)
-    if not spec.owner_field:
+    owner = spec.owner_attname
+    if owner is None:
         return None
-    owner = spec.model._meta.get_field(spec.owner_field).attname
     rows = spec.model._base_manager.filter(pk=pk, image_vector__isnull=False)
     if not standing:
         rows = rows.filter(moderation_status=S.REJECTED)
@@ -489,16 +489,15 @@ def _rescan_copies(row: models.Model) -> None:
     spec = get_spec(type(row))
     if not spec.owner_field or row.image_phash is None:
         return
-    owner = spec.model._meta.get_field(spec.owner_field).attname
     limits = thresholds_for(spec.category_of(row), stored=stored_thresholds(spec.label))
     copies = (
-        spec.model._default_manager.filter(**{owner: getattr(row, owner)}, moderation_status=S.OK)
+        spec.model._default_manager.filter(**{spec.owner_attname: spec.owner_id_of(row)}, moderation_status=S.OK)
         .exclude(pk=row.pk)
         .exclude(image_phash=None)
         .values_list("pk", "image_phash")
     )
     for pk, phash in copies:
-        if hamming(phash, row.image_phash) <= limits["PHASH_MAX_DISTANCE"]:
+        if same_picture(phash, row.image_phash, limits["PHASH_MAX_DISTANCE"]):
             rescan(spec.model(pk=pk))
 
 
