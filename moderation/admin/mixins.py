@@ -201,7 +201,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
         if self._nothing_selected(request, queryset):
             return None
         objects = list(queryset)
-        self._report_dropped(request, objects, verb)
+        self._report_dropped(request, objects)
         form = DecisionForm(request.POST if "apply" in request.POST else None, verb=verb)
         if form.is_bound and form.is_valid():
             shown = {str(obj.pk): shown_on_page(request.POST, obj) for obj in objects}
@@ -210,7 +210,7 @@ class ModerationAdminMixin(CheckedLookupsMixin):
             return None
         return self.decision_page(request, objects, verb, form, action=f"{verb}_selected")
 
-    def _report_dropped(self, request, objects: list, verb: str) -> None:
+    def _report_dropped(self, request, objects: list) -> None:
         """Say how many of the selected keys are not in this list any more (decided, edited
         into another status, or deleted since the list was shown): nothing is done to them."""
         selected = set(request.POST.getlist(ACTION_CHECKBOX_NAME))
